@@ -1,0 +1,14 @@
+/* The command line: where errors meet a person, so messages are made here, once. */
+#ifndef KEKFS_CLI_H
+#define KEKFS_CLI_H
+
+#define KEKFS_VERSION "0.1.0"
+
+/* Prints "kekfs: MESSAGE" on stderr; returns -1 so callers can 'return cli_error(...)'. */
+int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+int cmd_init(int argc, char **argv);
+int cmd_mount(int argc, char **argv);
+int cmd_umount(int argc, char **argv);
+
+#endif

@@ -1,0 +1,406 @@
+/*
+ * kekfs mount: unlock, mount, and only then return. Without -f the work happens in a child
+ * that tells the waiting parent how it went, so errors reach the terminal and the exit
+ * status, and keys never exist in the parent.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#include "../fs/fuse_ops.h"
+#include "../fs/log.h"
+#include "cli.h"
+#include "secret.h"
+
+static const char mount_usage[] =
+	"Usage: kekfs mount [OPTIONS] BACKING MOUNTPOINT\n"
+	"\n"
+	"Unlocks the volume in BACKING and mounts it at MOUNTPOINT. Returns once the mount is\n"
+	"ready (exit 0), or prints what is wrong and exits non-zero with nothing mounted.\n"
+	"\n"
+	"  -f, --foreground         stay in the foreground, log to stderr\n"
+	"  -o OPTS                  comma-separated: allow_other (implies default_permissions),\n"
+	"                           default_permissions, ro, keyfile=F, passfile=F, keyring=P\n"
+	"  --key-file FILE          unlock with a 32-byte key file\n"
+	"  --passphrase-file FILE   unlock with the passphrase on the first line of FILE\n"
+	"                           (without either, the passphrase is asked on the terminal)\n"
+	"  --keyring PATH           the keyring, if it is kept outside BACKING\n"
+	"  --log-file FILE          append the daemon's log to FILE (default: syslog)\n"
+	"  -h, --help               show this help\n"
+	"\n"
+	"Unmount with 'kekfs umount MOUNTPOINT', 'fusermount3 -u MOUNTPOINT' or SIGTERM.\n";
+
+struct mount_opts {
+	struct secret_source src;
+	const char *keyring;
+	const char *log_file;
+	int foreground;
+	int allow_other, default_permissions, read_only;
+	char backing[PATH_MAX], mountpoint[PATH_MAX];
+};
+
+/* Splits -o into kekfs's own options and the FUSE mount options it passes on. */
+static int parse_o(struct mount_opts *o, char *opts)
+{
+	char *save = NULL;
+
+	for (char *opt = strtok_r(opts, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+		if (strncmp(opt, "keyfile=", 8) == 0)
+			o->src.key_file = opt + 8;
+		else if (strncmp(opt, "passfile=", 9) == 0)
+			o->src.passphrase_file = opt + 9;
+		else if (strncmp(opt, "keyring=", 8) == 0)
+			o->keyring = opt + 8;
+		else if (strcmp(opt, "allow_other") == 0)
+			o->allow_other = o->default_permissions = 1;
+		else if (strcmp(opt, "default_permissions") == 0)
+			o->default_permissions = 1;
+		else if (strcmp(opt, "ro") == 0)
+			o->read_only = 1;
+		else if (strcmp(opt, "rw") == 0)
+			o->read_only = 0;
+		else
+			return cli_error("unknown mount option '%s': see 'kekfs mount --help'", opt);
+	}
+	return 0;
+}
+
+static int mount_parse(int argc, char **argv, struct mount_opts *o)
+{
+	static const struct option longopts[] = {
+		{"foreground", no_argument, NULL, 'f'},
+		{"key-file", required_argument, NULL, 'k'},
+		{"passphrase-file", required_argument, NULL, 'p'},
+		{"keyring", required_argument, NULL, 'r'},
+		{"log-file", required_argument, NULL, 'l'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	while ((c = getopt_long(argc, argv, "fo:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			o->foreground = 1;
+			break;
+		case 'o':
+			if (parse_o(o, optarg) != 0)
+				return -1;
+			break;
+		case 'k':
+			o->src.key_file = optarg;
+			break;
+		case 'p':
+			o->src.passphrase_file = optarg;
+			break;
+		case 'r':
+			o->keyring = optarg;
+			break;
+		case 'l':
+			o->log_file = optarg;
+			break;
+		case 'h':
+			fputs(mount_usage, stdout);
+			exit(0);
+		default:
+			return cli_error("see 'kekfs mount --help'");
+		}
+	}
+	if (optind != argc - 2)
+		return cli_error("mount takes BACKING and MOUNTPOINT: see 'kekfs mount --help'");
+	if (!realpath(argv[optind], o->backing))
+		return cli_error("backing directory %s: %s", argv[optind], strerror(errno));
+	if (!realpath(argv[optind + 1], o->mountpoint))
+		return cli_error("mount point %s does not exist: create it with 'mkdir %s'",
+				 argv[optind + 1], argv[optind + 1]);
+	return 0;
+}
+
+/* 1 if path is a mount point listed in /proc/self/mountinfo. */
+static int is_mounted(const char *path)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[8192], mnt[PATH_MAX];
+	int found = 0;
+
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1 && strcmp(mnt, path) == 0)
+			found = 1;
+	fclose(f);
+	return found;
+}
+
+/* The mount point must be an empty directory that nothing is mounted on. */
+static int mountpoint_check(const char *mp)
+{
+	struct stat st;
+	struct dirent *de;
+	DIR *d;
+
+	if (stat(mp, &st) != 0 || !S_ISDIR(st.st_mode))
+		return cli_error("mount point %s is not a directory", mp);
+	if (is_mounted(mp))
+		return cli_error("%s is already a mount point: unmount it first ('kekfs umount %s')",
+				 mp, mp);
+	d = opendir(mp);
+	if (!d)
+		return cli_error("cannot open mount point %s: %s", mp, strerror(errno));
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+			closedir(d);
+			return cli_error("mount point %s is not empty: mount on an empty directory", mp);
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+static int fuse_device_check(void)
+{
+	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return cli_error("/dev/fuse is not available (%s): install fuse3 and load the fuse "
+				 "module ('modprobe fuse')",
+				 strerror(errno));
+	close(fd);
+	return 0;
+}
+
+/* Loads the volume config and unlocks keyring and name key, with one message per failure. */
+static int volume_unlock_all(const struct mount_opts *o, struct volume *vol, struct keyring **kr)
+{
+	char vpath[PATH_MAX + 32], kpath[PATH_MAX + 32];
+	struct kr_secret secret;
+	int rc;
+
+	snprintf(vpath, sizeof(vpath), "%s/%s/%s", o->backing, VOLUME_DIR, VOLUME_FILE);
+	snprintf(kpath, sizeof(kpath), "%s/%s/%s", o->backing, VOLUME_DIR, KEYRING_FILE);
+	rc = volume_load(vpath, vol);
+	if (rc == VOL_ERR_MISSING)
+		return cli_error("%s is not a kekfs volume (no %s/%s): create one with 'kekfs init'",
+				 o->backing, VOLUME_DIR, VOLUME_FILE);
+	if (rc != VOL_OK)
+		return cli_error("%s: %s", vpath, volume_strerror(rc));
+	if (secret_read(&o->src, 0, &secret) != 0)
+		return -1;
+	rc = keyring_load(o->keyring ? o->keyring : kpath, vol->id, &secret, kr);
+	secret_free(&secret);
+	if (rc == KR_ERR_MISSING && !o->keyring)
+		return cli_error("no keyring at %s: if it is kept elsewhere, give --keyring PATH",
+				 kpath);
+	if (rc != KR_OK)
+		return cli_error("cannot unlock %s: %s", o->keyring ? o->keyring : kpath,
+				 keyring_strerror(rc));
+	rc = volume_unlock(vol, *kr);
+	if (rc != VOL_OK)
+		return cli_error("%s: %s", vpath, volume_strerror(rc));
+	return 0;
+}
+
+/* Escapes commas and backslashes for a FUSE -o value. */
+static void fuse_opt_escape(char *out, size_t size, const char *in)
+{
+	size_t n = 0;
+
+	for (; *in && n + 2 < size; in++) {
+		if (*in == ',' || *in == '\\')
+			out[n++] = '\\';
+		out[n++] = *in;
+	}
+	out[n] = '\0';
+}
+
+static struct fuse_session *session_create(const struct mount_opts *o, struct kekfs_fs *fs)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	char fsname[PATH_MAX * 2], opt[PATH_MAX * 2 + 32];
+	struct fuse_session *se;
+
+	fuse_opt_escape(fsname, sizeof(fsname), o->backing);
+	snprintf(opt, sizeof(opt), "-osubtype=kekfs,fsname=%s", fsname);
+	if (fuse_opt_add_arg(&args, "kekfs") != 0 || fuse_opt_add_arg(&args, opt) != 0 ||
+	    (o->allow_other && fuse_opt_add_arg(&args, "-oallow_other") != 0) ||
+	    (o->default_permissions && fuse_opt_add_arg(&args, "-odefault_permissions") != 0) ||
+	    (o->read_only && fuse_opt_add_arg(&args, "-oro") != 0)) {
+		fuse_opt_free_args(&args);
+		return NULL;
+	}
+	se = fuse_session_new(&args, kekfs_fs_ops(), sizeof(*kekfs_fs_ops()), fs);
+	fuse_opt_free_args(&args);
+	return se;
+}
+
+/* Tells the waiting parent the outcome (0 = mounted); -1 fd in the foreground. */
+static void report_parent(int fd, unsigned char status)
+{
+	if (fd >= 0) {
+		(void)!write(fd, &status, 1);
+		close(fd);
+	}
+}
+
+/* Detaches from the terminal once mounted: stdio to /dev/null, own session. */
+static void detach_stdio(void)
+{
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		close(null);
+	}
+	setsid();
+	if (chdir("/") != 0)
+		log_msg(LOG_WARNING, "cannot chdir to /");
+}
+
+/* Serves the mount until it is unmounted or the daemon gets SIGTERM/SIGINT. */
+static int session_serve(struct fuse_session *se)
+{
+	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	int rc;
+
+	if (!cfg)
+		return -1;
+	fuse_loop_cfg_set_clone_fd(cfg, 0);
+	fuse_loop_cfg_set_max_threads(cfg, 16);
+	rc = fuse_session_loop_mt(se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	return rc;
+}
+
+static int mount_run(struct mount_opts *o, int status_fd)
+{
+	struct volume vol = {0};
+	struct keyring *kr = NULL;
+	struct kekfs_fs *fs = NULL;
+	struct fuse_session *se = NULL;
+	struct kekfs_fs_config cfg;
+	int rc = -1, backing_fd = -1, mounted = 0;
+
+	if (mountpoint_check(o->mountpoint) != 0 || fuse_device_check() != 0 ||
+	    volume_unlock_all(o, &vol, &kr) != 0)
+		goto out;
+	if (o->log_file && log_open(LOG_TO_FILE, o->log_file) != 0) {
+		cli_error("cannot open log file %s: %s", o->log_file, strerror(errno));
+		goto out;
+	}
+	backing_fd = open(o->backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (backing_fd < 0) {
+		cli_error("cannot open %s: %s", o->backing, strerror(errno));
+		goto out;
+	}
+	cfg = (struct kekfs_fs_config){.backing_fd = backing_fd, .vol = &vol, .kr = kr};
+	fs = kekfs_fs_new(&cfg);
+	if (!fs) {
+		cli_error("out of memory");
+		close(backing_fd);
+		goto out;
+	}
+	se = session_create(o, fs);
+	if (!se || fuse_set_signal_handlers(se) != 0) {
+		cli_error("cannot start a FUSE session (bad options?)");
+		goto out;
+	}
+	if (fuse_session_mount(se, o->mountpoint) != 0) {
+		cli_error("cannot mount on %s: see the message above", o->mountpoint);
+		goto out;
+	}
+	mounted = 1;
+	if (!o->foreground) {
+		if (!o->log_file)
+			log_open(LOG_TO_SYSLOG, NULL);
+		detach_stdio();
+	}
+	log_msg(LOG_INFO, "mounted %s on %s", o->backing, o->mountpoint);
+	report_parent(status_fd, 0);
+	status_fd = -1;
+	rc = session_serve(se);
+	log_msg(LOG_INFO, "unmounting %s", o->mountpoint);
+out:
+	report_parent(status_fd, 1);
+	if (se) {
+		fuse_remove_signal_handlers(se);
+		if (mounted)
+			fuse_session_unmount(se);
+		fuse_session_destroy(se);
+	}
+	kekfs_fs_free(fs);
+	keyring_free(kr);
+	volume_clear(&vol);
+	return rc == 0 ? 0 : 1;
+}
+
+/* The parent's side: wait for the child's word, and exit with it. */
+static int wait_for_child(pid_t child, int status_fd)
+{
+	unsigned char status = 1;
+	ssize_t n;
+	int wstatus;
+
+	do
+		n = read(status_fd, &status, 1);
+	while (n < 0 && errno == EINTR);
+	close(status_fd);
+	if (n == 1 && status == 0)
+		return 0;
+	waitpid(child, &wstatus, 0);
+	if (n != 1)
+		cli_error("the daemon exited before the mount was ready");
+	return 1;
+}
+
+int cmd_mount(int argc, char **argv)
+{
+	struct mount_opts o;
+	int pipefd[2];
+	pid_t pid;
+
+	if (mount_parse(argc, argv, &o) != 0)
+		return 1;
+	if (o.foreground)
+		return mount_run(&o, -1);
+	if (pipe2(pipefd, O_CLOEXEC) != 0)
+		return cli_error("cannot create a pipe: %s", strerror(errno)), 1;
+	pid = fork();
+	if (pid < 0)
+		return cli_error("cannot fork: %s", strerror(errno)), 1;
+	if (pid > 0) {
+		close(pipefd[1]);
+		return wait_for_child(pid, pipefd[0]);
+	}
+	close(pipefd[0]);
+	return mount_run(&o, pipefd[1]);
+}
+
+int cmd_umount(int argc, char **argv)
+{
+	char mp[PATH_MAX];
+
+	if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+		puts("Usage: kekfs umount MOUNTPOINT\n\nUnmounts a kekfs mount; the daemon then "
+		     "wipes its keys and exits.");
+		return 0;
+	}
+	if (argc != 2)
+		return cli_error("umount takes one mount point: see 'kekfs umount --help'"), 1;
+	if (!realpath(argv[1], mp))
+		return cli_error("%s: %s", argv[1], strerror(errno)), 1;
+	if (!is_mounted(mp))
+		return cli_error("%s is not mounted", mp), 1;
+	execlp("fusermount3", "fusermount3", "-u", "--", mp, (char *)NULL);
+	return cli_error("cannot run fusermount3: %s (install fuse3)", strerror(errno)), 1;
+}

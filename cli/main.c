@@ -1,0 +1,61 @@
+/* kekfs: one binary, one subcommand per job. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../crypto/secmem.h"
+#include "cli.h"
+
+static const char usage[] =
+	"Usage: kekfs COMMAND [OPTIONS] ...\n"
+	"\n"
+	"An encrypted FUSE filesystem with per-file keys and rotatable key-encryption keys.\n"
+	"\n"
+	"Commands:\n"
+	"  init BACKING                  create an encrypted volume in an empty directory\n"
+	"  mount BACKING MOUNTPOINT      unlock the volume and mount it in plaintext\n"
+	"  umount MOUNTPOINT             unmount a kekfs mount\n"
+	"\n"
+	"Options:\n"
+	"  -h, --help                    show this help (or 'kekfs COMMAND --help')\n"
+	"  -V, --version                 show the version\n";
+
+int cli_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("kekfs: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
+		printf("kekfs %s\n", KEKFS_VERSION);
+		return 0;
+	}
+	if (secmem_init() != 0) {
+		cli_error("cannot initialise libsodium or turn off core dumps");
+		return 1;
+	}
+	if (strcmp(argv[1], "init") == 0)
+		return cmd_init(argc - 1, argv + 1);
+	if (strcmp(argv[1], "mount") == 0)
+		return cmd_mount(argc - 1, argv + 1);
+	if (strcmp(argv[1], "umount") == 0 || strcmp(argv[1], "unmount") == 0)
+		return cmd_umount(argc - 1, argv + 1);
+	cli_error("unknown command '%s': see 'kekfs --help'", argv[1]);
+	return 2;
+}

@@ -1,0 +1,19 @@
+/* Secure memory: every key lives in guarded, locked pages and is wiped on free. */
+#ifndef KEKFS_SECMEM_H
+#define KEKFS_SECMEM_H
+
+#include <stddef.h>
+
+/* Initialises libsodium and turns off core dumps; call once before any key exists. */
+int secmem_init(void);
+
+/* Allocates n bytes of guarded, mlock'ed memory (sodium_malloc); NULL on failure. */
+void *secmem_alloc(size_t n);
+
+/* Wipes and frees memory from secmem_alloc; NULL is allowed. */
+void secmem_free(void *p);
+
+/* Wipes a stack or heap buffer in a way the compiler cannot elide. */
+void secmem_wipe(void *p, size_t n);
+
+#endif

@@ -1,0 +1,54 @@
+/*
+ * Encrypted file contents on an open backing fd: create, load, read, write, truncate.
+ * Callers hold the inode's lock (shared for reads, exclusive otherwise). No FUSE here.
+ */
+#ifndef KEKFS_FILEIO_H
+#define KEKFS_FILEIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "chunk.h"
+#include "header.h"
+#include "volume.h"
+
+/* What an open inode needs to read and write its contents. */
+struct file_crypt {
+	struct file_header hdr;
+	uint8_t *dek;	    /* secure memory, NULL when not loaded */
+	uint64_t bad_chunk; /* index of the last chunk that failed authentication, for logs */
+	int hdr_err;	    /* HDR_* code of the last header failure, for logs */
+};
+
+/* The keys and geometry every file of a volume shares. */
+struct volume_keys {
+	const struct volume *vol;
+	const struct keyring *kr;
+	struct chunk_geom geom;
+};
+
+/* Gives a new backing file a fresh file id and DEK (fc holds none yet), and an empty final chunk. */
+int fileio_create(int fd, const struct volume_keys *vk, struct file_crypt *fc);
+
+/* Reads the header and unwraps the DEK. -EBADMSG (reason in fc->hdr_err) or -errno. */
+int fileio_load(int fd, const struct volume_keys *vk, struct file_crypt *fc);
+
+/* Wipes the DEK. */
+void fileio_drop(struct file_crypt *fc);
+
+/* Plaintext size from the backing size; -EIO if impossible. */
+int fileio_size(int fd, const struct chunk_geom *g, uint64_t *plain);
+
+/* Returns bytes read, or -errno (-EBADMSG when a chunk does not authenticate). */
+ssize_t fileio_read(int fd, const struct volume_keys *vk, struct file_crypt *fc, char *buf,
+		    size_t n, uint64_t off);
+
+/* Returns n, or -errno. Writing past the end leaves holes in between. */
+ssize_t fileio_write(int fd, const struct volume_keys *vk, struct file_crypt *fc,
+		     const char *buf, size_t n, uint64_t off);
+
+/* Sets the plaintext size; to 0 re-keys the file (new file id and DEK). */
+int fileio_truncate(int fd, const struct volume_keys *vk, struct file_crypt *fc, uint64_t size);
+
+#endif

@@ -1,0 +1,1189 @@
+/*
+ * FUSE low-level operations. Modelled on libfuse's passthrough_ll.c: every inode the kernel
+ * knows holds an O_PATH fd of its backing object, so all work is relative to directory fds
+ * (*at() calls) and renames or long paths need no path rebuilding. Regular files add an
+ * encryption state (header, DEK, lock) shared by all handles of the inode.
+ */
+#include "fuse_ops.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "../crypto/secmem.h"
+#include "fileio.h"
+#include "log.h"
+#include "objcrypt.h"
+
+#define INODE_BUCKETS (1u << 16)
+#define ATTR_TIMEOUT 1.0
+#define MAX_IO (1u << 20)
+
+struct kinode {
+	struct kinode *next; /* hash chain, under fs->table_lock */
+	dev_t dev;
+	ino_t ino;
+	mode_t type;
+	int fd;		  /* O_PATH */
+	uint64_t nlookup; /* under fs->table_lock */
+
+	pthread_rwlock_t lock; /* contents and crypto state */
+	int opens;	       /* users of fc, under lock held exclusively */
+	struct file_crypt fc;
+};
+
+struct khandle {
+	int fd;
+	int append;
+};
+
+struct kdir {
+	DIR *dp;
+	off_t offset;
+	struct dirent *entry;
+};
+
+struct kekfs_fs {
+	struct kinode root;
+	struct volume *vol;
+	struct keyring *kr;
+	struct volume_keys vk;
+	int is_root;
+	pthread_mutex_t table_lock;
+	struct kinode **table;
+};
+
+static struct kekfs_fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct kinode *inode_of(fuse_req_t req, fuse_ino_t ino)
+{
+	return ino == FUSE_ROOT_ID ? &fs_of(req)->root : (struct kinode *)(uintptr_t)ino;
+}
+
+static void proc_path(char buf[64], int fd)
+{
+	snprintf(buf, 64, "/proc/self/fd/%d", fd);
+}
+
+/* Names under the root that the mount never shows: the volume's own directory. */
+static int name_hidden(fuse_ino_t parent, const char *name)
+{
+	return parent == FUSE_ROOT_ID && strcmp(name, VOLUME_DIR) == 0;
+}
+
+/* Backing path of an inode for log lines: it names the file, never a key. */
+static void log_file_error(struct kinode *ino, const char *what)
+{
+	char proc[64], path[PATH_MAX];
+	ssize_t n;
+
+	proc_path(proc, ino->fd);
+	n = readlink(proc, path, sizeof(path) - 1);
+	path[n > 0 ? n : 0] = '\0';
+	log_msg(LOG_ERR, "%s: %s", n > 0 ? path : "(unknown file)", what);
+}
+
+static void log_crypt_error(struct kinode *ino, int err)
+{
+	char what[160];
+
+	if (err == -EBADMSG && ino->fc.dek)
+		snprintf(what, sizeof(what), "chunk %llu failed authentication (tampered or damaged)",
+			 (unsigned long long)ino->fc.bad_chunk);
+	else if (err == -EBADMSG)
+		snprintf(what, sizeof(what), "%s", header_strerror(ino->fc.hdr_err));
+	else
+		snprintf(what, sizeof(what), "%s", strerror(-err));
+	log_file_error(ino, what);
+}
+
+/* Errors the kernel sees: authentication failures are EIO. */
+static int errno_for_kernel(int err)
+{
+	return err == -EBADMSG ? EIO : -err;
+}
+
+/* Converts backing attributes to what the mount shows: plaintext sizes. */
+static void attr_from_backing(struct kekfs_fs *fs, struct stat *st)
+{
+	uint64_t plain;
+
+	if (S_ISREG(st->st_mode)) {
+		if (geom_plain_size(&fs->vk.geom, (uint64_t)st->st_size, &plain) != 0)
+			plain = 0; /* being created, or damaged: reads will say which */
+		st->st_size = (off_t)plain;
+	} else if (S_ISLNK(st->st_mode)) {
+		st->st_size = (off_t)symlink_plain_len((size_t)st->st_size);
+	}
+}
+
+static int inode_stat(struct kekfs_fs *fs, struct kinode *ino, struct stat *st)
+{
+	if (fstatat(ino->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+		return -errno;
+	attr_from_backing(fs, st);
+	return 0;
+}
+
+/* ---- inode table ---- */
+
+static size_t inode_bucket(dev_t dev, ino_t ino)
+{
+	return (size_t)((ino * 0x9E3779B97F4A7C15ULL) ^ dev) & (INODE_BUCKETS - 1);
+}
+
+static void inode_init(struct kinode *ino, int fd, const struct stat *st)
+{
+	memset(ino, 0, sizeof(*ino));
+	ino->fd = fd;
+	ino->dev = st->st_dev;
+	ino->ino = st->st_ino;
+	ino->type = st->st_mode & S_IFMT;
+	ino->nlookup = 1;
+	pthread_rwlock_init(&ino->lock, NULL);
+}
+
+/* The inode for a backing object, with one more lookup; takes ownership of fd. */
+static struct kinode *inode_get(struct kekfs_fs *fs, int fd, const struct stat *st)
+{
+	size_t b = inode_bucket(st->st_dev, st->st_ino);
+	struct kinode *ino;
+
+	pthread_mutex_lock(&fs->table_lock);
+	for (ino = fs->table[b]; ino; ino = ino->next)
+		if (ino->ino == st->st_ino && ino->dev == st->st_dev)
+			break;
+	if (ino) {
+		ino->nlookup++;
+		close(fd);
+	} else {
+		ino = malloc(sizeof(*ino));
+		if (ino) {
+			inode_init(ino, fd, st);
+			ino->next = fs->table[b];
+			fs->table[b] = ino;
+		} else {
+			close(fd);
+		}
+	}
+	pthread_mutex_unlock(&fs->table_lock);
+	return ino;
+}
+
+static void inode_destroy(struct kinode *ino)
+{
+	fileio_drop(&ino->fc);
+	pthread_rwlock_destroy(&ino->lock);
+	close(ino->fd);
+	free(ino);
+}
+
+static void inode_forget(struct kekfs_fs *fs, struct kinode *ino, uint64_t n)
+{
+	struct kinode **p;
+
+	if (ino == &fs->root)
+		return;
+	pthread_mutex_lock(&fs->table_lock);
+	ino->nlookup -= n < ino->nlookup ? n : ino->nlookup;
+	if (ino->nlookup > 0) {
+		pthread_mutex_unlock(&fs->table_lock);
+		return;
+	}
+	for (p = &fs->table[inode_bucket(ino->dev, ino->ino)]; *p; p = &(*p)->next) {
+		if (*p == ino) {
+			*p = ino->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fs->table_lock);
+	inode_destroy(ino);
+}
+
+/* ---- encryption state of regular files ---- */
+
+/* Makes the inode's DEK available through fd, loading the header on first use. */
+static int crypt_acquire(struct kekfs_fs *fs, struct kinode *ino, int fd)
+{
+	int rc = 0;
+
+	pthread_rwlock_wrlock(&ino->lock);
+	if (ino->opens == 0 || !ino->fc.dek) {
+		fileio_drop(&ino->fc);
+		rc = fileio_load(fd, &fs->vk, &ino->fc);
+		if (rc != 0)
+			log_crypt_error(ino, rc);
+	}
+	if (rc == 0)
+		ino->opens++;
+	pthread_rwlock_unlock(&ino->lock);
+	return rc;
+}
+
+static void crypt_release(struct kinode *ino)
+{
+	pthread_rwlock_wrlock(&ino->lock);
+	if (--ino->opens == 0)
+		fileio_drop(&ino->fc);
+	pthread_rwlock_unlock(&ino->lock);
+}
+
+/* Opens the backing file for I/O: always readable, since writes read-modify-write chunks. */
+static int backing_open(struct kinode *ino, int flags)
+{
+	char proc[64];
+	int acc = flags & O_ACCMODE, fd;
+
+	proc_path(proc, ino->fd);
+	fd = open(proc, (acc == O_RDONLY ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* ---- lookup and attributes ---- */
+
+static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     struct fuse_entry_param *e)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *dir = inode_of(req, parent), *ino;
+	struct stat st;
+	int fd;
+
+	memset(e, 0, sizeof(*e));
+	if (name_hidden(parent, name))
+		return ENOENT;
+	fd = openat(dir->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+		int err = errno;
+		close(fd);
+		return err;
+	}
+	ino = inode_get(fs, fd, &st);
+	if (!ino)
+		return ENOMEM;
+	attr_from_backing(fs, &st);
+	e->ino = (uintptr_t)ino;
+	e->attr = st;
+	e->attr_timeout = ATTR_TIMEOUT;
+	e->entry_timeout = ATTR_TIMEOUT;
+	return 0;
+}
+
+static void kekfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e;
+	int err = do_lookup(req, parent, name, &e);
+
+	if (err == ENOENT) {
+		e.ino = 0; /* cache the negative entry */
+		e.entry_timeout = ATTR_TIMEOUT;
+		fuse_reply_entry(req, &e);
+	} else if (err) {
+		fuse_reply_err(req, err);
+	} else {
+		fuse_reply_entry(req, &e);
+	}
+}
+
+static void kekfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	inode_forget(fs_of(req), inode_of(req, ino), nlookup);
+	fuse_reply_none(req);
+}
+
+static void kekfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	for (size_t i = 0; i < count; i++)
+		inode_forget(fs_of(req), inode_of(req, forgets[i].ino), forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void kekfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct stat st;
+	int rc = inode_stat(fs_of(req), inode_of(req, ino), &st);
+
+	(void)fi;
+	if (rc != 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+}
+
+/* Truncates a regular file, through the handle's fd if there is one. */
+static int inode_truncate(struct kekfs_fs *fs, struct kinode *ino, struct fuse_file_info *fi,
+			  off_t size)
+{
+	int fd = fi ? ((struct khandle *)(uintptr_t)fi->fh)->fd : backing_open(ino, O_RDWR);
+	int rc;
+
+	if (fd < 0)
+		return fd;
+	rc = crypt_acquire(fs, ino, fd);
+	if (rc == 0) {
+		pthread_rwlock_wrlock(&ino->lock);
+		rc = fileio_truncate(fd, &fs->vk, &ino->fc, (uint64_t)size);
+		pthread_rwlock_unlock(&ino->lock);
+		if (rc != 0)
+			log_crypt_error(ino, rc);
+		crypt_release(ino);
+	}
+	if (!fi)
+		close(fd);
+	return rc;
+}
+
+static int inode_set_times(struct kinode *ino, struct stat *attr, int valid)
+{
+	struct timespec tv[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_nsec = UTIME_OMIT}};
+	char proc[64];
+
+	if (valid & FUSE_SET_ATTR_ATIME_NOW)
+		tv[0].tv_nsec = UTIME_NOW;
+	else if (valid & FUSE_SET_ATTR_ATIME)
+		tv[0] = attr->st_atim;
+	if (valid & FUSE_SET_ATTR_MTIME_NOW)
+		tv[1].tv_nsec = UTIME_NOW;
+	else if (valid & FUSE_SET_ATTR_MTIME)
+		tv[1] = attr->st_mtim;
+	if (S_ISLNK(ino->type))
+		return utimensat(ino->fd, "", tv, AT_EMPTY_PATH) == 0 ? 0 : -errno;
+	proc_path(proc, ino->fd);
+	return utimensat(AT_FDCWD, proc, tv, 0) == 0 ? 0 : -errno;
+}
+
+static void kekfs_setattr(fuse_req_t req, fuse_ino_t ino_id, struct stat *attr, int valid,
+			  struct fuse_file_info *fi)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *ino = inode_of(req, ino_id);
+	char proc[64];
+	int rc = 0;
+
+	proc_path(proc, ino->fd);
+	if ((valid & FUSE_SET_ATTR_MODE) && !S_ISLNK(ino->type) &&
+	    chmod(proc, attr->st_mode & 07777) != 0)
+		rc = -errno;
+	if (rc == 0 && (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
+		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+
+		if (fchownat(ino->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+			rc = -errno;
+	}
+	if (rc == 0 && (valid & FUSE_SET_ATTR_SIZE))
+		rc = S_ISREG(ino->type) ? inode_truncate(fs, ino, fi, attr->st_size) : -EINVAL;
+	if (rc == 0 && (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+				 FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)))
+		rc = inode_set_times(ino, attr, valid);
+	if (rc == 0)
+		kekfs_getattr(req, ino_id, fi);
+	else
+		fuse_reply_err(req, errno_for_kernel(rc));
+}
+
+/* ---- creating names ---- */
+
+/* New objects belong to the caller, as on a local filesystem (the daemon may run as root). */
+static int set_owner(struct kekfs_fs *fs, fuse_req_t req, struct kinode *dir, int fd,
+		     const char *name)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct stat dst;
+	gid_t gid = ctx->gid;
+
+	if (!fs->is_root)
+		return 0;
+	if (fstatat(dir->fd, "", &dst, AT_EMPTY_PATH) == 0 && (dst.st_mode & S_ISGID))
+		gid = (gid_t)-1; /* the backing filesystem already gave the directory's group */
+	if (fd >= 0)
+		return fchown(fd, ctx->uid, gid) == 0 ? 0 : -errno;
+	return fchownat(dir->fd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
+}
+
+/* Creates a regular backing file with its header; returns an O_RDWR fd and its crypto state. */
+static int create_regular(fuse_req_t req, struct kinode *dir, const char *name, mode_t mode,
+			  struct file_crypt *fc)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	int fd = openat(dir->fd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW,
+			mode & 07777);
+	int rc;
+
+	if (fd < 0)
+		return -errno;
+	rc = set_owner(fs, req, dir, fd, name);
+	if (rc == 0)
+		rc = fileio_create(fd, &fs->vk, fc);
+	if (rc != 0) {
+		fileio_drop(fc);
+		close(fd);
+		unlinkat(dir->fd, name, 0);
+		return rc;
+	}
+	return fd;
+}
+
+/* Finishes a create-type operation: chown, then reply with the entry's final attributes. */
+static void reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int rc)
+{
+	struct kinode *dir = inode_of(req, parent);
+	struct fuse_entry_param e;
+
+	if (rc == 0)
+		rc = set_owner(fs_of(req), req, dir, -1, name);
+	if (rc == 0)
+		rc = -do_lookup(req, parent, name, &e);
+	if (rc != 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void kekfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			dev_t rdev)
+{
+	struct kinode *dir = inode_of(req, parent);
+	struct file_crypt fc = {0};
+	int rc = 0, fd;
+
+	if (name_hidden(parent, name)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (S_ISREG(mode)) {
+		fd = create_regular(req, dir, name, mode, &fc);
+		fileio_drop(&fc);
+		if (fd < 0) {
+			fuse_reply_err(req, -fd);
+			return;
+		}
+		close(fd);
+	} else if (mknodat(dir->fd, name, mode, rdev) != 0) {
+		rc = -errno;
+	}
+	reply_new_entry(req, parent, name, rc);
+}
+
+static void kekfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	int rc = 0;
+
+	if (name_hidden(parent, name))
+		rc = -EEXIST;
+	else if (mkdirat(inode_of(req, parent)->fd, name, mode) != 0)
+		rc = -errno;
+	reply_new_entry(req, parent, name, rc);
+}
+
+static void kekfs_symlink(fuse_req_t req, const char *target, fuse_ino_t parent,
+			  const char *name)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	char enc[4096];
+	int rc = name_hidden(parent, name) ? -EEXIST : 0;
+
+	if (rc == 0)
+		rc = symlink_seal(fs->vol->name_key, fs->vol->id, target, enc, sizeof(enc));
+	if (rc == 0 && symlinkat(enc, inode_of(req, parent)->fd, name) != 0)
+		rc = -errno;
+	reply_new_entry(req, parent, name, rc);
+}
+
+static void kekfs_readlink(fuse_req_t req, fuse_ino_t ino_id)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *ino = inode_of(req, ino_id);
+	char enc[PATH_MAX + 1], target[PATH_MAX + 1];
+	ssize_t n = readlinkat(ino->fd, "", enc, sizeof(enc) - 1);
+
+	if (n < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	enc[n] = '\0';
+	n = symlink_open(fs->vol->name_key, fs->vol->id, enc, target, sizeof(target));
+	if (n < 0) {
+		log_file_error(ino, "symlink target failed authentication");
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	fuse_reply_readlink(req, target);
+	secmem_wipe(target, sizeof(target));
+}
+
+static void kekfs_link(fuse_req_t req, fuse_ino_t ino_id, fuse_ino_t parent, const char *name)
+{
+	struct kinode *ino = inode_of(req, ino_id);
+	struct fuse_entry_param e;
+	char proc[64];
+	int err = 0;
+
+	proc_path(proc, ino->fd);
+	if (name_hidden(parent, name))
+		err = EEXIST;
+	else if (linkat(AT_FDCWD, proc, inode_of(req, parent)->fd, name, AT_SYMLINK_FOLLOW) != 0)
+		err = errno;
+	if (!err)
+		err = do_lookup(req, parent, name, &e);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void kekfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	int rc = name_hidden(parent, name) ? EPERM : 0;
+
+	if (!rc && unlinkat(inode_of(req, parent)->fd, name, 0) != 0)
+		rc = errno;
+	fuse_reply_err(req, rc);
+}
+
+static void kekfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	int rc = name_hidden(parent, name) ? EPERM : 0;
+
+	if (!rc && unlinkat(inode_of(req, parent)->fd, name, AT_REMOVEDIR) != 0)
+		rc = errno;
+	fuse_reply_err(req, rc);
+}
+
+static void kekfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			 fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	int rc = 0;
+
+	if (name_hidden(parent, name) || name_hidden(newparent, newname))
+		rc = EPERM;
+	else if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE))
+		rc = EINVAL;
+	else if (renameat2(inode_of(req, parent)->fd, name, inode_of(req, newparent)->fd, newname,
+			   flags) != 0)
+		rc = errno;
+	fuse_reply_err(req, rc);
+}
+
+/* ---- open files ---- */
+
+static struct khandle *handle_of(struct fuse_file_info *fi)
+{
+	return (struct khandle *)(uintptr_t)fi->fh;
+}
+
+/* Attaches an open backing fd to a FUSE handle; honours O_TRUNC. Takes ownership of fd. */
+static int handle_open(struct kekfs_fs *fs, struct kinode *ino, int fd, struct fuse_file_info *fi)
+{
+	struct khandle *h = malloc(sizeof(*h));
+	int rc = 0;
+
+	if (!h) {
+		close(fd);
+		return -ENOMEM;
+	}
+	if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY) {
+		pthread_rwlock_wrlock(&ino->lock);
+		rc = fileio_truncate(fd, &fs->vk, &ino->fc, 0);
+		pthread_rwlock_unlock(&ino->lock);
+	}
+	if (rc != 0) {
+		crypt_release(ino);
+		close(fd);
+		free(h);
+		return rc;
+	}
+	h->fd = fd;
+	h->append = (fi->flags & O_APPEND) != 0;
+	fi->fh = (uintptr_t)h;
+	return 0;
+}
+
+static void kekfs_open(fuse_req_t req, fuse_ino_t ino_id, struct fuse_file_info *fi)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *ino = inode_of(req, ino_id);
+	int fd = backing_open(ino, fi->flags);
+	int rc = fd < 0 ? fd : crypt_acquire(fs, ino, fd);
+
+	if (rc == 0)
+		rc = handle_open(fs, ino, fd, fi);
+	else if (fd >= 0)
+		close(fd);
+	if (rc != 0)
+		fuse_reply_err(req, errno_for_kernel(rc));
+	else
+		fuse_reply_open(req, fi);
+}
+
+static void kekfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			 struct fuse_file_info *fi)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct fuse_entry_param e;
+	struct file_crypt fc = {0};
+	struct kinode *ino;
+	int fd, err;
+
+	if (name_hidden(parent, name)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	fd = create_regular(req, inode_of(req, parent), name, mode, &fc);
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
+		return;
+	}
+	err = do_lookup(req, parent, name, &e);
+	if (err) {
+		fileio_drop(&fc);
+		close(fd);
+		fuse_reply_err(req, err);
+		return;
+	}
+	ino = (struct kinode *)(uintptr_t)e.ino;
+	pthread_rwlock_wrlock(&ino->lock);
+	fileio_drop(&ino->fc);
+	ino->fc = fc;
+	ino->opens++;
+	pthread_rwlock_unlock(&ino->lock);
+	fi->flags &= ~O_TRUNC;
+	err = -handle_open(fs, ino, fd, fi);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_create(req, &e, fi);
+}
+
+static void kekfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct khandle *h = handle_of(fi);
+
+	close(h->fd);
+	crypt_release(inode_of(req, ino));
+	free(h);
+	fuse_reply_err(req, 0);
+}
+
+static void kekfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void kekfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	int fd = handle_of(fi)->fd;
+	int rc = datasync ? fdatasync(fd) : fsync(fd);
+
+	(void)ino;
+	fuse_reply_err(req, rc == 0 ? 0 : errno);
+}
+
+static void kekfs_read(fuse_req_t req, fuse_ino_t ino_id, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *ino = inode_of(req, ino_id);
+	char *buf = malloc(size ? size : 1);
+	ssize_t n;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_rwlock_rdlock(&ino->lock);
+	n = fileio_read(handle_of(fi)->fd, &fs->vk, &ino->fc, buf, size, (uint64_t)off);
+	pthread_rwlock_unlock(&ino->lock);
+	if (n < 0) {
+		log_crypt_error(ino, (int)n);
+		fuse_reply_err(req, errno_for_kernel((int)n));
+	} else {
+		fuse_reply_buf(req, buf, (size_t)n);
+	}
+	secmem_wipe(buf, size);
+	free(buf);
+}
+
+static void kekfs_write(fuse_req_t req, fuse_ino_t ino_id, const char *buf, size_t size,
+			off_t off, struct fuse_file_info *fi)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *ino = inode_of(req, ino_id);
+	struct khandle *h = handle_of(fi);
+	uint64_t at = (uint64_t)off;
+	ssize_t n = 0;
+
+	pthread_rwlock_wrlock(&ino->lock);
+	if (h->append)
+		n = fileio_size(h->fd, &fs->vk.geom, &at);
+	if (n == 0)
+		n = fileio_write(h->fd, &fs->vk, &ino->fc, buf, size, at);
+	pthread_rwlock_unlock(&ino->lock);
+	if (n < 0) {
+		if (n != -ENOSPC && n != -EDQUOT && n != -EFBIG)
+			log_crypt_error(ino, (int)n);
+		fuse_reply_err(req, errno_for_kernel((int)n));
+	} else {
+		fuse_reply_write(req, (size_t)n);
+	}
+}
+
+static void kekfs_fallocate(fuse_req_t req, fuse_ino_t ino_id, int mode, off_t off, off_t len,
+			    struct fuse_file_info *fi)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *ino = inode_of(req, ino_id);
+	struct khandle *h = handle_of(fi);
+	const struct chunk_geom *g = &fs->vk.geom;
+	uint64_t cur, end = (uint64_t)off + (uint64_t)len;
+	int rc;
+
+	if (mode & ~FALLOC_FL_KEEP_SIZE) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	pthread_rwlock_wrlock(&ino->lock);
+	rc = fileio_size(h->fd, g, &cur);
+	/* Reserve the backing space the plaintext range will take, then grow if asked. */
+	if (rc == 0 && fallocate(h->fd, FALLOC_FL_KEEP_SIZE,
+				 (off_t)geom_chunk_off(g, (uint64_t)off / g->size),
+				 (off_t)(geom_backing_size(g, end) -
+					 geom_chunk_off(g, (uint64_t)off / g->size))) != 0)
+		rc = -errno;
+	if (rc == 0 && !(mode & FALLOC_FL_KEEP_SIZE) && end > cur)
+		rc = fileio_truncate(h->fd, &fs->vk, &ino->fc, end);
+	pthread_rwlock_unlock(&ino->lock);
+	fuse_reply_err(req, errno_for_kernel(rc));
+}
+
+/* ---- directories ---- */
+
+static struct kdir *dir_of(struct fuse_file_info *fi)
+{
+	return (struct kdir *)(uintptr_t)fi->fh;
+}
+
+static void kekfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct kdir *d = calloc(1, sizeof(*d));
+	int fd = d ? openat(inode_of(req, ino)->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	int err = d ? errno : ENOMEM;
+
+	if (fd >= 0) {
+		d->dp = fdopendir(fd);
+		if (!d->dp) {
+			err = errno;
+			close(fd);
+		}
+	}
+	if (!d || !d->dp) {
+		free(d);
+		fuse_reply_err(req, err);
+		return;
+	}
+	fi->fh = (uintptr_t)d;
+	fuse_reply_open(req, fi);
+}
+
+static int is_dot_or_dotdot(const char *name)
+{
+	return name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
+}
+
+/* One readdir reply; with plus, each entry carries attributes and counts as a lookup. */
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
+		       struct fuse_file_info *fi, int plus)
+{
+	struct kdir *d = dir_of(fi);
+	char *buf = calloc(1, size), *p = buf;
+	size_t rem = size;
+	int err = 0;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (offset != d->offset) {
+		seekdir(d->dp, offset);
+		d->entry = NULL;
+		d->offset = offset;
+	}
+	for (;;) {
+		struct fuse_entry_param e = {0};
+		const char *name;
+		size_t entsize;
+		off_t next;
+
+		if (!d->entry) {
+			errno = 0;
+			d->entry = readdir(d->dp);
+			if (!d->entry) {
+				err = errno;
+				break;
+			}
+		}
+		name = d->entry->d_name;
+		next = d->entry->d_off;
+		if (name_hidden(ino, name)) {
+			d->entry = NULL;
+			d->offset = next;
+			continue;
+		}
+		if (plus && !is_dot_or_dotdot(name)) {
+			err = do_lookup(req, ino, name, &e);
+			if (err == ENOENT) { /* removed since readdir saw it */
+				err = 0;
+				d->entry = NULL;
+				d->offset = next;
+				continue;
+			}
+			if (err)
+				break;
+			entsize = fuse_add_direntry_plus(req, p, rem, name, &e, next);
+			if (entsize > rem) {
+				inode_forget(fs_of(req), (struct kinode *)(uintptr_t)e.ino, 1);
+				break;
+			}
+		} else {
+			e.attr.st_ino = d->entry->d_ino;
+			e.attr.st_mode = (mode_t)d->entry->d_type << 12;
+			entsize = plus ? fuse_add_direntry_plus(req, p, rem, name, &e, next)
+				       : fuse_add_direntry(req, p, rem, name, &e.attr, next);
+			if (entsize > rem)
+				break;
+		}
+		p += entsize;
+		rem -= entsize;
+		d->entry = NULL;
+		d->offset = next;
+	}
+	if (err && rem == size)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_buf(req, buf, size - rem);
+	free(buf);
+}
+
+static void kekfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			  struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, 0);
+}
+
+static void kekfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			      struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, 1);
+}
+
+static void kekfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct kdir *d = dir_of(fi);
+
+	(void)ino;
+	closedir(d->dp);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+static void kekfs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			   struct fuse_file_info *fi)
+{
+	int fd = dirfd(dir_of(fi)->dp);
+	int rc = datasync ? fdatasync(fd) : fsync(fd);
+
+	(void)ino;
+	fuse_reply_err(req, rc == 0 ? 0 : errno);
+}
+
+static void kekfs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+
+	(void)ino;
+	if (fstatvfs(fs_of(req)->root.fd, &sv) != 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_statfs(req, &sv);
+}
+
+/* ---- extended attributes ---- */
+
+/*
+ * Runs an xattr operation with the key its value is sealed under: the file's DEK (loaded
+ * through a temporary fd if no handle is open) or, for other objects, the name key.
+ */
+struct xattr_key {
+	const uint8_t *key;
+	const uint8_t *file_id;
+	int tmp_fd;
+	struct kinode *ino;
+};
+
+static int xattr_key_get(struct kekfs_fs *fs, struct kinode *ino, struct xattr_key *xk)
+{
+	int rc;
+
+	memset(xk, 0, sizeof(*xk));
+	xk->tmp_fd = -1;
+	if (!S_ISREG(ino->type)) {
+		xk->key = fs->vol->name_key;
+		return 0;
+	}
+	xk->tmp_fd = backing_open(ino, O_RDONLY);
+	if (xk->tmp_fd < 0)
+		return xk->tmp_fd;
+	rc = crypt_acquire(fs, ino, xk->tmp_fd);
+	if (rc != 0) {
+		close(xk->tmp_fd);
+		return rc;
+	}
+	xk->ino = ino;
+	pthread_rwlock_rdlock(&ino->lock);
+	xk->key = ino->fc.dek;
+	xk->file_id = ino->fc.hdr.file_id;
+	return 0;
+}
+
+static void xattr_key_put(struct xattr_key *xk)
+{
+	if (!xk->ino)
+		return;
+	pthread_rwlock_unlock(&xk->ino->lock);
+	crypt_release(xk->ino);
+	close(xk->tmp_fd);
+}
+
+static void kekfs_setxattr(fuse_req_t req, fuse_ino_t ino_id, const char *name,
+			   const char *value, size_t size, int flags)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *ino = inode_of(req, ino_id);
+	struct xattr_key xk;
+	uint8_t *sealed;
+	char proc[64];
+	int rc;
+
+	proc_path(proc, ino->fd);
+	if (!xattr_is_encrypted(name)) {
+		rc = setxattr(proc, name, value, size, flags);
+		fuse_reply_err(req, rc == 0 ? 0 : errno);
+		return;
+	}
+	if (S_ISLNK(ino->type)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (size + OBJ_OVERHEAD > 65536) {
+		fuse_reply_err(req, E2BIG);
+		return;
+	}
+	sealed = malloc(size + OBJ_OVERHEAD);
+	rc = sealed ? xattr_key_get(fs, ino, &xk) : -ENOMEM;
+	if (rc == 0) {
+		xattr_seal(xk.key, xk.file_id, name, value, size, sealed);
+		rc = setxattr(proc, name, sealed, size + OBJ_OVERHEAD, flags) == 0 ? 0 : -errno;
+		xattr_key_put(&xk);
+	}
+	free(sealed);
+	fuse_reply_err(req, errno_for_kernel(rc));
+}
+
+static void kekfs_getxattr(fuse_req_t req, fuse_ino_t ino_id, const char *name, size_t size)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *ino = inode_of(req, ino_id);
+	int enc = xattr_is_encrypted(name);
+	size_t extra = enc ? OBJ_OVERHEAD : 0;
+	uint8_t *buf = NULL, *plain = NULL;
+	struct xattr_key xk;
+	char proc[64];
+	ssize_t n;
+	int rc;
+
+	proc_path(proc, ino->fd);
+	n = getxattr(proc, name, NULL, 0);
+	if (n < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	if (enc && (size_t)n < extra) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	if (size == 0) {
+		fuse_reply_xattr(req, (size_t)n - extra);
+		return;
+	}
+	if ((size_t)n - extra > size) {
+		fuse_reply_err(req, ERANGE);
+		return;
+	}
+	buf = malloc((size_t)n + 1);
+	n = buf ? getxattr(proc, name, buf, (size_t)n) : -1;
+	rc = n < 0 ? -(buf ? errno : ENOMEM) : 0;
+	if (rc == 0 && enc) {
+		plain = malloc((size_t)n + 1);
+		rc = plain ? xattr_key_get(fs, ino, &xk) : -ENOMEM;
+		if (rc == 0) {
+			rc = xattr_open(xk.key, xk.file_id, name, buf, (size_t)n, plain);
+			xattr_key_put(&xk);
+		}
+		if (rc == -EBADMSG)
+			log_file_error(ino, "xattr value failed authentication");
+	}
+	if (rc != 0)
+		fuse_reply_err(req, errno_for_kernel(rc));
+	else
+		fuse_reply_buf(req, enc ? (char *)plain : (char *)buf, (size_t)n - extra);
+	if (plain)
+		secmem_wipe(plain, (size_t)n);
+	free(plain);
+	free(buf);
+}
+
+static void kekfs_listxattr(fuse_req_t req, fuse_ino_t ino_id, size_t size)
+{
+	char proc[64], *buf = NULL;
+	ssize_t n;
+
+	proc_path(proc, inode_of(req, ino_id)->fd);
+	if (size == 0) {
+		n = listxattr(proc, NULL, 0);
+		if (n < 0)
+			fuse_reply_err(req, errno);
+		else
+			fuse_reply_xattr(req, (size_t)n);
+		return;
+	}
+	buf = malloc(size);
+	n = buf ? listxattr(proc, buf, size) : -1;
+	if (n < 0)
+		fuse_reply_err(req, buf ? errno : ENOMEM);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void kekfs_removexattr(fuse_req_t req, fuse_ino_t ino_id, const char *name)
+{
+	char proc[64];
+
+	proc_path(proc, inode_of(req, ino_id)->fd);
+	fuse_reply_err(req, removexattr(proc, name) == 0 ? 0 : errno);
+}
+
+/* ---- session ---- */
+
+static void kekfs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	conn->max_write = MAX_IO;
+	conn->max_readahead = MAX_IO;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = kekfs_init,
+	.lookup = kekfs_lookup,
+	.forget = kekfs_forget,
+	.forget_multi = kekfs_forget_multi,
+	.getattr = kekfs_getattr,
+	.setattr = kekfs_setattr,
+	.readlink = kekfs_readlink,
+	.mknod = kekfs_mknod,
+	.mkdir = kekfs_mkdir,
+	.symlink = kekfs_symlink,
+	.link = kekfs_link,
+	.unlink = kekfs_unlink,
+	.rmdir = kekfs_rmdir,
+	.rename = kekfs_rename,
+	.open = kekfs_open,
+	.create = kekfs_create,
+	.read = kekfs_read,
+	.write = kekfs_write,
+	.flush = kekfs_flush,
+	.release = kekfs_release,
+	.fsync = kekfs_fsync,
+	.fallocate = kekfs_fallocate,
+	.opendir = kekfs_opendir,
+	.readdir = kekfs_readdir,
+	.readdirplus = kekfs_readdirplus,
+	.releasedir = kekfs_releasedir,
+	.fsyncdir = kekfs_fsyncdir,
+	.statfs = kekfs_statfs,
+	.setxattr = kekfs_setxattr,
+	.getxattr = kekfs_getxattr,
+	.listxattr = kekfs_listxattr,
+	.removexattr = kekfs_removexattr,
+};
+
+const struct fuse_lowlevel_ops *kekfs_fs_ops(void)
+{
+	return &ops;
+}
+
+struct kekfs_fs *kekfs_fs_new(const struct kekfs_fs_config *cfg)
+{
+	struct kekfs_fs *fs = calloc(1, sizeof(*fs));
+	struct stat st;
+
+	if (!fs)
+		return NULL;
+	fs->table = calloc(INODE_BUCKETS, sizeof(*fs->table));
+	if (!fs->table || fstatat(cfg->backing_fd, "", &st, AT_EMPTY_PATH) != 0) {
+		free(fs->table);
+		free(fs);
+		return NULL;
+	}
+	inode_init(&fs->root, cfg->backing_fd, &st);
+	fs->vol = cfg->vol;
+	fs->kr = cfg->kr;
+	fs->vk.vol = cfg->vol;
+	fs->vk.kr = cfg->kr;
+	geom_init(&fs->vk.geom, cfg->vol->cipher, cfg->vol->chunk_shift);
+	fs->is_root = geteuid() == 0;
+	pthread_mutex_init(&fs->table_lock, NULL);
+	return fs;
+}
+
+void kekfs_fs_free(struct kekfs_fs *fs)
+{
+	if (!fs)
+		return;
+	for (size_t b = 0; b < INODE_BUCKETS; b++) {
+		struct kinode *ino = fs->table[b];
+
+		while (ino) {
+			struct kinode *next = ino->next;
+			inode_destroy(ino);
+			ino = next;
+		}
+	}
+	free(fs->table);
+	fileio_drop(&fs->root.fc);
+	close(fs->root.fd);
+	pthread_mutex_destroy(&fs->table_lock);
+	free(fs);
+}

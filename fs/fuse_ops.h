@@ -1,0 +1,27 @@
+/* The FUSE low-level operations of kekfs: a backing directory shown decrypted. */
+#ifndef KEKFS_FUSE_OPS_H
+#define KEKFS_FUSE_OPS_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include "../keyring/keyring.h"
+#include "volume.h"
+
+struct kekfs_fs_config {
+	int backing_fd; /* O_PATH fd of the backing directory; the fs takes ownership */
+	struct volume *vol;
+	struct keyring *kr;
+};
+
+struct kekfs_fs;
+
+/* The state every operation shares; NULL on allocation failure. */
+struct kekfs_fs *kekfs_fs_new(const struct kekfs_fs_config *cfg);
+
+/* Closes every backing fd and wipes every DEK still held. */
+void kekfs_fs_free(struct kekfs_fs *fs);
+
+const struct fuse_lowlevel_ops *kekfs_fs_ops(void);
+
+#endif

@@ -1,0 +1,127 @@
+#include "header.h"
+
+#include <string.h>
+
+#include <sodium.h>
+
+#define HEADER_MAGIC "KKFS"
+#define HEADER_SLOTS_OFF HEADER_PREFIX_LEN
+#define HEADER_RESERVED_OFF (HEADER_SLOTS_OFF + 2 * WRAP_SLOT_LEN)
+
+void header_init(struct file_header *h, const struct volume *v)
+{
+	memset(h, 0, sizeof(*h));
+	h->cipher = (uint8_t)v->cipher;
+	h->chunk_shift = (uint8_t)v->chunk_shift;
+	randombytes_buf(h->file_id, FILE_ID_LEN);
+	h->current = -1;
+}
+
+static void header_encode_prefix(const struct file_header *h, uint8_t out[HEADER_PREFIX_LEN])
+{
+	memcpy(out, HEADER_MAGIC, 4);
+	out[4] = HEADER_FORMAT;
+	out[5] = h->cipher;
+	out[6] = h->chunk_shift;
+	out[7] = 0;
+	memcpy(out + 8, h->file_id, FILE_ID_LEN);
+}
+
+/* Slot AAD: the header prefix and the volume id, so a header cannot move to another volume. */
+static size_t header_aad(const struct file_header *h, const struct volume *v, uint8_t *aad)
+{
+	header_encode_prefix(h, aad);
+	memcpy(aad + HEADER_PREFIX_LEN, v->id, VOLUME_ID_LEN);
+	return HEADER_PREFIX_LEN + VOLUME_ID_LEN;
+}
+
+int header_seal_dek(struct file_header *h, const struct volume *v, const struct keyring *kr,
+		    const uint8_t dek[DEK_LEN])
+{
+	uint8_t aad[HEADER_PREFIX_LEN + VOLUME_ID_LEN];
+	struct wrap_slot slot;
+	int spare = h->current == 0 ? 1 : 0;
+	uint64_t seq = h->current < 0 ? 1 : h->cur.seq + 1;
+
+	if (wrap_slot_seal(&slot, kr, keyring_active_version(kr), seq, aad, header_aad(h, v, aad),
+			   dek) != 0)
+		return HDR_ERR_KEK_MISSING;
+	wrap_slot_encode(&slot, h->slots[spare]);
+	h->current = spare;
+	h->cur = slot;
+	return HDR_OK;
+}
+
+void header_encode(const struct file_header *h, uint8_t out[HEADER_LEN])
+{
+	memset(out, 0, HEADER_LEN);
+	header_encode_prefix(h, out);
+	memcpy(out + HEADER_SLOTS_OFF, h->slots, sizeof(h->slots));
+}
+
+int header_decode(const uint8_t in[HEADER_LEN], const struct volume *v, struct file_header *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->current = -1;
+	if (memcmp(in, HEADER_MAGIC, 4) != 0)
+		return HDR_ERR_MAGIC;
+	if (in[4] != HEADER_FORMAT || in[7] != 0)
+		return HDR_ERR_FORMAT;
+	for (int i = HEADER_RESERVED_OFF; i < HEADER_LEN; i++)
+		if (in[i] != 0)
+			return HDR_ERR_FORMAT;
+	if (in[5] != v->cipher || in[6] != v->chunk_shift)
+		return HDR_ERR_PARAMS;
+	h->cipher = in[5];
+	h->chunk_shift = in[6];
+	memcpy(h->file_id, in + 8, FILE_ID_LEN);
+	memcpy(h->slots, in + HEADER_SLOTS_OFF, sizeof(h->slots));
+	return HDR_OK;
+}
+
+int header_open_dek(struct file_header *h, const struct volume *v, const struct keyring *kr,
+		    uint8_t dek[DEK_LEN])
+{
+	uint8_t aad[HEADER_PREFIX_LEN + VOLUME_ID_LEN];
+	int rc = wrap_slots_open((const uint8_t(*)[WRAP_SLOT_LEN])h->slots, kr, aad,
+				 header_aad(h, v, aad), dek, &h->current, &h->cur);
+
+	switch (rc) {
+	case SLOT_OK:
+		return HDR_OK;
+	case SLOT_ERR_KEK_MISSING:
+		return HDR_ERR_KEK_MISSING;
+	case SLOT_ERR_KEK_DESTROYED:
+		return HDR_ERR_KEK_DESTROYED;
+	case SLOT_ERR_AUTH:
+		return HDR_ERR_AUTH;
+	default:
+		return HDR_ERR_CORRUPT;
+	}
+}
+
+const char *header_strerror(int err)
+{
+	switch (err) {
+	case HDR_OK:
+		return "success";
+	case HDR_ERR_MAGIC:
+		return "not a kekfs file (bad header magic)";
+	case HDR_ERR_FORMAT:
+		return "unsupported or damaged header format";
+	case HDR_ERR_PARAMS:
+		return "header cipher or chunk size differs from the volume";
+	case HDR_ERR_CORRUPT:
+		return "header damaged: no wrap slot passes its checksum";
+	case HDR_ERR_KEK_MISSING:
+		return "header wrapped by a KEK version this keyring does not have";
+	case HDR_ERR_KEK_DESTROYED:
+		return "header wrapped by a KEK that was retired or destroyed";
+	case HDR_ERR_AUTH:
+		return "header authentication failed (tampered, or from another volume)";
+	case HDR_ERR_SIZE:
+		return "file size is impossible for kekfs: truncated or appended to";
+	default:
+		return "unknown header error";
+	}
+}

@@ -1,0 +1,58 @@
+/*
+ * The file header at offset 0 of every regular backing file: format, cipher, chunk size,
+ * file id and two wrap slots holding the file's DEK. No FUSE here.
+ */
+#ifndef KEKFS_HEADER_H
+#define KEKFS_HEADER_H
+
+#include <stdint.h>
+
+#include "../keyring/wrapslot.h"
+#include "volume.h"
+
+#define HEADER_LEN 256
+#define HEADER_PREFIX_LEN 24 /* magic, version, cipher, chunk shift, flags, file id */
+#define HEADER_FORMAT 1
+#define FILE_ID_LEN 16
+#define DEK_LEN 32
+
+enum header_err {
+	HDR_OK = 0,
+	HDR_ERR_MAGIC = -1,	  /* not a kekfs file header */
+	HDR_ERR_FORMAT = -2,	  /* unknown version, or reserved bytes not zero */
+	HDR_ERR_PARAMS = -3,	  /* cipher or chunk size differ from the volume */
+	HDR_ERR_CORRUPT = -4,	  /* no slot passes its checksum */
+	HDR_ERR_KEK_MISSING = -5, /* the slot's KEK version is not in the keyring */
+	HDR_ERR_KEK_DESTROYED = -6,
+	HDR_ERR_AUTH = -7, /* tampered, or a header from another volume */
+	HDR_ERR_SIZE = -8, /* the backing size is not one kekfs writes: cut or appended to */
+};
+
+struct file_header {
+	uint8_t cipher;
+	uint8_t chunk_shift;
+	uint8_t file_id[FILE_ID_LEN];
+	uint8_t slots[2][WRAP_SLOT_LEN];
+	int current;		 /* index of the slot the DEK came from, -1 if none yet */
+	struct wrap_slot cur;	 /* that slot, decoded */
+};
+
+/* A fresh header for a new (or truncated-to-zero) file: new random file id, no slots. */
+void header_init(struct file_header *h, const struct volume *v);
+
+/* Wraps dek under the active KEK into the spare slot with the next sequence number. */
+int header_seal_dek(struct file_header *h, const struct volume *v, const struct keyring *kr,
+		    const uint8_t dek[DEK_LEN]);
+
+void header_encode(const struct file_header *h, uint8_t out[HEADER_LEN]);
+
+/* Parses a header and checks it belongs to a file of this volume's cipher and chunk size. */
+int header_decode(const uint8_t in[HEADER_LEN], const struct volume *v, struct file_header *h);
+
+/* Unwraps the DEK from the current slot (see wrap_slots_open). */
+int header_open_dek(struct file_header *h, const struct volume *v, const struct keyring *kr,
+		    uint8_t dek[DEK_LEN]);
+
+const char *header_strerror(int err);
+
+#endif

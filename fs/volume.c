@@ -1,0 +1,156 @@
+#include "volume.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+#include <xxhash.h>
+
+#include "../crypto/aead.h"
+#include "../crypto/bytes.h"
+#include "../crypto/secmem.h"
+#include "../keyring/atomic_file.h"
+
+/* Layout: docs/FORMAT.md, "Volume config". */
+#define VOL_MAGIC "KEKFSVOL"
+#define VOL_FORMAT 1
+#define VOL_AAD_LEN 48 /* magic .. root dir id: every field a slot binds */
+#define VOL_SLOTS_OFF 48
+#define VOL_CHECKSUM_OFF 240
+
+static void volume_encode_fields(const struct volume *v, uint8_t out[VOL_AAD_LEN])
+{
+	memset(out, 0, VOL_AAD_LEN);
+	memcpy(out, VOL_MAGIC, 8);
+	put_le16(out + 8, VOL_FORMAT);
+	out[10] = (uint8_t)v->cipher;
+	out[11] = (uint8_t)v->chunk_shift;
+	out[12] = (uint8_t)v->name_mode;
+	memcpy(out + 16, v->id, VOLUME_ID_LEN);
+	memcpy(out + 32, v->root_dir_id, VOLUME_ID_LEN);
+}
+
+int volume_create(struct volume *v, const uint8_t id[VOLUME_ID_LEN], int cipher,
+		  unsigned chunk_shift, int name_mode, const struct keyring *kr)
+{
+	uint8_t aad[VOL_AAD_LEN];
+	struct wrap_slot slot;
+
+	memset(v, 0, sizeof(*v));
+	memcpy(v->id, id, VOLUME_ID_LEN);
+	randombytes_buf(v->root_dir_id, VOLUME_ID_LEN);
+	v->cipher = cipher;
+	v->chunk_shift = chunk_shift;
+	v->name_mode = name_mode;
+	v->name_key = secmem_alloc(KEYWRAP_KEY_LEN);
+	if (!v->name_key)
+		return VOL_ERR_NOMEM;
+	randombytes_buf(v->name_key, KEYWRAP_KEY_LEN);
+	volume_encode_fields(v, aad);
+	if (wrap_slot_seal(&slot, kr, keyring_active_version(kr), 1, aad, sizeof(aad),
+			   v->name_key) != 0)
+		return VOL_ERR_KEK;
+	wrap_slot_encode(&slot, v->slots[0]);
+	return VOL_OK;
+}
+
+int volume_save(const struct volume *v, const char *path)
+{
+	uint8_t buf[VOLUME_ENCODED_LEN];
+	int rc;
+
+	volume_encode_fields(v, buf);
+	memcpy(buf + VOL_SLOTS_OFF, v->slots, sizeof(v->slots));
+	put_le64(buf + VOL_CHECKSUM_OFF, XXH64(buf, VOL_CHECKSUM_OFF, 0));
+	rc = atomic_write_file(path, buf, sizeof(buf), 0600);
+	if (rc != 0) {
+		errno = -rc;
+		return VOL_ERR_IO;
+	}
+	return VOL_OK;
+}
+
+int volume_load(const char *path, struct volume *v)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc = read_small_file(path, 4096, &buf, &len);
+
+	memset(v, 0, sizeof(*v));
+	if (rc == -ENOENT)
+		return VOL_ERR_MISSING;
+	if (rc == -EFBIG)
+		return VOL_ERR_CORRUPT;
+	if (rc != 0) {
+		errno = -rc;
+		return VOL_ERR_IO;
+	}
+	if (len != VOLUME_ENCODED_LEN || memcmp(buf, VOL_MAGIC, 8) != 0 ||
+	    get_le64(buf + VOL_CHECKSUM_OFF) != XXH64(buf, VOL_CHECKSUM_OFF, 0))
+		rc = VOL_ERR_CORRUPT;
+	else if (get_le16(buf + 8) != VOL_FORMAT || !aead_cipher_valid(buf[10]) ||
+		 buf[11] < VOLUME_MIN_CHUNK_SHIFT || buf[11] > VOLUME_MAX_CHUNK_SHIFT ||
+		 buf[12] != NAMES_PLAINTEXT)
+		rc = VOL_ERR_UNSUPPORTED;
+	if (rc == VOL_OK) {
+		v->cipher = buf[10];
+		v->chunk_shift = buf[11];
+		v->name_mode = buf[12];
+		memcpy(v->id, buf + 16, VOLUME_ID_LEN);
+		memcpy(v->root_dir_id, buf + 32, VOLUME_ID_LEN);
+		memcpy(v->slots, buf + VOL_SLOTS_OFF, sizeof(v->slots));
+	}
+	free(buf);
+	return rc;
+}
+
+int volume_unlock(struct volume *v, const struct keyring *kr)
+{
+	uint8_t aad[VOL_AAD_LEN];
+	struct wrap_slot cur;
+	int current, rc;
+
+	v->name_key = secmem_alloc(KEYWRAP_KEY_LEN);
+	if (!v->name_key)
+		return VOL_ERR_NOMEM;
+	volume_encode_fields(v, aad);
+	rc = wrap_slots_open((const uint8_t(*)[WRAP_SLOT_LEN])v->slots, kr, aad, sizeof(aad),
+			     v->name_key, &current, &cur);
+	if (rc == SLOT_OK)
+		return VOL_OK;
+	volume_clear(v);
+	if (rc == SLOT_ERR_KEK_MISSING || rc == SLOT_ERR_KEK_DESTROYED)
+		return VOL_ERR_KEK;
+	return rc == SLOT_ERR_CORRUPT ? VOL_ERR_CORRUPT : VOL_ERR_TAMPERED;
+}
+
+void volume_clear(struct volume *v)
+{
+	secmem_free(v->name_key);
+	v->name_key = NULL;
+}
+
+const char *volume_strerror(int err)
+{
+	switch (err) {
+	case VOL_OK:
+		return "success";
+	case VOL_ERR_IO:
+		return "the volume config could not be read or written";
+	case VOL_ERR_MISSING:
+		return "not a kekfs volume (no .kekfs/volume); create one with 'kekfs init'";
+	case VOL_ERR_CORRUPT:
+		return "the volume config .kekfs/volume is damaged or truncated";
+	case VOL_ERR_UNSUPPORTED:
+		return "the volume config uses a format or cipher this kekfs does not support";
+	case VOL_ERR_TAMPERED:
+		return "the volume config was tampered with (its name key does not authenticate)";
+	case VOL_ERR_KEK:
+		return "the KEK that wraps the volume's name key is missing or destroyed";
+	case VOL_ERR_NOMEM:
+		return "not enough secure memory";
+	default:
+		return "unknown volume error";
+	}
+}

@@ -1,0 +1,64 @@
+/*
+ * The volume config (BACKING/.kekfs/volume): volume id, data cipher, chunk size, name mode,
+ * root directory id and the name key wrapped by a KEK in two slots. No FUSE here.
+ */
+#ifndef KEKFS_VOLUME_H
+#define KEKFS_VOLUME_H
+
+#include <stdint.h>
+
+#include "../keyring/keyring.h"
+#include "../keyring/wrapslot.h"
+
+#define VOLUME_DIR ".kekfs"
+#define VOLUME_FILE "volume"
+#define KEYRING_FILE "keyring"
+#define VOLUME_ID_LEN 16
+#define VOLUME_ENCODED_LEN 248
+#define VOLUME_MIN_CHUNK_SHIFT 9  /* 512 B */
+#define VOLUME_MAX_CHUNK_SHIFT 20 /* 1 MiB */
+
+enum name_mode {
+	NAMES_PLAINTEXT = 0,
+};
+
+enum volume_err {
+	VOL_OK = 0,
+	VOL_ERR_IO = -1,	  /* see errno */
+	VOL_ERR_MISSING = -2,	  /* no volume config: not a kekfs volume */
+	VOL_ERR_CORRUPT = -3,	  /* damaged or truncated (checksum) */
+	VOL_ERR_UNSUPPORTED = -4, /* newer format or unknown cipher */
+	VOL_ERR_TAMPERED = -5,	  /* name key does not authenticate: config edited */
+	VOL_ERR_KEK = -6,	  /* the KEK of the name key is missing or destroyed */
+	VOL_ERR_NOMEM = -7,
+};
+
+struct volume {
+	uint8_t id[VOLUME_ID_LEN];
+	uint8_t root_dir_id[VOLUME_ID_LEN];
+	int cipher;
+	unsigned chunk_shift;
+	int name_mode;
+	uint8_t slots[2][WRAP_SLOT_LEN];
+	uint8_t *name_key; /* secure memory, set by volume_create or volume_unlock */
+};
+
+/* A new volume: random root dir id and name key, wrapped by the active KEK in slot A. */
+int volume_create(struct volume *v, const uint8_t id[VOLUME_ID_LEN], int cipher,
+		  unsigned chunk_shift, int name_mode, const struct keyring *kr);
+
+/* Reads and checks the config at path (no keys needed). */
+int volume_load(const char *path, struct volume *v);
+
+/* Unwraps the name key; VOL_ERR_TAMPERED if the config's fields were altered. */
+int volume_unlock(struct volume *v, const struct keyring *kr);
+
+/* Writes the config atomically. VOL_ERR_IO with errno on failure. */
+int volume_save(const struct volume *v, const char *path);
+
+/* Wipes and frees the name key. */
+void volume_clear(struct volume *v);
+
+const char *volume_strerror(int err);
+
+#endif

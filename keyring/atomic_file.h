@@ -1,0 +1,14 @@
+/* Replacing a small file so that a crash leaves either the old or the new contents. */
+#ifndef KEKFS_ATOMIC_FILE_H
+#define KEKFS_ATOMIC_FILE_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Temp file in the same directory, fsync, rename over path, fsync the directory. -errno. */
+int atomic_write_file(const char *path, const void *buf, size_t len, mode_t mode);
+
+/* Reads a whole small file (at most max bytes) into a malloc'd buffer. -errno; -EFBIG if larger. */
+int read_small_file(const char *path, size_t max, unsigned char **buf, size_t *len);
+
+#endif

@@ -1,0 +1,438 @@
+#include "keyring.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+#include <xxhash.h>
+
+#include "../crypto/bytes.h"
+#include "../crypto/kdf.h"
+#include "../crypto/keywrap.h"
+#include "../crypto/secmem.h"
+#include "atomic_file.h"
+
+/* On-disk layout: see docs/FORMAT.md, "Keyring". */
+#define KR_MAGIC "KEKFSKR1"
+#define KR_FORMAT 1
+#define KR_HEAD_LEN 32
+#define KR_SLOT_LEN 128
+#define KR_SLOT_PARAMS_LEN 40 /* type, reserved, ops, mem, salt: the part bound as AAD */
+#define KR_KEK_LEN 96
+#define KR_MAC_LEN 32
+#define KR_MAX_KEKS 4096
+#define KR_MAX_FILE (KR_HEAD_LEN + KEYRING_MAX_SLOTS * KR_SLOT_LEN + KR_MAX_KEKS * KR_KEK_LEN + 40)
+
+struct kr_slot {
+	uint8_t type;
+	uint64_t ops, mem;
+	uint8_t salt[KDF_SALT_LEN];
+	uint8_t wrapped[KEYWRAP_LEN];
+};
+
+struct kr_kek {
+	uint32_t version;
+	uint8_t state;
+	uint64_t created;
+	uint8_t wrapped[KEYWRAP_LEN];
+	uint8_t *key; /* secure memory; NULL once destroyed */
+};
+
+struct keyring {
+	uint8_t volume_id[KEYRING_VOLUME_ID_LEN];
+	uint8_t *keyring_key; /* secure memory */
+	size_t nslots, nkeks;
+	struct kr_slot slots[KEYRING_MAX_SLOTS];
+	struct kr_kek *keks;
+};
+
+static void slot_params_encode(const struct kr_slot *s, uint8_t out[KR_SLOT_PARAMS_LEN])
+{
+	memset(out, 0, KR_SLOT_PARAMS_LEN);
+	out[0] = s->type;
+	put_le64(out + 8, s->ops);
+	put_le64(out + 16, s->mem);
+	memcpy(out + 24, s->salt, KDF_SALT_LEN);
+}
+
+/* AAD of a root slot: magic, volume id and the slot's KDF parameters. */
+static size_t slot_aad(const struct keyring *kr, const struct kr_slot *s, uint8_t *aad)
+{
+	memcpy(aad, KR_MAGIC, 8);
+	memcpy(aad + 8, kr->volume_id, KEYRING_VOLUME_ID_LEN);
+	slot_params_encode(s, aad + 8 + KEYRING_VOLUME_ID_LEN);
+	return 8 + KEYRING_VOLUME_ID_LEN + KR_SLOT_PARAMS_LEN;
+}
+
+static size_t kek_aad(const struct keyring *kr, const struct kr_kek *k, uint8_t *aad)
+{
+	memcpy(aad, "KEKFSKEK", 8);
+	memcpy(aad + 8, kr->volume_id, KEYRING_VOLUME_ID_LEN);
+	put_le32(aad + 24, k->version);
+	put_le64(aad + 28, k->created);
+	return 36;
+}
+
+/* The key that wraps the keyring key in one slot, derived from the person's secret. */
+static int slot_wrapping_key(const struct kr_slot *s, const struct kr_secret *secret,
+			     uint8_t out[KDF_KEY_LEN])
+{
+	if (s->type == KR_SECRET_KEYFILE) {
+		if (secret->len != KDF_KEYFILE_LEN)
+			return KR_ERR_WRONG_SECRET;
+		kdf_keyfile(secret->bytes, s->salt, out);
+		return KR_OK;
+	}
+	if (s->ops > 64 || s->mem > (4ULL << 30))
+		return KR_ERR_CORRUPT;
+	return kdf_passphrase((const char *)secret->bytes, secret->len, s->salt, s->ops, s->mem,
+			      out) == 0
+		       ? KR_OK
+		       : KR_ERR_NOMEM;
+}
+
+static int keyring_add_slot(struct keyring *kr, const struct kr_secret *secret)
+{
+	struct kr_slot *s = &kr->slots[kr->nslots];
+	uint8_t aad[64];
+	uint8_t *wk;
+	int rc;
+
+	if (kr->nslots >= KEYRING_MAX_SLOTS)
+		return KR_ERR_CORRUPT;
+	memset(s, 0, sizeof(*s));
+	s->type = (uint8_t)secret->type;
+	if (s->type == KR_SECRET_PASSPHRASE) {
+		s->ops = KDF_ARGON2_OPS;
+		s->mem = KDF_ARGON2_MEM;
+	}
+	randombytes_buf(s->salt, sizeof(s->salt));
+	wk = secmem_alloc(KDF_KEY_LEN);
+	if (!wk)
+		return KR_ERR_NOMEM;
+	rc = slot_wrapping_key(s, secret, wk);
+	if (rc == KR_OK) {
+		key_wrap(wk, aad, slot_aad(kr, s, aad), kr->keyring_key, s->wrapped);
+		kr->nslots++;
+	}
+	secmem_free(wk);
+	return rc;
+}
+
+static int keyring_add_kek(struct keyring *kr, uint32_t version)
+{
+	struct kr_kek *keks = realloc(kr->keks, (kr->nkeks + 1) * sizeof(*keks));
+	struct kr_kek *k;
+	uint8_t aad[64];
+
+	if (!keks)
+		return KR_ERR_NOMEM;
+	kr->keks = keks;
+	k = &keks[kr->nkeks];
+	memset(k, 0, sizeof(*k));
+	k->key = secmem_alloc(KEYWRAP_KEY_LEN);
+	if (!k->key)
+		return KR_ERR_NOMEM;
+	randombytes_buf(k->key, KEYWRAP_KEY_LEN);
+	k->version = version;
+	k->state = KEK_ACTIVE;
+	k->created = (uint64_t)time(NULL);
+	key_wrap(kr->keyring_key, aad, kek_aad(kr, k, aad), k->key, k->wrapped);
+	kr->nkeks++;
+	return KR_OK;
+}
+
+static struct keyring *keyring_alloc(const uint8_t volume_id[KEYRING_VOLUME_ID_LEN])
+{
+	struct keyring *kr = calloc(1, sizeof(*kr));
+
+	if (!kr)
+		return NULL;
+	memcpy(kr->volume_id, volume_id, KEYRING_VOLUME_ID_LEN);
+	kr->keyring_key = secmem_alloc(KEYRING_KEY_LEN);
+	if (!kr->keyring_key) {
+		free(kr);
+		return NULL;
+	}
+	return kr;
+}
+
+int keyring_create(const uint8_t volume_id[KEYRING_VOLUME_ID_LEN], const struct kr_secret *secret,
+		   struct keyring **out)
+{
+	struct keyring *kr = keyring_alloc(volume_id);
+	int rc;
+
+	if (!kr)
+		return KR_ERR_NOMEM;
+	randombytes_buf(kr->keyring_key, KEYRING_KEY_LEN);
+	rc = keyring_add_slot(kr, secret);
+	if (rc == KR_OK)
+		rc = keyring_add_kek(kr, 1);
+	if (rc != KR_OK) {
+		keyring_free(kr);
+		return rc;
+	}
+	*out = kr;
+	return KR_OK;
+}
+
+void keyring_free(struct keyring *kr)
+{
+	if (!kr)
+		return;
+	for (size_t i = 0; kr->keks && i < kr->nkeks; i++)
+		secmem_free(kr->keks[i].key);
+	free(kr->keks);
+	secmem_free(kr->keyring_key);
+	free(kr);
+}
+
+uint32_t keyring_active_version(const struct keyring *kr)
+{
+	for (size_t i = 0; i < kr->nkeks; i++)
+		if (kr->keks[i].state == KEK_ACTIVE)
+			return kr->keks[i].version;
+	return 0;
+}
+
+const uint8_t *keyring_kek(const struct keyring *kr, uint32_t version, int *state)
+{
+	for (size_t i = 0; i < kr->nkeks; i++) {
+		const struct kr_kek *k = &kr->keks[i];
+
+		if (k->version != version)
+			continue;
+		if (state)
+			*state = k->state;
+		if (k->state == KEK_ACTIVE || k->state == KEK_DECRYPT_ONLY)
+			return k->key;
+		return NULL;
+	}
+	if (state)
+		*state = 0;
+	return NULL;
+}
+
+/* MAC over the whole file, keyed by a subkey of the keyring key: catches edits to states. */
+static void keyring_mac(const struct keyring *kr, const uint8_t *buf, size_t len,
+			uint8_t mac[KR_MAC_LEN])
+{
+	uint8_t *mk = secmem_alloc(KDF_KEY_LEN);
+
+	if (!mk) {
+		memset(mac, 0, KR_MAC_LEN); /* fails verification rather than crash */
+		return;
+	}
+	kdf_subkey(kr->keyring_key, "kekfs keyring mac v1", mk);
+	crypto_generichash(mac, KR_MAC_LEN, buf, len, mk, KDF_KEY_LEN);
+	secmem_free(mk);
+}
+
+static size_t keyring_encoded_len(const struct keyring *kr)
+{
+	return KR_HEAD_LEN + kr->nslots * KR_SLOT_LEN + kr->nkeks * KR_KEK_LEN + KR_MAC_LEN + 8;
+}
+
+static void keyring_encode(const struct keyring *kr, uint8_t *buf)
+{
+	uint8_t *p = buf;
+	size_t body;
+
+	memset(buf, 0, keyring_encoded_len(kr));
+	memcpy(p, KR_MAGIC, 8);
+	put_le16(p + 8, KR_FORMAT);
+	put_le16(p + 10, (uint16_t)kr->nslots);
+	put_le16(p + 12, (uint16_t)kr->nkeks);
+	memcpy(p + 16, kr->volume_id, KEYRING_VOLUME_ID_LEN);
+	p += KR_HEAD_LEN;
+	for (size_t i = 0; i < kr->nslots; i++, p += KR_SLOT_LEN) {
+		slot_params_encode(&kr->slots[i], p);
+		memcpy(p + KR_SLOT_PARAMS_LEN, kr->slots[i].wrapped, KEYWRAP_LEN);
+	}
+	for (size_t i = 0; i < kr->nkeks; i++, p += KR_KEK_LEN) {
+		const struct kr_kek *k = &kr->keks[i];
+
+		put_le32(p, k->version);
+		p[4] = k->state;
+		put_le64(p + 8, k->created);
+		memcpy(p + 16, k->wrapped, KEYWRAP_LEN);
+	}
+	body = (size_t)(p - buf);
+	keyring_mac(kr, buf, body, p);
+	put_le64(p + KR_MAC_LEN, XXH64(buf, body + KR_MAC_LEN, 0));
+}
+
+int keyring_save(const struct keyring *kr, const char *path)
+{
+	size_t len = keyring_encoded_len(kr);
+	uint8_t *buf = malloc(len);
+	int rc;
+
+	if (!buf) {
+		errno = ENOMEM;
+		return KR_ERR_IO;
+	}
+	keyring_encode(kr, buf);
+	rc = atomic_write_file(path, buf, len, 0600);
+	free(buf);
+	if (rc != 0) {
+		errno = -rc;
+		return KR_ERR_IO;
+	}
+	return KR_OK;
+}
+
+/* Structural decode of everything but the key material; checks sizes and checksum. */
+static int keyring_decode(struct keyring *kr, const uint8_t *buf, size_t len)
+{
+	const uint8_t *p = buf + KR_HEAD_LEN;
+
+	if (len < KR_HEAD_LEN || memcmp(buf, KR_MAGIC, 8) != 0)
+		return KR_ERR_CORRUPT;
+	if (get_le16(buf + 8) != KR_FORMAT)
+		return KR_ERR_UNSUPPORTED;
+	kr->nslots = get_le16(buf + 10);
+	kr->nkeks = get_le16(buf + 12);
+	if (kr->nslots == 0 || kr->nslots > KEYRING_MAX_SLOTS || kr->nkeks == 0 ||
+	    len != keyring_encoded_len(kr))
+		return KR_ERR_CORRUPT;
+	if (get_le64(buf + len - 8) != XXH64(buf, len - 8, 0))
+		return KR_ERR_CORRUPT;
+	kr->keks = calloc(kr->nkeks, sizeof(*kr->keks));
+	if (!kr->keks) {
+		kr->nkeks = 0;
+		return KR_ERR_NOMEM;
+	}
+	for (size_t i = 0; i < kr->nslots; i++, p += KR_SLOT_LEN) {
+		struct kr_slot *s = &kr->slots[i];
+
+		s->type = p[0];
+		s->ops = get_le64(p + 8);
+		s->mem = get_le64(p + 16);
+		memcpy(s->salt, p + 24, KDF_SALT_LEN);
+		memcpy(s->wrapped, p + KR_SLOT_PARAMS_LEN, KEYWRAP_LEN);
+	}
+	for (size_t i = 0; i < kr->nkeks; i++, p += KR_KEK_LEN) {
+		struct kr_kek *k = &kr->keks[i];
+
+		k->version = get_le32(p);
+		k->state = p[4];
+		k->created = get_le64(p + 8);
+		memcpy(k->wrapped, p + 16, KEYWRAP_LEN);
+	}
+	return KR_OK;
+}
+
+/* Opens the keyring key with the first slot of the secret's kind that accepts it. */
+static int keyring_unlock_slots(struct keyring *kr, const struct kr_secret *secret)
+{
+	uint8_t aad[64];
+	uint8_t *wk = secmem_alloc(KDF_KEY_LEN);
+	int rc = KR_ERR_NO_SLOT;
+
+	if (!wk)
+		return KR_ERR_NOMEM;
+	for (size_t i = 0; i < kr->nslots; i++) {
+		const struct kr_slot *s = &kr->slots[i];
+		int r;
+
+		if (s->type != secret->type)
+			continue;
+		r = slot_wrapping_key(s, secret, wk);
+		if (r == KR_OK &&
+		    key_unwrap(wk, aad, slot_aad(kr, s, aad), s->wrapped, kr->keyring_key) == 0) {
+			rc = KR_OK;
+			break;
+		}
+		rc = (r == KR_OK) ? KR_ERR_WRONG_SECRET : r;
+	}
+	secmem_free(wk);
+	return rc;
+}
+
+static int keyring_unwrap_keks(struct keyring *kr)
+{
+	uint8_t aad[64];
+
+	for (size_t i = 0; i < kr->nkeks; i++) {
+		struct kr_kek *k = &kr->keks[i];
+
+		if (k->state == KEK_DESTROYED)
+			continue;
+		k->key = secmem_alloc(KEYWRAP_KEY_LEN);
+		if (!k->key)
+			return KR_ERR_NOMEM;
+		if (key_unwrap(kr->keyring_key, aad, kek_aad(kr, k, aad), k->wrapped, k->key) != 0)
+			return KR_ERR_TAMPERED;
+	}
+	return KR_OK;
+}
+
+int keyring_load(const char *path, const uint8_t volume_id[KEYRING_VOLUME_ID_LEN],
+		 const struct kr_secret *secret, struct keyring **out)
+{
+	uint8_t *buf = NULL, mac[KR_MAC_LEN];
+	size_t len = 0;
+	struct keyring *kr;
+	int rc = read_small_file(path, KR_MAX_FILE, &buf, &len);
+
+	if (rc == -ENOENT)
+		return KR_ERR_MISSING;
+	if (rc == -EFBIG)
+		return KR_ERR_CORRUPT;
+	if (rc != 0) {
+		errno = -rc;
+		return KR_ERR_IO;
+	}
+	kr = keyring_alloc(volume_id);
+	rc = kr ? keyring_decode(kr, buf, len) : KR_ERR_NOMEM;
+	if (rc == KR_OK && memcmp(buf + 16, volume_id, KEYRING_VOLUME_ID_LEN) != 0)
+		rc = KR_ERR_WRONG_VOLUME;
+	if (rc == KR_OK)
+		rc = keyring_unlock_slots(kr, secret);
+	if (rc == KR_OK) {
+		keyring_mac(kr, buf, len - KR_MAC_LEN - 8, mac);
+		if (sodium_memcmp(mac, buf + len - KR_MAC_LEN - 8, KR_MAC_LEN) != 0)
+			rc = KR_ERR_TAMPERED;
+	}
+	if (rc == KR_OK)
+		rc = keyring_unwrap_keks(kr);
+	free(buf);
+	if (rc != KR_OK) {
+		keyring_free(kr);
+		return rc;
+	}
+	*out = kr;
+	return KR_OK;
+}
+
+const char *keyring_strerror(int err)
+{
+	switch (err) {
+	case KR_OK:
+		return "success";
+	case KR_ERR_IO:
+		return "the keyring could not be read or written";
+	case KR_ERR_MISSING:
+		return "the keyring file does not exist";
+	case KR_ERR_CORRUPT:
+		return "the keyring file is damaged or truncated (checksum mismatch)";
+	case KR_ERR_WRONG_SECRET:
+		return "wrong passphrase or key file (or the keyring slot was altered)";
+	case KR_ERR_NO_SLOT:
+		return "the keyring has no unlock slot of that kind";
+	case KR_ERR_TAMPERED:
+		return "the keyring was tampered with (authentication failed)";
+	case KR_ERR_WRONG_VOLUME:
+		return "the keyring belongs to a different volume";
+	case KR_ERR_NOMEM:
+		return "not enough memory to unlock the keyring";
+	case KR_ERR_UNSUPPORTED:
+		return "the keyring was written by a newer kekfs";
+	default:
+		return "unknown keyring error";
+	}
+}

@@ -1,0 +1,74 @@
+/*
+ * The keyring: a random keyring key wrapped once per root slot (passphrase, key file),
+ * and the versioned KEKs wrapped by that keyring key. Knows nothing of files or FUSE.
+ */
+#ifndef KEKFS_KEYRING_H
+#define KEKFS_KEYRING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KEYRING_VOLUME_ID_LEN 16
+#define KEYRING_KEY_LEN 32
+#define KEYRING_MAX_SLOTS 8
+
+enum keyring_err {
+	KR_OK = 0,
+	KR_ERR_IO = -1,		   /* see errno */
+	KR_ERR_MISSING = -2,	   /* no keyring file at that path */
+	KR_ERR_CORRUPT = -3,	   /* not a keyring, truncated or damaged (checksum) */
+	KR_ERR_WRONG_SECRET = -4,  /* no slot of this kind opens with the given secret */
+	KR_ERR_NO_SLOT = -5,	   /* the keyring has no slot of the kind offered */
+	KR_ERR_TAMPERED = -6,	   /* a slot opened but the keyring's MAC does not verify */
+	KR_ERR_WRONG_VOLUME = -7,  /* the keyring belongs to another volume */
+	KR_ERR_NOMEM = -8,	   /* secure memory or Argon2 memory could not be had */
+	KR_ERR_UNSUPPORTED = -9,   /* a newer keyring format */
+};
+
+enum kr_secret_type {
+	KR_SECRET_PASSPHRASE = 1,
+	KR_SECRET_KEYFILE = 2,
+};
+
+/* A root secret as the person gave it; bytes live in secure memory owned by the caller. */
+struct kr_secret {
+	int type;
+	const uint8_t *bytes;
+	size_t len;
+};
+
+enum kek_state {
+	KEK_ACTIVE = 1,
+	KEK_DECRYPT_ONLY = 2,
+	KEK_RETIRED = 3,
+	KEK_PENDING_DESTRUCTION = 4,
+	KEK_DESTROYED = 5,
+};
+
+struct keyring;
+
+/* A new keyring for volume_id: one root slot for secret, and KEK v1 active. */
+int keyring_create(const uint8_t volume_id[KEYRING_VOLUME_ID_LEN], const struct kr_secret *secret,
+		   struct keyring **out);
+
+/* Reads and unlocks the keyring at path with secret; checks it belongs to volume_id. */
+int keyring_load(const char *path, const uint8_t volume_id[KEYRING_VOLUME_ID_LEN],
+		 const struct kr_secret *secret, struct keyring **out);
+
+/* Writes the keyring atomically (0600). Returns KR_OK or KR_ERR_IO with errno set. */
+int keyring_save(const struct keyring *kr, const char *path);
+
+void keyring_free(struct keyring *kr);
+
+uint32_t keyring_active_version(const struct keyring *kr);
+
+/*
+ * The KEK of a version, or NULL when the keyring does not have it usable; *state (if not
+ * NULL) then says why: 0 unknown, or the key's state (retired, destroyed, ...).
+ */
+const uint8_t *keyring_kek(const struct keyring *kr, uint32_t version, int *state);
+
+/* One sentence for a person, naming what is wrong. */
+const char *keyring_strerror(int err);
+
+#endif

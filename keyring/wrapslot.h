@@ -1,0 +1,49 @@
+/*
+ * A wrap slot: one 256-bit key (a file DEK, or the volume's name key) wrapped by one KEK
+ * version. Each object keeps two slots; the current one is the valid slot with the
+ * highest sequence number, so re-wrapping into the other slot never risks the key.
+ */
+#ifndef KEKFS_WRAPSLOT_H
+#define KEKFS_WRAPSLOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../crypto/keywrap.h"
+#include "keyring.h"
+
+#define WRAP_SLOT_LEN 96
+#define WRAP_SLOT_AAD_MAX 128
+
+struct wrap_slot {
+	uint64_t seq;
+	uint32_t kek_version;
+	uint8_t wrapped[KEYWRAP_LEN];
+};
+
+enum wrap_slot_err {
+	SLOT_OK = 0,
+	SLOT_ERR_CORRUPT = -1,	    /* no slot passes its checksum: damaged or torn */
+	SLOT_ERR_KEK_MISSING = -2,  /* the slot's KEK version is not in the keyring */
+	SLOT_ERR_KEK_DESTROYED = -3, /* the slot's KEK was destroyed or is refused */
+	SLOT_ERR_AUTH = -4,	    /* checksum fine but unwrap fails: tampered or wrong keyring */
+};
+
+/* Encodes a slot with its xxHash64 checksum. */
+void wrap_slot_encode(const struct wrap_slot *slot, uint8_t out[WRAP_SLOT_LEN]);
+
+/* Wraps key under KEK version into slot with sequence seq; aad binds the owning object. */
+int wrap_slot_seal(struct wrap_slot *slot, const struct keyring *kr, uint32_t version,
+		   uint64_t seq, const uint8_t *aad, size_t aad_len,
+		   const uint8_t key[KEYWRAP_KEY_LEN]);
+
+/*
+ * Opens the current slot of a pair: the one that passes checksum and unwrap with the
+ * highest sequence number. On success writes the key and sets *current (0 or 1) and
+ * *slot_out (decoded current slot); otherwise returns the most telling error.
+ */
+int wrap_slots_open(const uint8_t slots[2][WRAP_SLOT_LEN], const struct keyring *kr,
+		    const uint8_t *aad, size_t aad_len, uint8_t key[KEYWRAP_KEY_LEN],
+		    int *current, struct wrap_slot *slot_out);
+
+#endif

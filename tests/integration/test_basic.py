@@ -1,0 +1,867 @@
+"""Basic POSIX behaviour of a kekfs mount."""
+
+import errno
+import mmap
+import multiprocessing
+import os
+import signal
+import socket
+import stat
+import subprocess
+import time
+
+from kekfs_harness import (Volume, Skip, run_kekfs, require_kekfs, write_file, read_file,
+                           pattern, assert_eq, assert_bytes_eq, assert_raises_errno,
+                           renameat2, fallocate, RENAME_NOREPLACE, RENAME_EXCHANGE,
+                           FALLOC_FL_KEEP_SIZE, getdents_types, saved_cwd, is_mounted,
+                           wait_for, pid_alive, mount_entries, make_tempdir, rmtree,
+                           find_daemon_pids, tmp_root)
+
+C = 4096
+SIZES = [0, 1, 4095, 4096, 4097, 3 * 1024 * 1024 + 7]
+
+
+def _pread_all(path):
+    return read_file(path)
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_help_and_version():
+    require_kekfs()
+    for args in (["--help"], ["--version"], ["init", "--help"], ["mount", "--help"]):
+        r = run_kekfs(*args)
+        assert r.returncode == 0, "kekfs %s exited %d: %r" % (" ".join(args), r.returncode, r)
+        text = (r.stdout + r.stderr).decode("utf-8", "replace")
+        assert text.strip(), "kekfs %s printed nothing" % " ".join(args)
+        if args != ["--version"]:
+            assert "usage" in text.lower() or "kekfs" in text.lower(), \
+                "kekfs %s: no usage text: %r" % (" ".join(args), text[:200])
+    r = run_kekfs("--version")
+    assert any(ch.isdigit() for ch in r.stdout.decode("utf-8", "replace")), \
+        "--version has no version number on stdout: %r" % r.stdout
+    r = run_kekfs("no-such-command")
+    assert r.returncode != 0, "unknown command exited 0"
+
+
+def test_mount_ready_when_command_returns():
+    with Volume(do_mount=False) as v:
+        r = run_kekfs(*v.mount_argv())
+        assert r.returncode == 0, r
+        v.daemon_pids = find_daemon_pids(v.mnt)
+        # spec: mount returns only once the mount is ready -> no polling here
+        assert is_mounted(v.mnt), "mount returned 0 but not in /proc/mounts yet"
+        assert os.path.ismount(v.mnt), "mount returned 0 but os.path.ismount is false"
+        assert_eq(os.listdir(v.mnt), [], "fresh volume root listing")
+        ent = mount_entries(v.mnt)
+        assert len(ent) == 1 and ent[0][2].startswith("fuse"), ent
+        assert v.daemon_pids, "no kekfs daemon process found for %s" % v.mnt
+        v.umount()
+        assert not is_mounted(v.mnt)
+
+
+def test_kekfs_dir_hidden():
+    with Volume() as v:
+        write_file(v.path("a"), b"hello")
+        assert ".kekfs" not in os.listdir(v.mnt), os.listdir(v.mnt)
+        assert b".kekfs" not in getdents_types(v.mnt)
+        assert_raises_errno(errno.ENOENT, os.lstat, v.path(".kekfs"))
+        assert_raises_errno(errno.ENOENT, os.lstat, v.path(".kekfs", "volume"))
+        vol_before = read_file(v.bpath(".kekfs", "volume"))
+        for fn in (lambda: os.mkdir(v.path(".kekfs")),
+                   lambda: write_file(v.path(".kekfs"), b"x")):
+            try:
+                fn()
+            except OSError:
+                pass
+            else:
+                raise AssertionError("creating .kekfs inside the mount succeeded")
+        assert_raises_errno((errno.ENOENT, errno.EPERM, errno.EACCES, errno.EINVAL, errno.EEXIST),
+                            os.rename, v.path("a"), v.path(".kekfs"))
+        assert_eq(read_file(v.bpath(".kekfs", "volume")), vol_before, ".kekfs/volume")
+        assert_eq(read_file(v.path("a")), b"hello")
+
+
+def test_sigterm_unmounts_cleanly():
+    with Volume() as v:
+        write_file(v.path("f"), pattern(10000, 1))
+        pids = find_daemon_pids(v.mnt)
+        assert len(pids) == 1, "expected one daemon process, found %r" % pids
+        os.kill(pids[0], signal.SIGTERM)
+        assert wait_for(lambda: not is_mounted(v.mnt), 10), "SIGTERM did not unmount"
+        assert wait_for(lambda: not pid_alive(pids[0]), 10), "daemon did not exit on SIGTERM"
+        v.daemon_pids = []
+        v.mount()
+        assert_bytes_eq(read_file(v.path("f")), pattern(10000, 1), "after SIGTERM + remount")
+
+
+def test_kekfs_umount_command():
+    with Volume() as v:
+        write_file(v.path("f"), b"data")
+        pids = list(v.daemon_pids)
+        r = run_kekfs("umount", v.mnt)
+        assert r.returncode == 0, r
+        assert not is_mounted(v.mnt), "still mounted after kekfs umount"
+        assert wait_for(lambda: all(not pid_alive(p) for p in pids), 10), "daemon still running"
+        v.daemon_pids = []
+        v.mount()
+        assert_eq(read_file(v.path("f")), b"data")
+
+
+# ---------------------------------------------------------------- data
+
+
+def _roundtrip_sizes(v, tag):
+    for i, n in enumerate(SIZES):
+        write_file(v.path("f%d" % n), pattern(n, 100 + i))
+    for i, n in enumerate(SIZES):
+        assert_eq(os.stat(v.path("f%d" % n)).st_size, n, "%s size of f%d" % (tag, n))
+        assert_bytes_eq(read_file(v.path("f%d" % n)), pattern(n, 100 + i), "%s f%d" % (tag, n))
+    v.remount()
+    for i, n in enumerate(SIZES):
+        assert_eq(os.stat(v.path("f%d" % n)).st_size, n, "%s size of f%d after remount" % (tag, n))
+        assert_bytes_eq(read_file(v.path("f%d" % n)), pattern(n, 100 + i),
+                        "%s f%d after remount" % (tag, n))
+    for i, n in enumerate(SIZES):
+        rel = "f%d" % n
+        bs = os.stat(v.bpath(rel)).st_size
+        assert_eq(bs, v.expected_backing_size(n), "%s backing size of %s (plaintext %d)" % (tag, rel, n))
+
+
+def test_file_sizes_roundtrip():
+    with Volume() as v:
+        _roundtrip_sizes(v, "xchacha")
+
+
+def test_file_sizes_aes_gcm_chunk16k():
+    with Volume(cipher="aes-256-gcm", chunk_size=16384) as v:
+        _roundtrip_sizes(v, "aes-gcm/16k")
+
+
+def test_passphrase_volume():
+    with Volume(passphrase="correct horse battery staple") as v:
+        write_file(v.path("p"), pattern(5000, 3))
+        v.remount()
+        assert_bytes_eq(read_file(v.path("p")), pattern(5000, 3))
+
+
+def test_keyring_outside_backing():
+    with Volume(keyring_outside=True) as v:
+        assert not os.path.exists(v.bpath(".kekfs", "keyring")), \
+            "--keyring given but keyring also created inside backing"
+        write_file(v.path("k"), b"outside")
+        v.remount()
+        assert_eq(read_file(v.path("k")), b"outside")
+
+
+def test_overwrite_within_and_across_chunks():
+    with Volume() as v:
+        p = v.path("f")
+        model = bytearray(pattern(5 * C + 100, 7))
+        write_file(p, bytes(model))
+        fd = os.open(p, os.O_RDWR)
+        try:
+            for off, n in [(0, 1), (C - 1, 2), (C, C), (2 * C - 3, 3 * C + 7), (5 * C + 99, 1),
+                           (5 * C + 100, 10), (123, 77)]:
+                data = pattern(n, off)
+                os.pwrite(fd, data, off)
+                if off > len(model):
+                    model.extend(b"\0" * (off - len(model)))
+                model[off:off + n] = data
+                assert_bytes_eq(os.pread(fd, len(model) + 10, 0), bytes(model),
+                                "after pwrite(%d,%d)" % (off, n))
+        finally:
+            os.close(fd)
+        v.remount()
+        assert_bytes_eq(read_file(p), bytes(model), "after remount")
+
+
+def test_o_append():
+    with Volume() as v:
+        p = v.path("log")
+        write_file(p, pattern(C - 10, 1))
+        model = bytearray(pattern(C - 10, 1))
+        fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+        fd2 = os.open(p, os.O_WRONLY | os.O_APPEND)
+        try:
+            for i, n in enumerate([5, 20, C, 1, 3 * C + 5]):
+                os.lseek(fd, 0, os.SEEK_SET)  # must not matter with O_APPEND
+                d = pattern(n, 50 + i)
+                use = fd if i % 2 == 0 else fd2
+                assert_eq(os.write(use, d), n)
+                model += d
+                assert_eq(os.fstat(fd).st_size, len(model), "size after append %d" % i)
+        finally:
+            os.close(fd)
+            os.close(fd2)
+        assert_bytes_eq(read_file(p), bytes(model), "appended content")
+        v.remount()
+        assert_bytes_eq(read_file(p), bytes(model), "appended content after remount")
+
+
+def test_o_trunc_and_o_excl():
+    with Volume() as v:
+        p = v.path("f")
+        write_file(p, pattern(3 * C + 1, 2))
+        fd = os.open(p, os.O_WRONLY | os.O_TRUNC)
+        try:
+            assert_eq(os.fstat(fd).st_size, 0, "size after O_TRUNC")
+            os.write(fd, b"abc")
+        finally:
+            os.close(fd)
+        assert_eq(read_file(p), b"abc")
+        assert_raises_errno(errno.EEXIST, os.open, p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(v.path("new"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        os.close(fd)
+        assert_eq(stat.S_IMODE(os.stat(v.path("new")).st_mode), 0o640, "O_EXCL create mode")
+        # O_TRUNC on a file that is open elsewhere
+        fd_r = os.open(p, os.O_RDONLY)
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_TRUNC)
+            os.close(fd)
+            assert_eq(os.pread(fd_r, 100, 0), b"", "other fd after O_TRUNC")
+        finally:
+            os.close(fd_r)
+        v.remount()
+        assert_eq(os.stat(p).st_size, 0)
+        assert_eq(read_file(v.path("new")), b"")
+
+
+def test_truncate_grow_shrink():
+    with Volume() as v:
+        p = v.path("t")
+        model = bytearray(pattern(3 * C + 500, 9))
+        write_file(p, bytes(model))
+        steps = [2 * C + 1, C, C - 1, 2 * C + 100, 0, 3 * C, 5000, 5 * C + 1, C + 1, 4 * C]
+        fd = os.open(p, os.O_RDWR)
+        try:
+            for i, n in enumerate(steps):
+                if i % 2:
+                    os.ftruncate(fd, n)
+                else:
+                    os.truncate(p, n)
+                if n < len(model):
+                    del model[n:]
+                else:
+                    model.extend(b"\0" * (n - len(model)))
+                assert_eq(os.fstat(fd).st_size, n, "size after truncate to %d" % n)
+                assert_bytes_eq(os.pread(fd, len(model) + 100, 0), bytes(model),
+                                "content after truncate to %d" % n)
+                # dirty the tail so that a later grow must re-zero it
+                if n > 10:
+                    d = pattern(7, 1000 + i)
+                    os.pwrite(fd, d, n - 7)
+                    model[n - 7:n] = d
+        finally:
+            os.close(fd)
+        v.remount()
+        assert_bytes_eq(read_file(p), bytes(model), "after remount")
+        assert_eq(os.stat(v.bpath("t")).st_size, v.expected_backing_size(len(model)),
+                  "backing size after truncates")
+
+
+def test_truncate_shrink_then_grow_zeroes_tail():
+    with Volume() as v:
+        p = v.path("z")
+        write_file(p, b"\xaa" * (2 * C + 100))
+        os.truncate(p, C + 10)
+        os.truncate(p, 2 * C + 100)
+        want = b"\xaa" * (C + 10) + b"\0" * (C + 90)
+        assert_bytes_eq(read_file(p), want, "grow after shrink (cached)")
+        v.remount()
+        assert_bytes_eq(read_file(p), want, "grow after shrink (after remount)")
+
+
+def test_fallocate():
+    with Volume() as v:
+        p = v.path("fa")
+        data = pattern(C + 10, 4)
+        write_file(p, data)
+        fd = os.open(p, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, 3 * C + 5)
+            assert_eq(os.fstat(fd).st_size, 3 * C + 5, "size after posix_fallocate")
+            assert_bytes_eq(os.pread(fd, 4 * C, 0), data + b"\0" * (2 * C - 5),
+                            "content after posix_fallocate")
+            fallocate(fd, 0, 3 * C + 5, 100)
+            assert_eq(os.fstat(fd).st_size, 3 * C + 105, "size after fallocate(mode 0)")
+            try:
+                fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 10 * C)
+            except OSError as e:
+                raise AssertionError("fallocate(FALLOC_FL_KEEP_SIZE) failed: %s" % e)
+            assert_eq(os.fstat(fd).st_size, 3 * C + 105, "size after FALLOC_FL_KEEP_SIZE")
+            # a posix_fallocate inside the file must not change data
+            os.posix_fallocate(fd, 10, 100)
+            assert_eq(os.fstat(fd).st_size, 3 * C + 105)
+        finally:
+            os.close(fd)
+        want = data + b"\0" * (2 * C + 95)
+        assert_bytes_eq(read_file(p), want, "content after fallocates")
+        v.remount()
+        assert_eq(os.stat(p).st_size, 3 * C + 105, "size after remount")
+        assert_bytes_eq(read_file(p), want, "content after remount")
+
+
+def test_sparse_file_holes():
+    with Volume() as v:
+        p = v.path("sparse")
+        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, b"head", 0)
+            big = 64 * 1024 * 1024 + 123
+            os.pwrite(fd, b"tail", big)
+            assert_eq(os.fstat(fd).st_size, big + 4)
+            assert_eq(os.pread(fd, 8, big - 4), b"\0\0\0\0tail")
+            assert_eq(os.pread(fd, C, 10 * C), b"\0" * C, "hole read")
+            os.pwrite(fd, b"mid", 20 * C + 5)
+        finally:
+            os.close(fd)
+        v.remount()
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            assert_eq(os.fstat(fd).st_size, big + 4)
+            assert_eq(os.pread(fd, 4, 0), b"head")
+            assert_eq(os.pread(fd, 3 * C, 19 * C), b"\0" * (C + 5) + b"mid" + b"\0" * (2 * C - 8))
+            assert_eq(os.pread(fd, 4, big), b"tail")
+            assert_eq(os.pread(fd, 1 << 20, 30 * 1024 * 1024), b"\0" * (1 << 20))
+        finally:
+            os.close(fd)
+        bst = os.stat(v.bpath("sparse"))
+        assert_eq(bst.st_size, v.expected_backing_size(big + 4), "backing size of sparse file")
+
+
+# ---------------------------------------------------------------- namespace
+
+
+def test_rename_variants():
+    with Volume() as v:
+        os.mkdir(v.path("d1"))
+        os.mkdir(v.path("d2"))
+        write_file(v.path("a"), b"AAAA")
+        write_file(v.path("b"), b"BBBBBBBB")
+        os.rename(v.path("a"), v.path("b"))  # over existing
+        assert not os.path.lexists(v.path("a"))
+        assert_eq(read_file(v.path("b")), b"AAAA", "rename over existing")
+        os.rename(v.path("b"), v.path("d1", "b2"))  # across dirs
+        assert_eq(read_file(v.path("d1", "b2")), b"AAAA", "rename across dirs")
+        write_file(v.path("d2", "x"), b"XX")
+        assert_raises_errno(errno.EEXIST, renameat2, v.path("d1", "b2"), v.path("d2", "x"),
+                            RENAME_NOREPLACE)
+        assert_eq(read_file(v.path("d2", "x")), b"XX", "NOREPLACE target untouched")
+        renameat2(v.path("d2", "x"), v.path("d2", "y"), RENAME_NOREPLACE)
+        assert not os.path.lexists(v.path("d2", "x"))
+        renameat2(v.path("d1", "b2"), v.path("d2", "y"), RENAME_EXCHANGE)
+        assert_eq(read_file(v.path("d1", "b2")), b"XX", "EXCHANGE side 1")
+        assert_eq(read_file(v.path("d2", "y")), b"AAAA", "EXCHANGE side 2")
+        assert_raises_errno(errno.ENOENT, renameat2, v.path("d1", "b2"), v.path("d2", "nope"),
+                            RENAME_EXCHANGE)
+        # exchange a file and a directory
+        renameat2(v.path("d1", "b2"), v.path("d2"), RENAME_EXCHANGE)
+        assert stat.S_ISREG(os.lstat(v.path("d2")).st_mode)
+        assert os.path.isdir(v.path("d1", "b2"))
+        assert_eq(read_file(v.path("d1", "b2", "y")), b"AAAA")
+        # directory renames
+        os.mkdir(v.path("e"))
+        os.mkdir(v.path("full"))
+        write_file(v.path("full", "f"), b"1")
+        os.rename(v.path("d1"), v.path("e"))  # over empty dir
+        assert_eq(read_file(v.path("e", "b2", "y")), b"AAAA")
+        assert_raises_errno((errno.ENOTEMPTY, errno.EEXIST), os.rename, v.path("e"), v.path("full"))
+        assert_raises_errno(errno.EINVAL, os.rename, v.path("e"), v.path("e", "b2", "inside"))
+        # rename an open file, keep using the fd
+        fd = os.open(v.path("full", "f"), os.O_RDWR)
+        try:
+            os.rename(v.path("full", "f"), v.path("e", "moved"))
+            os.pwrite(fd, pattern(2 * C, 5), 1)
+            assert_eq(os.pread(fd, 1, 0), b"1")
+        finally:
+            os.close(fd)
+        want = b"1" + pattern(2 * C, 5)
+        assert_bytes_eq(read_file(v.path("e", "moved")), want, "write via fd after rename")
+        v.remount()
+        assert_eq(sorted(os.listdir(v.mnt)), ["d2", "e", "full"])
+        assert_eq(sorted(os.listdir(v.path("e"))), ["b2", "moved"])
+        assert_eq(read_file(v.path("d2")), b"XX")
+        assert_eq(read_file(v.path("e", "b2", "y")), b"AAAA")
+        assert_bytes_eq(read_file(v.path("e", "moved")), want, "after remount")
+        assert_eq(os.listdir(v.path("full")), [])
+
+
+def test_mkdir_rmdir():
+    with Volume() as v:
+        os.makedirs(v.path("a", "b", "c"))
+        os.mkdir(v.path("m"), 0o700)
+        assert_eq(stat.S_IMODE(os.stat(v.path("m")).st_mode), 0o700)
+        assert_raises_errno(errno.EEXIST, os.mkdir, v.path("a"))
+        assert_raises_errno(errno.ENOTEMPTY, os.rmdir, v.path("a"))
+        write_file(v.path("a", "b", "file"), b"x")
+        assert_raises_errno(errno.ENOTDIR, os.rmdir, v.path("a", "b", "file"))
+        assert_raises_errno((errno.EISDIR, errno.EPERM), os.unlink, v.path("a", "b"))
+        os.rmdir(v.path("a", "b", "c"))
+        assert_raises_errno(errno.ENOENT, os.rmdir, v.path("a", "b", "c"))
+        v.remount()
+        assert_eq(sorted(os.listdir(v.path("a", "b"))), ["file"])
+        os.unlink(v.path("a", "b", "file"))
+        os.rmdir(v.path("a", "b"))
+        os.rmdir(v.path("a"))
+        assert_eq(os.listdir(v.mnt), ["m"])
+        v.remount()
+        assert_eq(os.listdir(v.mnt), ["m"])
+
+
+def test_readdir_dtype_and_many_entries():
+    with Volume() as v:
+        write_file(v.path("reg"), b"r")
+        os.mkdir(v.path("dir"))
+        os.symlink("reg", v.path("lnk"))
+        os.mkfifo(v.path("fifo"))
+        os.mknod(v.path("sock"), stat.S_IFSOCK | 0o600)
+        os.mknod(v.path("chr"), stat.S_IFCHR | 0o600, os.makedev(1, 3))
+        want = {b"reg": 8, b"dir": 4, b"lnk": 10, b"fifo": 1, b"sock": 12, b"chr": 2}
+        for attempt in ("fresh", "remount"):
+            got = getdents_types(v.mnt)
+            got.pop(b".", None)
+            got.pop(b"..", None)
+            assert_eq(sorted(got), sorted(want), "%s: readdir names" % attempt)
+            for n, t in want.items():
+                assert got[n] == t, "%s: d_type of %r is %s, expected %s" % (
+                    attempt, n, got[n], t)
+            ents = {e.name: e for e in os.scandir(v.mnt)}
+            assert ents["dir"].is_dir(follow_symlinks=False)
+            assert ents["reg"].is_file(follow_symlinks=False)
+            assert ents["lnk"].is_symlink()
+            assert ents["lnk"].is_file(follow_symlinks=True)
+            assert not ents["fifo"].is_file(follow_symlinks=False)
+            v.remount()
+        # many entries: readdir continuation must not skip or repeat names
+        os.mkdir(v.path("many"))
+        names = ["n%04d_%s" % (i, "x" * (i % 200)) for i in range(600)]
+        for n in names:
+            os.close(os.open(v.path("many", n), os.O_CREAT | os.O_WRONLY, 0o644))
+        got = os.listdir(v.path("many"))
+        assert_eq(len(got), len(set(got)), "duplicate names in readdir")
+        assert_eq(sorted(got), sorted(names), "readdir of 600 entries")
+        for n in names[::3]:
+            os.unlink(v.path("many", n))
+        v.remount()
+        assert_eq(sorted(os.listdir(v.path("many"))),
+                  sorted(set(names) - set(names[::3])), "after deleting a third + remount")
+
+
+def test_hard_links():
+    with Volume() as v:
+        os.mkdir(v.path("d"))
+        write_file(v.path("a"), pattern(C + 3, 1))
+        os.link(v.path("a"), v.path("d", "b"))
+        sa, sb = os.stat(v.path("a")), os.stat(v.path("d", "b"))
+        assert_eq(sa.st_ino, sb.st_ino, "st_ino of hard links")
+        assert_eq((sa.st_nlink, sb.st_nlink), (2, 2), "nlink after link")
+        # write via one name, read via the other (after the other was cached)
+        assert_bytes_eq(read_file(v.path("d", "b")), pattern(C + 3, 1))
+        fd = os.open(v.path("a"), os.O_WRONLY)
+        os.pwrite(fd, b"NEWDATA", C - 2)
+        os.close(fd)
+        want = bytearray(pattern(C + 3, 1))
+        want[C - 2:C + 5] = b"NEWDATA"
+        assert_bytes_eq(read_file(v.path("d", "b")), bytes(want), "write seen via other link")
+        os.truncate(v.path("d", "b"), 10)
+        assert_eq(os.stat(v.path("a")).st_size, 10, "truncate seen via other link")
+        os.link(v.path("a"), v.path("c"))
+        assert_eq(os.stat(v.path("d", "b")).st_nlink, 3, "nlink via other name after 2nd link")
+        os.unlink(v.path("a"))
+        assert_eq(os.stat(v.path("d", "b")).st_nlink, 2, "nlink via other name after unlink")
+        assert_raises_errno(errno.EEXIST, os.link, v.path("c"), v.path("d", "b"))
+        os.mkdir(v.path("dd"))
+        assert_raises_errno(errno.EPERM, os.link, v.path("dd"), v.path("dd2"))
+        v.remount()
+        sb, sc = os.stat(v.path("d", "b")), os.stat(v.path("c"))
+        assert_eq(sb.st_ino, sc.st_ino, "st_ino after remount")
+        assert_eq((sb.st_nlink, sc.st_nlink), (2, 2), "nlink after remount")
+        assert_bytes_eq(read_file(v.path("c")), bytes(want[:10]))
+        # still linked after remount: write via one, read via other
+        write_file(v.path("c"), b"after-remount")
+        assert_eq(read_file(v.path("d", "b")), b"after-remount")
+        os.unlink(v.path("c"))
+        assert_eq(os.stat(v.path("d", "b")).st_nlink, 1)
+
+
+def test_chmod_via_hard_link_seen_immediately():
+    with Volume() as v:
+        write_file(v.path("x"), b"data", 0o644)
+        os.link(v.path("x"), v.path("y"))
+        os.stat(v.path("y"))  # populate attribute cache of the second name
+        for mode in (0o600, 0o755, 0o4711, 0o640):
+            os.chmod(v.path("x"), mode)
+            assert_eq(stat.S_IMODE(os.stat(v.path("y")).st_mode), mode,
+                      "mode via other hard link immediately after chmod")
+        os.chown(v.path("y"), 4321, 8765)
+        st = os.stat(v.path("x"))
+        assert_eq((st.st_uid, st.st_gid), (4321, 8765), "owner via other hard link")
+        os.utime(v.path("y"), ns=(1_000_000_000_123_456_789, 1_100_000_000_987_654_321))
+        assert_eq(os.stat(v.path("x")).st_mtime_ns, 1_100_000_000_987_654_321,
+                  "mtime via other hard link")
+
+
+def test_symlinks():
+    with Volume() as v:
+        write_file(v.path("target"), b"T")
+        os.symlink("target", v.path("rel"))
+        os.symlink("/nonexistent/dangling", v.path("dang"))
+        long_target = "/".join(["seg%03d" % i for i in range(400)])[:3000]
+        os.symlink(long_target, v.path("long"))
+        os.mkdir(v.path("d"))
+        os.symlink("../target", v.path("d", "up"))
+        for when in ("fresh", "remount"):
+            assert_eq(os.readlink(v.path("rel")), "target", when)
+            assert_eq(os.readlink(v.path("dang")), "/nonexistent/dangling", when)
+            assert_eq(os.readlink(v.path("long")), long_target, when + " long target")
+            st = os.lstat(v.path("rel"))
+            assert stat.S_ISLNK(st.st_mode), when
+            assert_eq(st.st_size, len("target"), "symlink st_size")
+            assert_eq(read_file(v.path("d", "up")), b"T", when)
+            assert_raises_errno(errno.ENOENT, os.stat, v.path("dang"))
+            v.remount()
+        os.lchown(v.path("rel"), 1111, 2222)
+        os.utime(v.path("rel"), ns=(5 * 10**17 + 1, 6 * 10**17 + 2), follow_symlinks=False)
+        v.remount()
+        st = os.lstat(v.path("rel"))
+        assert_eq((st.st_uid, st.st_gid), (1111, 2222), "lchown on symlink")
+        assert_eq(st.st_mtime_ns, 6 * 10**17 + 2, "lutimes on symlink")
+        assert_eq(os.stat(v.path("target")).st_uid, 0, "lchown followed the link")
+
+
+def test_mknod_fifo_socket_chardev():
+    with Volume() as v:
+        os.mkfifo(v.path("fifo"), 0o640)
+        os.mknod(v.path("sock"), stat.S_IFSOCK | 0o600)
+        os.mknod(v.path("null"), stat.S_IFCHR | 0o644, os.makedev(1, 3))
+        s = socket.socket(socket.AF_UNIX)
+        bound = False
+        try:
+            spath = v.path("bound.sock")
+            if len(os.fsencode(spath)) < 100:
+                s.bind(spath)
+                bound = True
+        finally:
+            s.close()
+        # data through the FIFO
+        fd = os.open(v.path("fifo"), os.O_RDWR | os.O_NONBLOCK)
+        try:
+            os.write(fd, b"through-fifo")
+            assert_eq(os.read(fd, 100), b"through-fifo")
+        finally:
+            os.close(fd)
+        for when in ("fresh", "remount"):
+            st = os.lstat(v.path("fifo"))
+            assert stat.S_ISFIFO(st.st_mode), when
+            assert_eq(stat.S_IMODE(st.st_mode), 0o640, when + " fifo mode")
+            assert stat.S_ISSOCK(os.lstat(v.path("sock")).st_mode), when
+            st = os.lstat(v.path("null"))
+            assert stat.S_ISCHR(st.st_mode), when
+            assert_eq(st.st_rdev, os.makedev(1, 3), when + " rdev")
+            if bound:
+                assert stat.S_ISSOCK(os.lstat(v.path("bound.sock")).st_mode), when
+            v.remount()
+
+
+def test_chmod_chown_utime_ns():
+    with Volume() as v:
+        write_file(v.path("f"), b"x")
+        os.mkdir(v.path("d"))
+        os.chown(v.path("f"), 1234, 5678)
+        os.chmod(v.path("f"), 0o4751)
+        os.chown(v.path("d"), 42, 43)
+        os.chmod(v.path("d"), 0o1777)
+        times = {"f": (1_234_567_891_123_456_789, 1_300_000_000_000_000_001),
+                 "d": (1, 999_999_999),
+                 }
+        for n, t in times.items():
+            os.utime(v.path(n), ns=t)
+        write_file(v.path("future"), b"y")
+        os.utime(v.path("future"), ns=(2_208_988_800_000_000_007, 2_208_988_800_500_000_003))
+        for when in ("fresh", "remount"):
+            st = os.stat(v.path("f"))
+            assert_eq(stat.S_IMODE(st.st_mode), 0o4751, when + " mode f")
+            assert_eq((st.st_uid, st.st_gid), (1234, 5678), when + " owner f")
+            assert_eq(st.st_mtime_ns, times["f"][1], when + " mtime_ns f")
+            assert_eq(st.st_atime_ns, times["f"][0], when + " atime_ns f")
+            st = os.stat(v.path("d"))
+            assert_eq(stat.S_IMODE(st.st_mode), 0o1777, when + " mode d")
+            assert_eq((st.st_uid, st.st_gid), (42, 43), when + " owner d")
+            assert_eq(st.st_mtime_ns, times["d"][1], when + " mtime_ns d")
+            assert_eq(os.stat(v.path("future")).st_mtime_ns, 2_208_988_800_500_000_003,
+                      when + " mtime after 2038")
+            v.remount()
+        # writing updates mtime and ctime
+        before = os.stat(v.path("f"))
+        fd = os.open(v.path("f"), os.O_WRONLY)
+        os.write(fd, b"z")
+        os.close(fd)
+        after = os.stat(v.path("f"))
+        assert after.st_mtime_ns > before.st_mtime_ns, "mtime not updated by write"
+        # chmod updates ctime
+        c0 = os.stat(v.path("d")).st_ctime_ns
+        time.sleep(0.01)
+        os.chmod(v.path("d"), 0o755)
+        assert os.stat(v.path("d")).st_ctime_ns > c0, "ctime not updated by chmod"
+
+
+def test_statfs():
+    with Volume() as v:
+        st = os.statvfs(v.mnt)
+        assert st.f_bsize > 0, st
+        assert st.f_blocks > 0, st
+        assert st.f_bfree <= st.f_blocks and st.f_bavail <= st.f_blocks, st
+        assert st.f_namemax >= 255, "f_namemax %d < 255" % st.f_namemax
+        name = "n" * 255
+        write_file(v.path(name), b"x")
+        assert_eq(read_file(v.path(name)), b"x")
+        assert_raises_errno(errno.ENAMETOOLONG, write_file, v.path("n" * 256), b"x")
+
+
+def test_fsync():
+    with Volume() as v:
+        p = v.path("f")
+        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, pattern(3 * C + 3, 8))
+            os.fsync(fd)
+            os.fdatasync(fd)
+            assert_eq(os.stat(v.bpath("f")).st_size, v.expected_backing_size(3 * C + 3),
+                      "backing size after fsync (file still open)")
+        finally:
+            os.close(fd)
+        dfd = os.open(v.mnt, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        os.sync()
+        v.remount()
+        assert_bytes_eq(read_file(p), pattern(3 * C + 3, 8))
+
+
+def test_user_xattrs():
+    with Volume() as v:
+        write_file(v.path("f"), b"x")
+        os.mkdir(v.path("d"))
+        vals = {"user.a": b"1", "user.empty": b"", "user.bin": bytes(range(256)),
+                "user.big": pattern(3000, 5), "user.name with space": b"v"}
+        for n, val in vals.items():
+            os.setxattr(v.path("f"), n, val)
+        os.setxattr(v.path("d"), "user.dirattr", b"dv")
+        assert_raises_errno(errno.EEXIST, os.setxattr, v.path("f"), "user.a", b"2",
+                            os.XATTR_CREATE)
+        assert_raises_errno(errno.ENODATA, os.setxattr, v.path("f"), "user.missing", b"2",
+                            os.XATTR_REPLACE)
+        os.setxattr(v.path("f"), "user.a", b"replaced", os.XATTR_REPLACE)
+        vals["user.a"] = b"replaced"
+        os.removexattr(v.path("f"), "user.name with space")
+        del vals["user.name with space"]
+        assert_raises_errno(errno.ENODATA, os.getxattr, v.path("f"), "user.name with space")
+        for when in ("fresh", "remount"):
+            got = {n: os.getxattr(v.path("f"), n) for n in os.listxattr(v.path("f"))
+                   if n.startswith("user.")}
+            assert_eq(got, vals, when + " xattrs")
+            assert_eq(os.getxattr(v.path("d"), "user.dirattr"), b"dv", when)
+            v.remount()
+        # xattrs follow renames and hard links
+        os.rename(v.path("f"), v.path("g"))
+        os.link(v.path("g"), v.path("h"))
+        assert_eq(os.getxattr(v.path("h"), "user.bin"), bytes(range(256)))
+        assert_raises_errno(errno.ENODATA, os.getxattr, v.path("g"), "user.nonexistent")
+
+
+def test_mmap_read_and_shared_write():
+    with Volume() as v:
+        p = v.path("m")
+        size = 3 * C + 100
+        data = bytearray(pattern(size, 6))
+        write_file(p, bytes(data))
+        fd = os.open(p, os.O_RDWR)
+        try:
+            with mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE) as m:
+                assert_bytes_eq(m[:], bytes(data), "mmap read")
+                patch = b"MMAPWRITE" * 100
+                off = C - 450
+                m[off:off + len(patch)] = patch
+                data[off:off + len(patch)] = patch
+                m[size - 1:size] = b"!"
+                data[size - 1:size] = b"!"
+                m.flush()
+            assert_bytes_eq(os.pread(fd, size + 10, 0), bytes(data), "pread after msync")
+        finally:
+            os.close(fd)
+        v.remount()
+        assert_bytes_eq(read_file(p), bytes(data), "mmap-written data after remount")
+        with open(p, "rb") as f:
+            with mmap.mmap(f.fileno(), 0, mmap.MAP_SHARED, mmap.PROT_READ) as m:
+                assert_bytes_eq(m[:], bytes(data), "mmap read after remount")
+
+
+REGION = 10007  # not chunk aligned: writers share chunks
+
+
+def _writer(path, idx, nproc):
+    import random
+    r = random.Random(idx)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        base = idx * REGION
+        pos = 0
+        # small pieces interleave with the other writers
+        while pos < REGION:
+            n = min(REGION - pos, r.randint(1, 1500))
+            os.pwrite(fd, bytes([65 + idx]) * n, base + pos)
+            pos += n
+    finally:
+        os.close(fd)
+    os._exit(0)
+
+
+def test_concurrent_writers_distinct_regions():
+    nproc = 4
+    rounds = 3
+    with Volume() as v:
+        p = v.path("shared")
+        for rnd in range(rounds):
+            write_file(p, b"\0" * (nproc * REGION))
+            ctx = multiprocessing.get_context("fork")
+            procs = [ctx.Process(target=_writer, args=(p, i, nproc)) for i in range(nproc)]
+            for pr in procs:
+                pr.start()
+            for pr in procs:
+                pr.join(60)
+                assert pr.exitcode == 0, "writer exit code %r" % pr.exitcode
+            want = b"".join(bytes([65 + i]) * REGION for i in range(nproc))
+            assert_bytes_eq(read_file(p), want, "round %d: concurrent writes" % rnd)
+        v.remount()
+        assert_bytes_eq(read_file(p), want, "concurrent writes after remount")
+
+
+def test_long_path_from_deep_cwd():
+    with Volume() as v:
+        prefix = max(len(os.fsencode(v.mnt)), len(os.fsencode(v.backing)))
+        target = 4096 - 1 - prefix - 40  # leave room for "/" + file name
+        comps = []
+        total = 0
+        i = 0
+        while True:
+            n = min(255, target - total - 1)
+            if n < 10:
+                break
+            comps.append(("%03d" % i + "d" * 255)[:n])
+            total += n + 1
+            i += 1
+        rel = "/".join(comps)
+        with saved_cwd():
+            os.chdir(v.mnt)
+            for c in comps:
+                os.mkdir(c)
+                os.chdir(c)
+            # now deep inside: relative ops from a deep cwd
+            write_file("file", pattern(C + 1, 11))
+            assert_bytes_eq(read_file("file"), pattern(C + 1, 11), "read from deep cwd")
+            os.rename("file", "file2")
+            os.symlink("file2", "sl")
+            assert_eq(read_file("sl"), pattern(C + 1, 11))
+            assert_eq(sorted(os.listdir(".")), ["file2", "sl"])
+            os.chdir("..")
+            assert_eq(os.listdir("."), [comps[-1]])
+        full = os.path.join(v.mnt, rel, "file2")
+        assert len(os.fsencode(full)) > 3900, len(full)
+        assert len(os.fsencode(full)) < 4096
+        assert_eq(os.stat(full).st_size, C + 1, "stat of long absolute path")
+        v.remount()
+        assert_bytes_eq(read_file(full), pattern(C + 1, 11), "long path after remount")
+        with saved_cwd():
+            os.chdir(os.path.join(v.mnt, rel))
+            assert_bytes_eq(read_file("file2"), pattern(C + 1, 11))
+            os.unlink("sl")
+            os.unlink("file2")
+        # remove the chain bottom-up
+        with saved_cwd():
+            os.chdir(v.mnt)
+            for k in range(len(comps), 0, -1):
+                os.rmdir("/".join(comps[:k]))
+        assert_eq(os.listdir(v.mnt), [])
+
+
+def test_unlink_open_file():
+    with Volume() as v:
+        p = v.path("u")
+        write_file(p, pattern(2 * C, 12))
+        fd = os.open(p, os.O_RDWR)
+        try:
+            os.unlink(p)
+            assert "u" not in os.listdir(v.mnt)
+            assert_raises_errno(errno.ENOENT, os.stat, p)
+            os.pwrite(fd, b"still-writable", C + 3)
+            want = bytearray(pattern(2 * C, 12))
+            want[C + 3:C + 17] = b"still-writable"
+            assert_bytes_eq(os.pread(fd, 3 * C, 0), bytes(want), "read of unlinked open file")
+            write_file(p, b"new file same name")
+            assert_eq(read_file(p), b"new file same name")
+            assert_bytes_eq(os.pread(fd, 3 * C, 0), bytes(want), "old fd after name reuse")
+        finally:
+            os.close(fd)
+        v.remount()
+        assert_eq(os.listdir(v.mnt), ["u"])
+        assert_eq(read_file(p), b"new file same name")
+        assert_eq(sorted(v.backing_files()), ["u"], "backing files (no leftovers)")
+
+
+def test_read_only_mount():
+    with Volume() as v:
+        write_file(v.path("f"), b"ro-data")
+        v.remount(opts="ro")
+        ent = mount_entries(v.mnt)
+        assert ent and "ro" in ent[0][3].split(","), "not mounted ro: %r" % ent
+        assert_eq(read_file(v.path("f")), b"ro-data")
+        assert_raises_errno(errno.EROFS, write_file, v.path("g"), b"x")
+        assert_raises_errno(errno.EROFS, os.open, v.path("f"), os.O_WRONLY)
+        assert_raises_errno(errno.EROFS, os.mkdir, v.path("d"))
+
+
+def _as_nobody(fn):
+    """Run fn() in a forked child as uid/gid 65534; returns its exit code."""
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            code = fn()
+        except BaseException:
+            code = 98
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_allow_other_default_permissions():
+    with Volume() as v:
+        write_file(v.path("secret"), b"s", 0o600)
+        write_file(v.path("public"), b"p", 0o644)
+
+        def try_read(name):
+            def f():
+                try:
+                    read_file(v.path(name))
+                    return 0
+                except OSError as e:
+                    return e.errno % 256
+            return f
+        # let the other user traverse the temp dirs up to the mount point
+        os.chmod(tmp_root(), 0o711)
+        os.chmod(v.base, 0o711)
+        os.chmod(v.mnt, 0o755)
+        # without allow_other another user cannot access the mount at all
+        assert_eq(_as_nobody(try_read("public")), errno.EACCES,
+                  "other user reading 0644 file WITHOUT allow_other (expect EACCES)")
+        v.remount(opts="allow_other,default_permissions")
+        assert_eq(_as_nobody(try_read("public")), 0, "other user reading 0644 with allow_other")
+        assert_eq(_as_nobody(try_read("secret")), errno.EACCES,
+                  "other user reading 0600 root file with default_permissions")

@@ -1,0 +1,367 @@
+#!/usr/bin/env python3
+"""kekfs test runner (Python 3 stdlib only).
+
+Runs
+  * every unit test binary build/tests/unit_* (cmocka), counting its
+    "[  PASSED  ] N test(s)" / "[  FAILED  ] N test(s)" summary lines (a
+    binary that dies without a summary counts as 1 failed; a binary that
+    exits non-zero although its summary reports no failure, e.g. a sanitizer
+    report at exit, counts one extra failure);
+  * every function test_* of every module tests/integration/test_*.py, in
+    file order; a test raising kekfs_harness.Skip is counted as skipped.
+
+Prints one line per test (PASS name / FAIL name: reason / SKIP name: reason)
+and ends with exactly one line "N passed, N failed[, N skipped]".  Exit
+status is 1 if anything failed.
+
+  python3 tests/run_tests.py [-k SUBSTRING] [--kekfs PATH] [--timeout SECS]
+                             [--no-unit] [--no-integration] [--list]
+
+After every integration test and at the end, /proc/mounts is checked for
+mounts left under the run's temp dir (/tmp/kekfs-it-<pid>-*); they are
+unmounted and counted as a failure.
+"""
+
+import argparse
+import glob
+import importlib
+import inspect
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import _thread
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INTEG = os.path.join(REPO, "tests", "integration")
+
+PASSED_RE = re.compile(r"^\[\s*PASSED\s*\]\s+(\d+)\s+test\(s\)")
+FAILED_SUM_RE = re.compile(r"^\[\s*FAILED\s*\]\s+(\d+)\s+test\(s\)")
+OK_RE = re.compile(r"^\[\s*OK\s*\]\s+(\S.*)$")
+FAILED_ONE_RE = re.compile(r"^\[\s*FAILED\s*\]\s+(?!\d+\s+test\(s\))(\S.*)$")
+SKIPPED_ONE_RE = re.compile(r"^\[\s*SKIPPED\s*\]\s+(?!\d+\s+test\(s\))(\S.*)$")
+ERROR_RE = re.compile(r"^\[\s*ERROR\s*\]\s+(\S.*)$")
+
+
+class Counts(object):
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+        self.skipped = 0
+
+
+def out(line):
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def one_line(s, limit=300):
+    s = " ".join(str(s).split())
+    return s if len(s) <= limit else s[:limit] + "..."
+
+
+# --------------------------------------------------------------------------
+# unit tests
+
+
+def run_unit_tests(args, counts):
+    bins = sorted(p for p in glob.glob(os.path.join(REPO, "build", "tests", "unit_*"))
+                  if os.path.isfile(p) and os.access(p, os.X_OK)
+                  and not p.endswith((".o", ".d", ".c", ".h", ".a", ".so")))
+    for b in bins:
+        name = os.path.basename(b)
+        if args.k and not any(k in name for k in args.k):
+            continue
+        env = dict(os.environ)
+        env["CMOCKA_MESSAGE_OUTPUT"] = "STDOUT"
+        env.pop("CMOCKA_XML_FILE", None)
+        with tempfile.TemporaryFile() as fo:
+            try:
+                p = subprocess.Popen([b], stdout=fo, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=REPO, env=env)
+                try:
+                    rc = p.wait(timeout=args.unit_timeout)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+                    rc = "timeout"
+            except OSError as e:
+                rc = "exec error: %s" % e
+            fo.seek(0)
+            text = fo.read().decode("utf-8", "replace")
+        passed = failed = 0
+        have_summary = False
+        reported = set()
+        for line in text.splitlines():
+            line = line.strip()
+            m = PASSED_RE.match(line)
+            if m:
+                passed += int(m.group(1))
+                have_summary = True
+                continue
+            m = FAILED_SUM_RE.match(line)
+            if m:
+                failed += int(m.group(1))
+                have_summary = True
+                continue
+            m = OK_RE.match(line)
+            if m:
+                out("PASS %s/%s" % (name, m.group(1)))
+                continue
+            m = SKIPPED_ONE_RE.match(line)
+            if m:
+                out("SKIP %s/%s: skipped by cmocka" % (name, m.group(1)))
+                counts.skipped += 1
+                continue
+            m = FAILED_ONE_RE.match(line)
+            if m and m.group(1) not in reported:
+                # cmocka prints per-test FAILED lines twice (inline and in the
+                # list after the summary): report each name once
+                reported.add(m.group(1))
+                out("FAIL %s/%s: see output of %s below" % (name, m.group(1), name))
+                continue
+        tail = "\n".join(text.splitlines()[-15:])
+        if not have_summary:
+            counts.failed += 1
+            out("FAIL %s: no cmocka summary (exit %s)\n    %s" % (
+                name, describe_rc(rc), tail.replace("\n", "\n    ")))
+            continue
+        counts.passed += passed
+        counts.failed += failed
+        if failed:
+            out("    --- %s output tail ---\n    %s" % (name, tail.replace("\n", "\n    ")))
+        if rc != 0 and failed == 0:
+            counts.failed += 1
+            out("FAIL %s: exit %s although summary reports no failure\n    %s" % (
+                name, describe_rc(rc), tail.replace("\n", "\n    ")))
+
+
+def describe_rc(rc):
+    if isinstance(rc, int) and rc < 0:
+        try:
+            return "signal %s" % signal.Signals(-rc).name
+        except ValueError:
+            return "signal %d" % -rc
+    return str(rc)
+
+
+# --------------------------------------------------------------------------
+# integration tests
+
+
+class Watchdog(object):
+    """Per-test timeout that works even if the test is stuck in a syscall on
+    a hung FUSE mount: abort the connections / kill the daemons of the
+    run's mounts, then interrupt the main thread."""
+
+    def __init__(self, seconds, tmp_root, harness):
+        self.fired = False
+        self.tmp_root = tmp_root
+        self.harness = harness
+        self.timer = threading.Timer(seconds, self.fire)
+        self.timer.daemon = True
+
+    def __enter__(self):
+        self.timer.start()
+        return self
+
+    def __exit__(self, *a):
+        self.timer.cancel()
+        return False
+
+    def fire(self):
+        self.fired = True
+        h = self.harness
+        try:
+            for m in h.fuse_mounts_under(self.tmp_root):
+                pids = h.find_daemon_pids(m)
+                h.abort_fuse_connection(m)
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+        except Exception:
+            pass
+        _thread.interrupt_main()
+
+
+def short_tb(exc_type, exc, tb, limit=4):
+    frames = traceback.extract_tb(tb)
+    frames = frames[-limit:]
+    lines = []
+    for f in frames:
+        lines.append("%s:%d in %s: %s" % (os.path.relpath(f.filename, REPO), f.lineno,
+                                          f.name, (f.line or "").strip()))
+    msg = "".join(traceback.format_exception_only(exc_type, exc)).strip()
+    if len(msg) > 3000:
+        msg = msg[:3000] + "..."
+    return msg, lines
+
+
+def leftover_mounts(harness, tmp_root, counts, context):
+    left = harness.mounts_under(tmp_root)
+    if not left:
+        return
+    counts.failed += 1
+    out("FAIL leftover-mounts after %s: %s" % (context, ", ".join(left)))
+    for m in sorted(left, key=len, reverse=True):
+        harness.force_unmount(m)
+
+
+def leftover_daemons(harness, tmp_root, counts):
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]).startswith(b"kekfs") and \
+                any(a.startswith(os.fsencode(tmp_root)) for a in argv[1:]):
+            if harness.pid_alive(int(d)):
+                pids.append(int(d))
+    if pids:
+        counts.failed += 1
+        out("FAIL leftover-daemons: kekfs processes still running: %s" % pids)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def collect_integration(args):
+    mods = sorted(glob.glob(os.path.join(INTEG, "test_*.py")))
+    res = []
+    for path in mods:
+        modname = os.path.splitext(os.path.basename(path))[0]
+        res.append((modname, path))
+    return res
+
+
+def run_integration_tests(args, counts, harness, tmp_root):
+    for modname, path in collect_integration(args):
+        try:
+            mod = importlib.import_module(modname)
+        except BaseException as e:
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            if args.k and not any(k in modname for k in args.k):
+                continue
+            msg, lines = short_tb(*sys.exc_info())
+            counts.failed += 1
+            out("FAIL %s: import error: %s\n    %s" % (modname, one_line(msg),
+                                                      "\n    ".join(lines)))
+            continue
+        funcs = [(getattr(f, "__code__", None) and f.__code__.co_firstlineno or 0, n, f)
+                 for n, f in vars(mod).items()
+                 if n.startswith("test_") and callable(f) and inspect.isfunction(f)
+                 and f.__module__ == mod.__name__]
+        for _, fname, fn in sorted(funcs, key=lambda t: t[0]):
+            name = "%s.%s" % (modname, fname)
+            if args.k and not any(k in name for k in args.k):
+                continue
+            if args.list:
+                out(name)
+                continue
+            timeout = getattr(fn, "timeout", args.timeout)
+            t0 = time.monotonic()
+            wd = Watchdog(timeout, tmp_root, harness)
+            status = None
+            try:
+                os.chdir(REPO)
+                with wd:
+                    fn()
+                status = ("PASS", None)
+            except KeyboardInterrupt:
+                if wd.fired:
+                    status = ("FAIL", "timed out after %ss (mounts aborted)" % timeout)
+                else:
+                    raise
+            except BaseException as e:  # noqa
+                if type(e).__name__ == "Skip" or isinstance(e, harness.Skip):
+                    status = ("SKIP", one_line(e))
+                else:
+                    msg, lines = short_tb(*sys.exc_info())
+                    status = ("FAIL", msg + "\n    " + "\n    ".join(lines))
+            finally:
+                try:
+                    os.chdir(REPO)
+                except OSError:
+                    pass
+            dt = time.monotonic() - t0
+            if status[0] == "PASS":
+                counts.passed += 1
+                out("PASS %s (%.1fs)" % (name, dt))
+            elif status[0] == "SKIP":
+                counts.skipped += 1
+                out("SKIP %s: %s" % (name, status[1]))
+            else:
+                counts.failed += 1
+                msg = status[1]
+                first, _, rest = msg.partition("\n")
+                out("FAIL %s: %s%s" % (name, first, ("\n    " + rest.strip("\n")) if rest else ""))
+            leftover_mounts(harness, tmp_root, counts, name)
+
+
+def main():
+    ap = argparse.ArgumentParser(description="kekfs test runner")
+    ap.add_argument("-k", action="append", default=[],
+                    help="only run tests whose name contains SUBSTRING (repeatable)")
+    ap.add_argument("--kekfs", default=os.path.join(REPO, "build", "kekfs"),
+                    help="kekfs binary (default: build/kekfs)")
+    ap.add_argument("--timeout", type=float, default=180.0,
+                    help="per integration test timeout in seconds")
+    ap.add_argument("--unit-timeout", type=float, default=600.0)
+    ap.add_argument("--no-unit", action="store_true")
+    ap.add_argument("--no-integration", action="store_true")
+    ap.add_argument("--list", action="store_true", help="list integration tests only")
+    args = ap.parse_args()
+
+    os.chdir(REPO)
+    os.environ["KEKFS_BIN"] = os.path.abspath(args.kekfs)
+    tmp_root = tempfile.mkdtemp(prefix="kekfs-it-%d-" % os.getpid(), dir="/tmp")
+    os.environ["KEKFS_TEST_TMPDIR"] = tmp_root
+    sys.path.insert(0, INTEG)
+    import kekfs_harness as harness
+
+    counts = Counts()
+    t0 = time.monotonic()
+    interrupted = False
+    try:
+        if not args.no_unit and not args.list:
+            run_unit_tests(args, counts)
+        if not args.no_integration:
+            run_integration_tests(args, counts, harness, tmp_root)
+    except KeyboardInterrupt:
+        interrupted = True
+        counts.failed += 1
+        out("FAIL runner: interrupted")
+    finally:
+        leftover_mounts(harness, tmp_root, counts, "run")
+        leftover_daemons(harness, tmp_root, counts)
+        try:
+            harness.rmtree(tmp_root)
+        except Exception as e:
+            out("note: could not remove %s: %s" % (tmp_root, e))
+    if args.list:
+        return 0
+    sys.stderr.write("(%.1fs)\n" % (time.monotonic() - t0))
+    line = "%d passed, %d failed" % (counts.passed, counts.failed)
+    if counts.skipped:
+        line += ", %d skipped" % counts.skipped
+    out(line)
+    return 1 if counts.failed or interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
