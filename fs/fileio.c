@@ -76,34 +76,6 @@ int fileio_create(int fd, const struct volume_keys *vk, struct file_crypt *fc)
 	return rc;
 }
 
-int fileio_load(int fd, const struct volume_keys *vk, struct file_crypt *fc)
-{
-	uint8_t buf[HEADER_LEN];
-	uint64_t size;
-	int rc = pread_full(fd, buf, HEADER_LEN, 0);
-
-	if (rc == -EIO) {
-		fc->hdr_err = HDR_ERR_CORRUPT; /* shorter than a header */
-		return -EBADMSG;
-	}
-	if (rc != 0)
-		return rc;
-	fc->hdr_err = header_decode(buf, vk->vol, &fc->hdr);
-	if (fc->hdr_err != HDR_OK)
-		return -EBADMSG;
-	fc->dek = secmem_alloc(DEK_LEN);
-	if (!fc->dek)
-		return -ENOMEM;
-	fc->hdr_err = header_open_dek(&fc->hdr, vk->vol, vk->kr, fc->dek);
-	if (fc->hdr_err == HDR_OK && fileio_size(fd, &vk->geom, &size) != 0)
-		fc->hdr_err = HDR_ERR_SIZE;
-	if (fc->hdr_err != HDR_OK) {
-		fileio_drop(fc);
-		return -EBADMSG;
-	}
-	return 0;
-}
-
 void fileio_drop(struct file_crypt *fc)
 {
 	secmem_free(fc->dek);
@@ -162,6 +134,54 @@ static int chunk_read_plain(int fd, const struct volume_keys *vk, struct file_cr
 	return rc;
 }
 
+/*
+ * An empty file is a header and one sealed, empty, final chunk. The kernel never reads a
+ * file it believes empty, so that chunk is checked here: a file cut down to one chunk's
+ * overhead must not pass for an empty file.
+ */
+static int empty_file_check(int fd, const struct volume_keys *vk, struct file_crypt *fc)
+{
+	uint8_t stored[AEAD_MAX_OVERHEAD], none[1];
+	int rc = pread_full(fd, stored, vk->geom.overhead, HEADER_LEN);
+
+	if (rc == 0)
+		rc = chunk_decode(vk, fc, 0, 0, stored, vk->geom.overhead, none);
+	return rc;
+}
+
+int fileio_load(int fd, const struct volume_keys *vk, struct file_crypt *fc)
+{
+	uint8_t buf[HEADER_LEN];
+	uint64_t size;
+	int rc = pread_full(fd, buf, HEADER_LEN, 0);
+
+	if (rc == -EIO) {
+		fc->hdr_err = HDR_ERR_CORRUPT; /* shorter than a header */
+		return -EBADMSG;
+	}
+	if (rc != 0)
+		return rc;
+	fc->hdr_err = header_decode(buf, vk->vol, &fc->hdr);
+	if (fc->hdr_err != HDR_OK)
+		return -EBADMSG;
+	fc->dek = secmem_alloc(DEK_LEN);
+	if (!fc->dek)
+		return -ENOMEM;
+	fc->hdr_err = header_open_dek(&fc->hdr, vk->vol, vk->kr, fc->dek);
+	if (fc->hdr_err == HDR_OK && fileio_size(fd, &vk->geom, &size) != 0)
+		fc->hdr_err = HDR_ERR_SIZE;
+	if (fc->hdr_err != HDR_OK) {
+		fileio_drop(fc);
+		return -EBADMSG;
+	}
+	rc = size == 0 ? empty_file_check(fd, vk, fc) : 0;
+	if (rc != 0) {
+		fc->hdr_err = HDR_ERR_SIZE;
+		fileio_drop(fc);
+	}
+	return rc;
+}
+
 ssize_t fileio_read(int fd, const struct volume_keys *vk, struct file_crypt *fc, char *buf,
 		    size_t n, uint64_t off)
 {
@@ -173,6 +193,8 @@ ssize_t fileio_read(int fd, const struct volume_keys *vk, struct file_crypt *fc,
 
 	if (rc != 0)
 		return rc;
+	if (cur == 0)
+		return empty_file_check(fd, vk, fc);
 	if (off >= cur || n == 0)
 		return 0;
 	n = MIN(n, cur - off);

@@ -85,8 +85,9 @@ static int slot_wrapping_key(const struct kr_slot *s, const struct kr_secret *se
 		kdf_keyfile(secret->bytes, s->salt, out);
 		return KR_OK;
 	}
-	if (s->ops > 64 || s->mem > (4ULL << 30))
-		return KR_ERR_CORRUPT;
+	if (s->ops < crypto_pwhash_OPSLIMIT_MIN || s->ops > 64 ||
+	    s->mem < crypto_pwhash_MEMLIMIT_MIN || s->mem > (4ULL << 30))
+		return KR_ERR_CORRUPT; /* no kekfs writes these: an edited slot */
 	return kdf_passphrase((const char *)secret->bytes, secret->len, s->salt, s->ops, s->mem,
 			      out) == 0
 		       ? KR_OK
@@ -290,7 +291,8 @@ static int keyring_decode(struct keyring *kr, const uint8_t *buf, size_t len)
 {
 	const uint8_t *p = buf + KR_HEAD_LEN;
 
-	if (len < KR_HEAD_LEN || memcmp(buf, KR_MAGIC, 8) != 0)
+	if (len < KR_HEAD_LEN + 8 || memcmp(buf, KR_MAGIC, 8) != 0 ||
+	    get_le64(buf + len - 8) != XXH64(buf, len - 8, 0))
 		return KR_ERR_CORRUPT;
 	if (get_le16(buf + 8) != KR_FORMAT)
 		return KR_ERR_UNSUPPORTED;
@@ -298,8 +300,6 @@ static int keyring_decode(struct keyring *kr, const uint8_t *buf, size_t len)
 	kr->nkeks = get_le16(buf + 12);
 	if (kr->nslots == 0 || kr->nslots > KEYRING_MAX_SLOTS || kr->nkeks == 0 ||
 	    len != keyring_encoded_len(kr))
-		return KR_ERR_CORRUPT;
-	if (get_le64(buf + len - 8) != XXH64(buf, len - 8, 0))
 		return KR_ERR_CORRUPT;
 	kr->keks = calloc(kr->nkeks, sizeof(*kr->keks));
 	if (!kr->keks) {
