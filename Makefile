@@ -20,7 +20,8 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
 CRYPTO_SRC  := crypto/secmem.c crypto/aead.c crypto/kdf.c crypto/keywrap.c
 KEYRING_SRC := keyring/keyring.c keyring/wrapslot.c keyring/atomic_file.c
-FSCORE_SRC  := fs/volume.c fs/header.c fs/chunk.c fs/fileio.c fs/objcrypt.c fs/log.c
+FSCORE_SRC  := fs/volume.c fs/header.c fs/chunk.c fs/fileio.c fs/objcrypt.c fs/log.c \
+	       fs/inode_table.c
 FUSE_SRC    := fs/fuse_ops.c
 CLI_SRC     := cli/main.c cli/secret.c cli/cmd_init.c cli/cmd_mount.c
 LIB_SRC     := $(CRYPTO_SRC) $(KEYRING_SRC) $(FSCORE_SRC)
@@ -47,9 +48,17 @@ $(BUILD)/tests/unit_%: tests/unit/test_%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(LDFLAGS) $(PKG_LIBS) -lcmocka
 
+SAN_LOGS := $(abspath $(BUILD))/sanitizer-logs
+ifeq ($(SANITIZE),1)
+TEST_ENV := KEKFS_SANITIZER_LOGS=$(SAN_LOGS) \
+	    ASAN_OPTIONS=log_path=$(SAN_LOGS)/asan:detect_leaks=1 \
+	    UBSAN_OPTIONS=log_path=$(SAN_LOGS)/ubsan:print_stacktrace=1
+endif
+
 test: deps
 	@$(MAKE) --no-print-directory all
-	@python3 tests/run_tests.py --kekfs $(BUILD)/kekfs
+	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
+	@$(TEST_ENV) python3 tests/run_tests.py --kekfs $(BUILD)/kekfs
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -17,19 +17,19 @@
 #include "secret.h"
 
 static const char init_usage[] =
-	"Usage: kekfs init [OPTIONS] BACKING\n"
-	"\n"
-	"Creates an encrypted volume in BACKING (an empty or new directory): the volume\n"
-	"config and a keyring holding KEK v1, unlocked by a passphrase or a key file.\n"
-	"\n"
-	"  --key-file FILE          unlock with a 32-byte key file (openssl rand -out FILE 32)\n"
-	"  --passphrase-file FILE   unlock with the passphrase on the first line of FILE\n"
-	"                           (without either, the passphrase is asked on the terminal)\n"
-	"  --keyring PATH           keep the keyring at PATH, outside the backing directory\n"
-	"  --cipher NAME            xchacha20-poly1305 (default) or aes-256-gcm\n"
-	"  --chunk-size N           plaintext bytes per chunk, a power of two from 512 to 1M\n"
-	"                           (default 4096; K and M suffixes allowed)\n"
-	"  -h, --help               show this help\n";
+    "Usage: kekfs init [OPTIONS] BACKING\n"
+    "\n"
+    "Creates an encrypted volume in BACKING (an empty or new directory): the volume\n"
+    "config and a keyring holding KEK v1, unlocked by a passphrase or a key file.\n"
+    "\n"
+    "  --key-file FILE          unlock with a 32-byte key file (openssl rand -out FILE 32)\n"
+    "  --passphrase-file FILE   unlock with the passphrase on the first line of FILE\n"
+    "                           (without either, the passphrase is asked on the terminal)\n"
+    "  --keyring PATH           keep the keyring at PATH, outside the backing directory\n"
+    "  --cipher NAME            xchacha20-poly1305 (default) or aes-256-gcm\n"
+    "  --chunk-size N           plaintext bytes per chunk, a power of two from 512 to 1M\n"
+    "                           (default 4096; K and M suffixes allowed)\n"
+    "  -h, --help               show this help\n";
 
 /* Parses "4096", "4K", "64k", "1M" into a shift; 0 if not a power of two in range. */
 static unsigned parse_chunk_size(const char *s)
@@ -89,13 +89,13 @@ struct init_opts {
 static int init_parse(int argc, char **argv, struct init_opts *o)
 {
 	static const struct option longopts[] = {
-		{"key-file", required_argument, NULL, 'k'},
-		{"passphrase-file", required_argument, NULL, 'p'},
-		{"keyring", required_argument, NULL, 'r'},
-		{"cipher", required_argument, NULL, 'c'},
-		{"chunk-size", required_argument, NULL, 's'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"key-file", required_argument, NULL, 'k'},
+	    {"passphrase-file", required_argument, NULL, 'p'},
+	    {"keyring", required_argument, NULL, 'r'},
+	    {"cipher", required_argument, NULL, 'c'},
+	    {"chunk-size", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
@@ -117,13 +117,14 @@ static int init_parse(int argc, char **argv, struct init_opts *o)
 			o->cipher = aead_cipher_from_name(optarg);
 			if (!o->cipher)
 				return cli_error("unknown cipher '%s': use xchacha20-poly1305 or "
-						 "aes-256-gcm", optarg);
+						 "aes-256-gcm",
+						 optarg);
 			break;
 		case 's':
 			o->chunk_shift = parse_chunk_size(optarg);
 			if (!o->chunk_shift)
-				return cli_error("chunk size '%s' is not a power of two from 512 to 1M",
-						 optarg);
+				return cli_error(
+				    "chunk size '%s' is not a power of two from 512 to 1M", optarg);
 			break;
 		case 'h':
 			fputs(init_usage, stdout);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,22 +22,22 @@
 #include "secret.h"
 
 static const char mount_usage[] =
-	"Usage: kekfs mount [OPTIONS] BACKING MOUNTPOINT\n"
-	"\n"
-	"Unlocks the volume in BACKING and mounts it at MOUNTPOINT. Returns once the mount is\n"
-	"ready (exit 0), or prints what is wrong and exits non-zero with nothing mounted.\n"
-	"\n"
-	"  -f, --foreground         stay in the foreground, log to stderr\n"
-	"  -o OPTS                  comma-separated: allow_other (implies default_permissions),\n"
-	"                           default_permissions, ro, keyfile=F, passfile=F, keyring=P\n"
-	"  --key-file FILE          unlock with a 32-byte key file\n"
-	"  --passphrase-file FILE   unlock with the passphrase on the first line of FILE\n"
-	"                           (without either, the passphrase is asked on the terminal)\n"
-	"  --keyring PATH           the keyring, if it is kept outside BACKING\n"
-	"  --log-file FILE          append the daemon's log to FILE (default: syslog)\n"
-	"  -h, --help               show this help\n"
-	"\n"
-	"Unmount with 'kekfs umount MOUNTPOINT', 'fusermount3 -u MOUNTPOINT' or SIGTERM.\n";
+    "Usage: kekfs mount [OPTIONS] BACKING MOUNTPOINT\n"
+    "\n"
+    "Unlocks the volume in BACKING and mounts it at MOUNTPOINT. Returns once the mount is\n"
+    "ready (exit 0), or prints what is wrong and exits non-zero with nothing mounted.\n"
+    "\n"
+    "  -f, --foreground         stay in the foreground, log to stderr\n"
+    "  -o OPTS                  comma-separated: allow_other (implies default_permissions),\n"
+    "                           default_permissions, ro, keyfile=F, passfile=F, keyring=P\n"
+    "  --key-file FILE          unlock with a 32-byte key file\n"
+    "  --passphrase-file FILE   unlock with the passphrase on the first line of FILE\n"
+    "                           (without either, the passphrase is asked on the terminal)\n"
+    "  --keyring PATH           the keyring, if it is kept outside BACKING\n"
+    "  --log-file FILE          append the daemon's log to FILE (default: syslog)\n"
+    "  -h, --help               show this help\n"
+    "\n"
+    "Unmount with 'kekfs umount MOUNTPOINT', 'fusermount3 -u MOUNTPOINT' or SIGTERM.\n";
 
 struct mount_opts {
 	struct secret_source src;
@@ -68,7 +69,8 @@ static int parse_o(struct mount_opts *o, char *opts)
 		else if (strcmp(opt, "rw") == 0)
 			o->read_only = 0;
 		else
-			return cli_error("unknown mount option '%s': see 'kekfs mount --help'", opt);
+			return cli_error("unknown mount option '%s': see 'kekfs mount --help'",
+					 opt);
 	}
 	return 0;
 }
@@ -76,13 +78,13 @@ static int parse_o(struct mount_opts *o, char *opts)
 static int mount_parse(int argc, char **argv, struct mount_opts *o)
 {
 	static const struct option longopts[] = {
-		{"foreground", no_argument, NULL, 'f'},
-		{"key-file", required_argument, NULL, 'k'},
-		{"passphrase-file", required_argument, NULL, 'p'},
-		{"keyring", required_argument, NULL, 'r'},
-		{"log-file", required_argument, NULL, 'l'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"foreground", no_argument, NULL, 'f'},
+	    {"key-file", required_argument, NULL, 'k'},
+	    {"passphrase-file", required_argument, NULL, 'p'},
+	    {"keyring", required_argument, NULL, 'r'},
+	    {"log-file", required_argument, NULL, 'l'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
@@ -151,15 +153,16 @@ static int mountpoint_check(const char *mp)
 	if (stat(mp, &st) != 0 || !S_ISDIR(st.st_mode))
 		return cli_error("mount point %s is not a directory", mp);
 	if (is_mounted(mp))
-		return cli_error("%s is already a mount point: unmount it first ('kekfs umount %s')",
-				 mp, mp);
+		return cli_error(
+		    "%s is already a mount point: unmount it first ('kekfs umount %s')", mp, mp);
 	d = opendir(mp);
 	if (!d)
 		return cli_error("cannot open mount point %s: %s", mp, strerror(errno));
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
 			closedir(d);
-			return cli_error("mount point %s is not empty: mount on an empty directory", mp);
+			return cli_error("mount point %s is not empty: mount on an empty directory",
+					 mp);
 		}
 	}
 	closedir(d);
@@ -189,8 +192,9 @@ static int volume_unlock_all(const struct mount_opts *o, struct volume *vol, str
 	snprintf(kpath, sizeof(kpath), "%s/%s/%s", o->backing, VOLUME_DIR, KEYRING_FILE);
 	rc = volume_load(vpath, vol);
 	if (rc == VOL_ERR_MISSING)
-		return cli_error("%s is not a kekfs volume (no %s/%s): create one with 'kekfs init'",
-				 o->backing, VOLUME_DIR, VOLUME_FILE);
+		return cli_error(
+		    "%s is not a kekfs volume (no %s/%s): create one with 'kekfs init'", o->backing,
+		    VOLUME_DIR, VOLUME_FILE);
 	if (rc != VOL_OK)
 		return cli_error("%s: %s", vpath, volume_strerror(rc));
 	if (secret_read(&o->src, 0, &secret) != 0)
@@ -279,7 +283,8 @@ static int session_serve(struct fuse_session *se)
 	fuse_loop_cfg_set_max_threads(cfg, 16);
 	rc = fuse_session_loop_mt(se, cfg);
 	fuse_loop_cfg_destroy(cfg);
-	return rc;
+	/* libfuse reports the signal that ended the loop: SIGTERM and friends are a clean stop. */
+	return (rc == SIGTERM || rc == SIGINT || rc == SIGHUP) ? 0 : rc;
 }
 
 static int mount_run(struct mount_opts *o, int status_fd)

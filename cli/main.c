@@ -7,18 +7,18 @@
 #include "cli.h"
 
 static const char usage[] =
-	"Usage: kekfs COMMAND [OPTIONS] ...\n"
-	"\n"
-	"An encrypted FUSE filesystem with per-file keys and rotatable key-encryption keys.\n"
-	"\n"
-	"Commands:\n"
-	"  init BACKING                  create an encrypted volume in an empty directory\n"
-	"  mount BACKING MOUNTPOINT      unlock the volume and mount it in plaintext\n"
-	"  umount MOUNTPOINT             unmount a kekfs mount\n"
-	"\n"
-	"Options:\n"
-	"  -h, --help                    show this help (or 'kekfs COMMAND --help')\n"
-	"  -V, --version                 show the version\n";
+    "Usage: kekfs COMMAND [OPTIONS] ...\n"
+    "\n"
+    "An encrypted FUSE filesystem with per-file keys and rotatable key-encryption keys.\n"
+    "\n"
+    "Commands:\n"
+    "  init BACKING                  create an encrypted volume in an empty directory\n"
+    "  mount BACKING MOUNTPOINT      unlock the volume and mount it in plaintext\n"
+    "  umount MOUNTPOINT             unmount a kekfs mount\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help                    show this help (or 'kekfs COMMAND --help')\n"
+    "  -V, --version                 show the version\n";
 
 int cli_error(const char *fmt, ...)
 {

@@ -60,9 +60,10 @@ static int key_file_read(const char *path, struct kr_secret *secret)
 		secmem_free(buf);
 		if (n < 0)
 			return cli_error("cannot read key file %s: %s", path, strerror((int)-n));
-		return cli_error("key file %s must be exactly 32 bytes (it has %s%zd): make one with "
-				 "'openssl rand -out FILE 32'",
-				 path, n > KDF_KEYFILE_LEN ? "more than " : "", n > 32 ? 32 : n);
+		return cli_error(
+		    "key file %s must be exactly 32 bytes (it has %s%zd): make one with "
+		    "'openssl rand -out FILE 32'",
+		    path, n > KDF_KEYFILE_LEN ? "more than " : "", n > 32 ? 32 : n);
 	}
 	secret->type = KR_SECRET_KEYFILE;
 	secret->bytes = buf;

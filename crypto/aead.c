@@ -1,6 +1,7 @@
 #include "aead.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -45,16 +46,36 @@ size_t aead_overhead(int cipher)
 	return aead_nonce_len(cipher) + AEAD_TAG_LEN;
 }
 
+static pthread_key_t gcm_ctx_key;
+static pthread_once_t gcm_ctx_once = PTHREAD_ONCE_INIT;
+
+static void gcm_ctx_free(void *ctx)
+{
+	EVP_CIPHER_CTX_free(ctx);
+}
+
+static void gcm_ctx_key_create(void)
+{
+	(void)pthread_key_create(&gcm_ctx_key, gcm_ctx_free);
+}
+
 /*
- * One EVP context per thread, reset (and so cleansed of the key schedule) after every
- * call: the AES key schedule never outlives the request that needed it.
+ * One EVP context per thread (freed when the thread ends), reset and so cleansed of the
+ * key schedule after every call: the AES key schedule never outlives its request.
  */
 static EVP_CIPHER_CTX *gcm_ctx(void)
 {
-	static _Thread_local EVP_CIPHER_CTX *ctx;
+	EVP_CIPHER_CTX *ctx;
 
-	if (!ctx)
+	pthread_once(&gcm_ctx_once, gcm_ctx_key_create);
+	ctx = pthread_getspecific(gcm_ctx_key);
+	if (!ctx) {
 		ctx = EVP_CIPHER_CTX_new();
+		if (ctx && pthread_setspecific(gcm_ctx_key, ctx) != 0) {
+			EVP_CIPHER_CTX_free(ctx);
+			ctx = NULL;
+		}
+	}
 	return ctx;
 }
 
@@ -125,9 +146,8 @@ int aead_open(int cipher, const uint8_t key[AEAD_KEY_LEN], const uint8_t *aad, s
 	len = in_len - aead_overhead(cipher);
 	if (cipher == AEAD_AES256_GCM)
 		return gcm_open(key, aad, aad_len, in, len, pt);
-	if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(pt, NULL, in + nlen, len,
-								in + nlen + len, aad, aad_len,
-								in, key) != 0) {
+	if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
+		pt, NULL, in + nlen, len, in + nlen + len, aad, aad_len, in, key) != 0) {
 		sodium_memzero(pt, len);
 		return -EBADMSG;
 	}

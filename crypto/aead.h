@@ -7,7 +7,7 @@
 
 enum aead_cipher {
 	AEAD_XCHACHA20_POLY1305 = 1, /* libsodium, 192-bit random nonce */
-	AEAD_AES256_GCM = 2,         /* OpenSSL EVP, 96-bit random nonce */
+	AEAD_AES256_GCM = 2,	     /* OpenSSL EVP, 96-bit random nonce */
 };
 
 #define AEAD_KEY_LEN 32

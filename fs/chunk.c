@@ -50,8 +50,8 @@ uint64_t geom_chunk_off(const struct chunk_geom *g, uint64_t idx)
 	return HEADER_LEN + idx * (g->size + g->overhead);
 }
 
-static void chunk_aad(uint8_t aad[CHUNK_AAD_LEN], const uint8_t file_id[FILE_ID_LEN],
-		      uint64_t idx, int final)
+static void chunk_aad(uint8_t aad[CHUNK_AAD_LEN], const uint8_t file_id[FILE_ID_LEN], uint64_t idx,
+		      int final)
 {
 	memcpy(aad, file_id, FILE_ID_LEN);
 	put_le64(aad + FILE_ID_LEN, idx);

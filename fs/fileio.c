@@ -230,9 +230,9 @@ ssize_t fileio_read(int fd, const struct volume_keys *vk, struct file_crypt *fc,
  * Seals chunk idx of a file growing or changing from cur to newsize bytes, with data
  * (covering plain offsets [off, off+n)) laid over its old contents.
  */
-static int chunk_rewrite(int fd, const struct volume_keys *vk, struct file_crypt *fc,
-			 uint64_t cur, uint64_t newsize, uint64_t idx, const char *data, size_t n,
-			 uint64_t off, uint8_t *out, uint8_t *pt, uint8_t *scratch)
+static int chunk_rewrite(int fd, const struct volume_keys *vk, struct file_crypt *fc, uint64_t cur,
+			 uint64_t newsize, uint64_t idx, const char *data, size_t n, uint64_t off,
+			 uint8_t *out, uint8_t *pt, uint8_t *scratch)
 {
 	const struct chunk_geom *g = &vk->geom;
 	uint64_t cstart = idx * g->size, newlen = chunk_plain_len(g, newsize, idx);
@@ -288,8 +288,8 @@ static int file_update(int fd, const struct volume_keys *vk, struct file_crypt *
 	return rc;
 }
 
-ssize_t fileio_write(int fd, const struct volume_keys *vk, struct file_crypt *fc,
-		     const char *buf, size_t n, uint64_t off)
+ssize_t fileio_write(int fd, const struct volume_keys *vk, struct file_crypt *fc, const char *buf,
+		     size_t n, uint64_t off)
 {
 	uint64_t cur;
 	int rc = fc->dek ? fileio_size(fd, &vk->geom, &cur) : -EIO;

@@ -28,7 +28,8 @@ struct volume_keys {
 	struct chunk_geom geom;
 };
 
-/* Gives a new backing file a fresh file id and DEK (fc holds none yet), and an empty final chunk. */
+/* Gives a new backing file a fresh file id and DEK (fc holds none yet), and an empty final chunk.
+ */
 int fileio_create(int fd, const struct volume_keys *vk, struct file_crypt *fc);
 
 /* Reads the header and unwraps the DEK. -EBADMSG (reason in fc->hdr_err) or -errno. */
@@ -45,8 +46,8 @@ ssize_t fileio_read(int fd, const struct volume_keys *vk, struct file_crypt *fc,
 		    size_t n, uint64_t off);
 
 /* Returns n, or -errno. Writing past the end leaves holes in between. */
-ssize_t fileio_write(int fd, const struct volume_keys *vk, struct file_crypt *fc,
-		     const char *buf, size_t n, uint64_t off);
+ssize_t fileio_write(int fd, const struct volume_keys *vk, struct file_crypt *fc, const char *buf,
+		     size_t n, uint64_t off);
 
 /* Sets the plaintext size; to 0 re-keys the file (new file id and DEK). */
 int fileio_truncate(int fd, const struct volume_keys *vk, struct file_crypt *fc, uint64_t size);

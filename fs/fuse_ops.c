@@ -22,45 +22,42 @@
 
 #include "../crypto/secmem.h"
 #include "fileio.h"
+#include "inode_table.h"
 #include "log.h"
 #include "objcrypt.h"
 
-#define INODE_BUCKETS (1u << 16)
 #define ATTR_TIMEOUT 1.0
 #define MAX_IO (1u << 20)
 
-struct kinode {
-	struct kinode *next; /* hash chain, under fs->table_lock */
-	dev_t dev;
-	ino_t ino;
-	mode_t type;
-	int fd;		  /* O_PATH */
-	uint64_t nlookup; /* under fs->table_lock */
-
-	pthread_rwlock_t lock; /* contents and crypto state */
-	int opens;	       /* users of fc, under lock held exclusively */
-	struct file_crypt fc;
+/* Every open file and directory handle is listed, so an unmount with releases still in
+ * flight does not leak them. */
+struct open_handle {
+	struct open_handle *prev, *next;
+	int is_dir;
 };
 
 struct khandle {
+	struct open_handle link; /* first member */
 	int fd;
 	int append;
 };
 
 struct kdir {
+	struct open_handle link; /* first member */
 	DIR *dp;
 	off_t offset;
 	struct dirent *entry;
 };
 
 struct kekfs_fs {
-	struct kinode root;
+	struct inode_table *inodes;
 	struct volume *vol;
 	struct keyring *kr;
 	struct volume_keys vk;
 	int is_root;
-	pthread_mutex_t table_lock;
-	struct kinode **table;
+	int dont_mask; /* the kernel leaves the umask to us (FUSE_CAP_DONT_MASK) */
+	pthread_mutex_t handles_lock;
+	struct open_handle handles; /* list head */
 };
 
 static struct kekfs_fs *fs_of(fuse_req_t req)
@@ -70,7 +67,32 @@ static struct kekfs_fs *fs_of(fuse_req_t req)
 
 static struct kinode *inode_of(fuse_req_t req, fuse_ino_t ino)
 {
-	return ino == FUSE_ROOT_ID ? &fs_of(req)->root : (struct kinode *)(uintptr_t)ino;
+	return ino == FUSE_ROOT_ID ? inode_table_root(fs_of(req)->inodes)
+				   : (struct kinode *)(uintptr_t)ino;
+}
+
+static void handle_track(struct kekfs_fs *fs, struct open_handle *h, int is_dir)
+{
+	h->is_dir = is_dir;
+	pthread_mutex_lock(&fs->handles_lock);
+	h->next = fs->handles.next;
+	h->prev = &fs->handles;
+	fs->handles.next->prev = h;
+	fs->handles.next = h;
+	pthread_mutex_unlock(&fs->handles_lock);
+}
+
+static void handle_untrack(struct kekfs_fs *fs, struct open_handle *h)
+{
+	pthread_mutex_lock(&fs->handles_lock);
+	h->prev->next = h->next;
+	h->next->prev = h->prev;
+	pthread_mutex_unlock(&fs->handles_lock);
+}
+
+static struct khandle *handle_of(struct fuse_file_info *fi)
+{
+	return (struct khandle *)(uintptr_t)fi->fh;
 }
 
 static void proc_path(char buf[64], int fd)
@@ -85,29 +107,33 @@ static int name_hidden(fuse_ino_t parent, const char *name)
 }
 
 /* Backing path of an inode for log lines: it names the file, never a key. */
-static void log_file_error(struct kinode *ino, const char *what)
+static void log_file_error(struct kekfs_fs *fs, struct kinode *ino, const char *what)
 {
 	char proc[64], path[PATH_MAX];
-	ssize_t n;
+	ssize_t n = -1;
 
-	proc_path(proc, ino->fd);
-	n = readlink(proc, path, sizeof(path) - 1);
+	if (inode_pin(fs->inodes, ino) == 0) {
+		proc_path(proc, ino->fd);
+		n = readlink(proc, path, sizeof(path) - 1);
+		inode_unpin(fs->inodes, ino);
+	}
 	path[n > 0 ? n : 0] = '\0';
 	log_msg(LOG_ERR, "%s: %s", n > 0 ? path : "(unknown file)", what);
 }
 
-static void log_crypt_error(struct kinode *ino, int err)
+static void log_crypt_error(struct kekfs_fs *fs, struct kinode *ino, int err)
 {
 	char what[160];
 
 	if (err == -EBADMSG && ino->fc.dek)
-		snprintf(what, sizeof(what), "chunk %llu failed authentication (tampered or damaged)",
+		snprintf(what, sizeof(what),
+			 "chunk %llu failed authentication (tampered or damaged)",
 			 (unsigned long long)ino->fc.bad_chunk);
 	else if (err == -EBADMSG)
 		snprintf(what, sizeof(what), "%s", header_strerror(ino->fc.hdr_err));
 	else
 		snprintf(what, sizeof(what), "%s", strerror(-err));
-	log_file_error(ino, what);
+	log_file_error(fs, ino, what);
 }
 
 /* Errors the kernel sees: authentication failures are EIO. */
@@ -138,81 +164,6 @@ static int inode_stat(struct kekfs_fs *fs, struct kinode *ino, struct stat *st)
 	return 0;
 }
 
-/* ---- inode table ---- */
-
-static size_t inode_bucket(dev_t dev, ino_t ino)
-{
-	return (size_t)((ino * 0x9E3779B97F4A7C15ULL) ^ dev) & (INODE_BUCKETS - 1);
-}
-
-static void inode_init(struct kinode *ino, int fd, const struct stat *st)
-{
-	memset(ino, 0, sizeof(*ino));
-	ino->fd = fd;
-	ino->dev = st->st_dev;
-	ino->ino = st->st_ino;
-	ino->type = st->st_mode & S_IFMT;
-	ino->nlookup = 1;
-	pthread_rwlock_init(&ino->lock, NULL);
-}
-
-/* The inode for a backing object, with one more lookup; takes ownership of fd. */
-static struct kinode *inode_get(struct kekfs_fs *fs, int fd, const struct stat *st)
-{
-	size_t b = inode_bucket(st->st_dev, st->st_ino);
-	struct kinode *ino;
-
-	pthread_mutex_lock(&fs->table_lock);
-	for (ino = fs->table[b]; ino; ino = ino->next)
-		if (ino->ino == st->st_ino && ino->dev == st->st_dev)
-			break;
-	if (ino) {
-		ino->nlookup++;
-		close(fd);
-	} else {
-		ino = malloc(sizeof(*ino));
-		if (ino) {
-			inode_init(ino, fd, st);
-			ino->next = fs->table[b];
-			fs->table[b] = ino;
-		} else {
-			close(fd);
-		}
-	}
-	pthread_mutex_unlock(&fs->table_lock);
-	return ino;
-}
-
-static void inode_destroy(struct kinode *ino)
-{
-	fileio_drop(&ino->fc);
-	pthread_rwlock_destroy(&ino->lock);
-	close(ino->fd);
-	free(ino);
-}
-
-static void inode_forget(struct kekfs_fs *fs, struct kinode *ino, uint64_t n)
-{
-	struct kinode **p;
-
-	if (ino == &fs->root)
-		return;
-	pthread_mutex_lock(&fs->table_lock);
-	ino->nlookup -= n < ino->nlookup ? n : ino->nlookup;
-	if (ino->nlookup > 0) {
-		pthread_mutex_unlock(&fs->table_lock);
-		return;
-	}
-	for (p = &fs->table[inode_bucket(ino->dev, ino->ino)]; *p; p = &(*p)->next) {
-		if (*p == ino) {
-			*p = ino->next;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&fs->table_lock);
-	inode_destroy(ino);
-}
-
 /* ---- encryption state of regular files ---- */
 
 /* Makes the inode's DEK available through fd, loading the header on first use. */
@@ -225,7 +176,7 @@ static int crypt_acquire(struct kekfs_fs *fs, struct kinode *ino, int fd)
 		fileio_drop(&ino->fc);
 		rc = fileio_load(fd, &fs->vk, &ino->fc);
 		if (rc != 0)
-			log_crypt_error(ino, rc);
+			log_crypt_error(fs, ino, rc);
 	}
 	if (rc == 0)
 		ino->opens++;
@@ -248,8 +199,40 @@ static int backing_open(struct kinode *ino, int flags)
 	int acc = flags & O_ACCMODE, fd;
 
 	proc_path(proc, ino->fd);
-	fd = open(proc, (acc == O_RDONLY ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	/* O_NOATIME: reading the header is kekfs's business, not an access the user made. */
+	fd = open(proc, (acc == O_RDONLY ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOATIME);
+	if (fd < 0 && errno == EPERM)
+		fd = open(proc, (acc == O_RDONLY ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
+}
+
+/* ---- pinning: an inode's fd stays open while an operation uses it ---- */
+
+/* These take the fs, not the request: a request is gone once it has been replied to. */
+static int pin(struct kekfs_fs *fs, struct kinode *ino)
+{
+	return inode_pin(fs->inodes, ino);
+}
+
+static void unpin(struct kekfs_fs *fs, struct kinode *ino)
+{
+	inode_unpin(fs->inodes, ino);
+}
+
+/* Pins two inodes (a rename's or link's), or neither. */
+static int pin2(struct kekfs_fs *fs, struct kinode *a, struct kinode *b)
+{
+	int rc = pin(fs, a);
+
+	if (rc == 0 && (rc = pin(fs, b)) != 0)
+		unpin(fs, a);
+	return rc;
+}
+
+static void unpin2(struct kekfs_fs *fs, struct kinode *a, struct kinode *b)
+{
+	unpin(fs, b);
+	unpin(fs, a);
 }
 
 /* ---- lookup and attributes ---- */
@@ -265,15 +248,21 @@ static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name,
 	memset(e, 0, sizeof(*e));
 	if (name_hidden(parent, name))
 		return ENOENT;
+	fd = pin(fs, dir);
+	if (fd < 0)
+		return -fd;
 	fd = openat(dir->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return errno;
+		fd = -errno;
+	unpin(fs, dir);
+	if (fd < 0)
+		return -fd;
 	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
 		int err = errno;
 		close(fd);
 		return err;
 	}
-	ino = inode_get(fs, fd, &st);
+	ino = inode_table_get(fs->inodes, fd, &st);
 	if (!ino)
 		return ENOMEM;
 	attr_from_backing(fs, &st);
@@ -302,23 +291,33 @@ static void kekfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void kekfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	inode_forget(fs_of(req), inode_of(req, ino), nlookup);
+	inode_table_forget(fs_of(req)->inodes, inode_of(req, ino), nlookup);
 	fuse_reply_none(req);
 }
 
 static void kekfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
 	for (size_t i = 0; i < count; i++)
-		inode_forget(fs_of(req), inode_of(req, forgets[i].ino), forgets[i].nlookup);
+		inode_table_forget(fs_of(req)->inodes, inode_of(req, forgets[i].ino),
+				   forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
 static void kekfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *node = inode_of(req, ino);
 	struct stat st;
-	int rc = inode_stat(fs_of(req), inode_of(req, ino), &st);
+	int rc;
 
-	(void)fi;
+	if (fi) { /* fstat of an open file: works after its last name is gone */
+		rc = fstat(handle_of(fi)->fd, &st) == 0 ? 0 : -errno;
+		if (rc == 0)
+			attr_from_backing(fs, &st);
+	} else if ((rc = pin(fs, node)) == 0) {
+		rc = inode_stat(fs, node, &st);
+		unpin(fs, node);
+	}
 	if (rc != 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -340,7 +339,7 @@ static int inode_truncate(struct kekfs_fs *fs, struct kinode *ino, struct fuse_f
 		rc = fileio_truncate(fd, &fs->vk, &ino->fc, (uint64_t)size);
 		pthread_rwlock_unlock(&ino->lock);
 		if (rc != 0)
-			log_crypt_error(ino, rc);
+			log_crypt_error(fs, ino, rc);
 		crypt_release(ino);
 	}
 	if (!fi)
@@ -373,8 +372,12 @@ static void kekfs_setattr(fuse_req_t req, fuse_ino_t ino_id, struct stat *attr, 
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *ino = inode_of(req, ino_id);
 	char proc[64];
-	int rc = 0;
+	int rc = pin(fs, ino);
 
+	if (rc != 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	proc_path(proc, ino->fd);
 	if ((valid & FUSE_SET_ATTR_MODE) && !S_ISLNK(ino->type) &&
 	    chmod(proc, attr->st_mode & 07777) != 0)
@@ -391,6 +394,7 @@ static void kekfs_setattr(fuse_req_t req, fuse_ino_t ino_id, struct stat *attr, 
 	if (rc == 0 && (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
 				 FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)))
 		rc = inode_set_times(ino, attr, valid);
+	unpin(fs, ino);
 	if (rc == 0)
 		kekfs_getattr(req, ino_id, fi);
 	else
@@ -416,13 +420,30 @@ static int set_owner(struct kekfs_fs *fs, fuse_req_t req, struct kinode *dir, in
 	return fchownat(dir->fd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
 }
 
+/*
+ * The mode a new object gets. With FUSE_CAP_DONT_MASK the umask is ours to apply: like a
+ * local filesystem, ignore it when the parent has a default ACL, which the backing
+ * filesystem then applies (the daemon's own umask is 0).
+ */
+static mode_t creation_mode(fuse_req_t req, struct kinode *dir, mode_t mode)
+{
+	char proc[64];
+
+	if (!fs_of(req)->dont_mask)
+		return mode;
+	proc_path(proc, dir->fd);
+	if (getxattr(proc, "system.posix_acl_default", NULL, 0) > 0)
+		return mode;
+	return mode & ~fuse_req_ctx(req)->umask;
+}
+
 /* Creates a regular backing file with its header; returns an O_RDWR fd and its crypto state. */
 static int create_regular(fuse_req_t req, struct kinode *dir, const char *name, mode_t mode,
 			  struct file_crypt *fc)
 {
 	struct kekfs_fs *fs = fs_of(req);
 	int fd = openat(dir->fd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW,
-			mode & 07777);
+			creation_mode(req, dir, mode) & 07777);
 	int rc;
 
 	if (fd < 0)
@@ -439,7 +460,8 @@ static int create_regular(fuse_req_t req, struct kinode *dir, const char *name, 
 	return fd;
 }
 
-/* Finishes a create-type operation: chown, then reply with the entry's final attributes. */
+/* Finishes a create-type operation in a pinned directory: chown, then reply with the
+ * entry's final attributes. */
 static void reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int rc)
 {
 	struct kinode *dir = inode_of(req, parent);
@@ -458,51 +480,64 @@ static void reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
 static void kekfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 			dev_t rdev)
 {
+	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *dir = inode_of(req, parent);
 	struct file_crypt fc = {0};
-	int rc = 0, fd;
+	int rc = name_hidden(parent, name) ? -EPERM : pin(fs, dir), fd;
 
-	if (name_hidden(parent, name)) {
-		fuse_reply_err(req, EPERM);
+	if (rc != 0) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
-	if (S_ISREG(mode)) {
+	if (S_ISREG(mode)) { /* mknod(2) of a regular file: it still needs its header */
 		fd = create_regular(req, dir, name, mode, &fc);
 		fileio_drop(&fc);
-		if (fd < 0) {
-			fuse_reply_err(req, -fd);
-			return;
-		}
-		close(fd);
-	} else if (mknodat(dir->fd, name, mode, rdev) != 0) {
+		if (fd < 0)
+			rc = fd;
+		else
+			close(fd);
+	} else if (mknodat(dir->fd, name, creation_mode(req, dir, mode), rdev) != 0) {
 		rc = -errno;
 	}
 	reply_new_entry(req, parent, name, rc);
+	unpin(fs, dir);
 }
 
 static void kekfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	int rc = 0;
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *dir = inode_of(req, parent);
+	int rc = name_hidden(parent, name) ? -EEXIST : pin(fs, dir);
 
-	if (name_hidden(parent, name))
-		rc = -EEXIST;
-	else if (mkdirat(inode_of(req, parent)->fd, name, mode) != 0)
+	if (rc != 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (mkdirat(dir->fd, name, creation_mode(req, dir, mode)) != 0)
 		rc = -errno;
 	reply_new_entry(req, parent, name, rc);
+	unpin(fs, dir);
 }
 
-static void kekfs_symlink(fuse_req_t req, const char *target, fuse_ino_t parent,
-			  const char *name)
+static void kekfs_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
 {
 	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *dir = inode_of(req, parent);
 	char enc[4096];
 	int rc = name_hidden(parent, name) ? -EEXIST : 0;
 
 	if (rc == 0)
 		rc = symlink_seal(fs->vol->name_key, fs->vol->id, target, enc, sizeof(enc));
-	if (rc == 0 && symlinkat(enc, inode_of(req, parent)->fd, name) != 0)
+	if (rc == 0)
+		rc = pin(fs, dir);
+	if (rc != 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (symlinkat(enc, dir->fd, name) != 0)
 		rc = -errno;
 	reply_new_entry(req, parent, name, rc);
+	unpin(fs, dir);
 }
 
 static void kekfs_readlink(fuse_req_t req, fuse_ino_t ino_id)
@@ -510,16 +545,22 @@ static void kekfs_readlink(fuse_req_t req, fuse_ino_t ino_id)
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *ino = inode_of(req, ino_id);
 	char enc[PATH_MAX + 1], target[PATH_MAX + 1];
-	ssize_t n = readlinkat(ino->fd, "", enc, sizeof(enc) - 1);
+	ssize_t n = pin(fs, ino);
 
+	if (n == 0) {
+		n = readlinkat(ino->fd, "", enc, sizeof(enc) - 1);
+		if (n < 0)
+			n = -errno;
+		unpin(fs, ino);
+	}
 	if (n < 0) {
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, (int)-n);
 		return;
 	}
 	enc[n] = '\0';
 	n = symlink_open(fs->vol->name_key, fs->vol->id, enc, target, sizeof(target));
 	if (n < 0) {
-		log_file_error(ino, "symlink target failed authentication");
+		log_file_error(fs, ino, "symlink target failed authentication");
 		fuse_reply_err(req, EIO);
 		return;
 	}
@@ -529,63 +570,84 @@ static void kekfs_readlink(fuse_req_t req, fuse_ino_t ino_id)
 
 static void kekfs_link(fuse_req_t req, fuse_ino_t ino_id, fuse_ino_t parent, const char *name)
 {
-	struct kinode *ino = inode_of(req, ino_id);
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *ino = inode_of(req, ino_id), *dir = inode_of(req, parent);
 	struct fuse_entry_param e;
 	char proc[64];
-	int err = 0;
+	int err = name_hidden(parent, name) ? EEXIST : -pin2(fs, ino, dir);
 
+	if (err) {
+		fuse_reply_err(req, err);
+		return;
+	}
 	proc_path(proc, ino->fd);
-	if (name_hidden(parent, name))
-		err = EEXIST;
-	else if (linkat(AT_FDCWD, proc, inode_of(req, parent)->fd, name, AT_SYMLINK_FOLLOW) != 0)
+	if (linkat(AT_FDCWD, proc, dir->fd, name, AT_SYMLINK_FOLLOW) != 0)
 		err = errno;
 	if (!err)
 		err = do_lookup(req, parent, name, &e);
+	unpin2(fs, ino, dir);
 	if (err)
 		fuse_reply_err(req, err);
 	else
 		fuse_reply_entry(req, &e);
 }
 
+static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int flags)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *dir = inode_of(req, parent);
+	int rc = name_hidden(parent, name) ? EPERM : -pin(fs, dir);
+	struct stat st;
+
+	if (!rc) {
+		if (flags || fstatat(dir->fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			st.st_nlink = 0; /* only a last name frees anything */
+		if (unlinkat(dir->fd, name, flags) != 0)
+			rc = errno;
+		else if (st.st_nlink == 1)
+			inode_table_unlinked(fs->inodes, st.st_dev, st.st_ino);
+		unpin(fs, dir);
+	}
+	fuse_reply_err(req, rc);
+}
+
 static void kekfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	int rc = name_hidden(parent, name) ? EPERM : 0;
-
-	if (!rc && unlinkat(inode_of(req, parent)->fd, name, 0) != 0)
-		rc = errno;
-	fuse_reply_err(req, rc);
+	remove_entry(req, parent, name, 0);
 }
 
 static void kekfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	int rc = name_hidden(parent, name) ? EPERM : 0;
-
-	if (!rc && unlinkat(inode_of(req, parent)->fd, name, AT_REMOVEDIR) != 0)
-		rc = errno;
-	fuse_reply_err(req, rc);
+	remove_entry(req, parent, name, AT_REMOVEDIR);
 }
 
-static void kekfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
-			 fuse_ino_t newparent, const char *newname, unsigned int flags)
+static void kekfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+			 const char *newname, unsigned int flags)
 {
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *from = inode_of(req, parent), *to = inode_of(req, newparent);
 	int rc = 0;
 
 	if (name_hidden(parent, name) || name_hidden(newparent, newname))
 		rc = EPERM;
 	else if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE))
 		rc = EINVAL;
-	else if (renameat2(inode_of(req, parent)->fd, name, inode_of(req, newparent)->fd, newname,
-			   flags) != 0)
-		rc = errno;
+	else if ((rc = -pin2(fs, from, to)) == 0) {
+		struct stat victim = {.st_nlink = 0};
+
+		if (!(flags & RENAME_EXCHANGE) &&
+		    fstatat(to->fd, newname, &victim, AT_SYMLINK_NOFOLLOW) != 0)
+			victim.st_nlink = 0;
+		if (renameat2(from->fd, name, to->fd, newname, flags) != 0)
+			rc = errno;
+		else if (victim.st_nlink == 1 && !S_ISDIR(victim.st_mode))
+			inode_table_unlinked(fs->inodes, victim.st_dev, victim.st_ino);
+		unpin2(fs, from, to);
+	}
 	fuse_reply_err(req, rc);
 }
 
 /* ---- open files ---- */
-
-static struct khandle *handle_of(struct fuse_file_info *fi)
-{
-	return (struct khandle *)(uintptr_t)fi->fh;
-}
 
 /* Attaches an open backing fd to a FUSE handle; honours O_TRUNC. Takes ownership of fd. */
 static int handle_open(struct kekfs_fs *fs, struct kinode *ino, int fd, struct fuse_file_info *fi)
@@ -610,6 +672,7 @@ static int handle_open(struct kekfs_fs *fs, struct kinode *ino, int fd, struct f
 	}
 	h->fd = fd;
 	h->append = (fi->flags & O_APPEND) != 0;
+	handle_track(fs, &h->link, 0);
 	fi->fh = (uintptr_t)h;
 	return 0;
 }
@@ -618,9 +681,13 @@ static void kekfs_open(fuse_req_t req, fuse_ino_t ino_id, struct fuse_file_info 
 {
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *ino = inode_of(req, ino_id);
-	int fd = backing_open(ino, fi->flags);
-	int rc = fd < 0 ? fd : crypt_acquire(fs, ino, fd);
+	int fd = pin(fs, ino), rc;
 
+	if (fd == 0) {
+		fd = backing_open(ino, fi->flags);
+		unpin(fs, ino);
+	}
+	rc = fd < 0 ? fd : crypt_acquire(fs, ino, fd);
 	if (rc == 0)
 		rc = handle_open(fs, ino, fd, fi);
 	else if (fd >= 0)
@@ -637,19 +704,19 @@ static void kekfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 	struct kekfs_fs *fs = fs_of(req);
 	struct fuse_entry_param e;
 	struct file_crypt fc = {0};
-	struct kinode *ino;
-	int fd, err;
+	struct kinode *ino, *dir = inode_of(req, parent);
+	int fd = name_hidden(parent, name) ? -EPERM : pin(fs, dir), err = 0;
 
-	if (name_hidden(parent, name)) {
-		fuse_reply_err(req, EPERM);
-		return;
+	if (fd == 0) {
+		fd = create_regular(req, dir, name, mode, &fc);
+		if (fd >= 0)
+			err = do_lookup(req, parent, name, &e);
+		unpin(fs, dir);
 	}
-	fd = create_regular(req, inode_of(req, parent), name, mode, &fc);
 	if (fd < 0) {
 		fuse_reply_err(req, -fd);
 		return;
 	}
-	err = do_lookup(req, parent, name, &e);
 	if (err) {
 		fileio_drop(&fc);
 		close(fd);
@@ -658,8 +725,12 @@ static void kekfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 	}
 	ino = (struct kinode *)(uintptr_t)e.ino;
 	pthread_rwlock_wrlock(&ino->lock);
-	fileio_drop(&ino->fc);
-	ino->fc = fc;
+	if (ino->opens == 0) {
+		fileio_drop(&ino->fc);
+		ino->fc = fc;
+	} else {
+		fileio_drop(&fc); /* cannot happen for a new file; never drop a DEK in use */
+	}
 	ino->opens++;
 	pthread_rwlock_unlock(&ino->lock);
 	fi->flags &= ~O_TRUNC;
@@ -674,6 +745,7 @@ static void kekfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 {
 	struct khandle *h = handle_of(fi);
 
+	handle_untrack(fs_of(req), &h->link);
 	close(h->fd);
 	crypt_release(inode_of(req, ino));
 	free(h);
@@ -712,7 +784,7 @@ static void kekfs_read(fuse_req_t req, fuse_ino_t ino_id, size_t size, off_t off
 	n = fileio_read(handle_of(fi)->fd, &fs->vk, &ino->fc, buf, size, (uint64_t)off);
 	pthread_rwlock_unlock(&ino->lock);
 	if (n < 0) {
-		log_crypt_error(ino, (int)n);
+		log_crypt_error(fs, ino, (int)n);
 		fuse_reply_err(req, errno_for_kernel((int)n));
 	} else {
 		fuse_reply_buf(req, buf, (size_t)n);
@@ -721,8 +793,8 @@ static void kekfs_read(fuse_req_t req, fuse_ino_t ino_id, size_t size, off_t off
 	free(buf);
 }
 
-static void kekfs_write(fuse_req_t req, fuse_ino_t ino_id, const char *buf, size_t size,
-			off_t off, struct fuse_file_info *fi)
+static void kekfs_write(fuse_req_t req, fuse_ino_t ino_id, const char *buf, size_t size, off_t off,
+			struct fuse_file_info *fi)
 {
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *ino = inode_of(req, ino_id);
@@ -738,7 +810,7 @@ static void kekfs_write(fuse_req_t req, fuse_ino_t ino_id, const char *buf, size
 	pthread_rwlock_unlock(&ino->lock);
 	if (n < 0) {
 		if (n != -ENOSPC && n != -EDQUOT && n != -EFBIG)
-			log_crypt_error(ino, (int)n);
+			log_crypt_error(fs, ino, (int)n);
 		fuse_reply_err(req, errno_for_kernel((int)n));
 	} else {
 		fuse_reply_write(req, (size_t)n);
@@ -762,10 +834,10 @@ static void kekfs_fallocate(fuse_req_t req, fuse_ino_t ino_id, int mode, off_t o
 	pthread_rwlock_wrlock(&ino->lock);
 	rc = fileio_size(h->fd, g, &cur);
 	/* Reserve the backing space the plaintext range will take, then grow if asked. */
-	if (rc == 0 && fallocate(h->fd, FALLOC_FL_KEEP_SIZE,
-				 (off_t)geom_chunk_off(g, (uint64_t)off / g->size),
-				 (off_t)(geom_backing_size(g, end) -
-					 geom_chunk_off(g, (uint64_t)off / g->size))) != 0)
+	if (rc == 0 &&
+	    fallocate(h->fd, FALLOC_FL_KEEP_SIZE, (off_t)geom_chunk_off(g, (uint64_t)off / g->size),
+		      (off_t)(geom_backing_size(g, end) -
+			      geom_chunk_off(g, (uint64_t)off / g->size))) != 0)
 		rc = -errno;
 	if (rc == 0 && !(mode & FALLOC_FL_KEEP_SIZE) && end > cur)
 		rc = fileio_truncate(h->fd, &fs->vk, &ino->fc, end);
@@ -782,9 +854,16 @@ static struct kdir *dir_of(struct fuse_file_info *fi)
 
 static void kekfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *dir = inode_of(req, ino);
 	struct kdir *d = calloc(1, sizeof(*d));
-	int fd = d ? openat(inode_of(req, ino)->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-	int err = d ? errno : ENOMEM;
+	int err = d ? -pin(fs, dir) : ENOMEM, fd = -1;
+
+	if (d && !err) {
+		fd = openat(dir->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		err = errno;
+		unpin(fs, dir);
+	}
 
 	if (fd >= 0) {
 		d->dp = fdopendir(fd);
@@ -798,6 +877,7 @@ static void kekfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 		fuse_reply_err(req, err);
 		return;
 	}
+	handle_track(fs_of(req), &d->link, 1);
 	fi->fh = (uintptr_t)d;
 	fuse_reply_open(req, fi);
 }
@@ -858,7 +938,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 				break;
 			entsize = fuse_add_direntry_plus(req, p, rem, name, &e, next);
 			if (entsize > rem) {
-				inode_forget(fs_of(req), (struct kinode *)(uintptr_t)e.ino, 1);
+				inode_table_forget(fs_of(req)->inodes,
+						   (struct kinode *)(uintptr_t)e.ino, 1);
 				break;
 			}
 		} else {
@@ -898,13 +979,13 @@ static void kekfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 	struct kdir *d = dir_of(fi);
 
 	(void)ino;
+	handle_untrack(fs_of(req), &d->link);
 	closedir(d->dp);
 	free(d);
 	fuse_reply_err(req, 0);
 }
 
-static void kekfs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
-			   struct fuse_file_info *fi)
+static void kekfs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	int fd = dirfd(dir_of(fi)->dp);
 	int rc = datasync ? fdatasync(fd) : fsync(fd);
@@ -918,7 +999,7 @@ static void kekfs_statfs(fuse_req_t req, fuse_ino_t ino)
 	struct statvfs sv;
 
 	(void)ino;
-	if (fstatvfs(fs_of(req)->root.fd, &sv) != 0)
+	if (fstatvfs(inode_table_root(fs_of(req)->inodes)->fd, &sv) != 0)
 		fuse_reply_err(req, errno);
 	else
 		fuse_reply_statfs(req, &sv);
@@ -971,8 +1052,8 @@ static void xattr_key_put(struct xattr_key *xk)
 	close(xk->tmp_fd);
 }
 
-static void kekfs_setxattr(fuse_req_t req, fuse_ino_t ino_id, const char *name,
-			   const char *value, size_t size, int flags)
+static void setxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name, const char *value,
+			    size_t size, int flags)
 {
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *ino = inode_of(req, ino_id);
@@ -1006,7 +1087,7 @@ static void kekfs_setxattr(fuse_req_t req, fuse_ino_t ino_id, const char *name,
 	fuse_reply_err(req, errno_for_kernel(rc));
 }
 
-static void kekfs_getxattr(fuse_req_t req, fuse_ino_t ino_id, const char *name, size_t size)
+static void getxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name, size_t size)
 {
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *ino = inode_of(req, ino_id);
@@ -1047,7 +1128,7 @@ static void kekfs_getxattr(fuse_req_t req, fuse_ino_t ino_id, const char *name, 
 			xattr_key_put(&xk);
 		}
 		if (rc == -EBADMSG)
-			log_file_error(ino, "xattr value failed authentication");
+			log_file_error(fs, ino, "xattr value failed authentication");
 	}
 	if (rc != 0)
 		fuse_reply_err(req, errno_for_kernel(rc));
@@ -1059,7 +1140,7 @@ static void kekfs_getxattr(fuse_req_t req, fuse_ino_t ino_id, const char *name, 
 	free(buf);
 }
 
-static void kekfs_listxattr(fuse_req_t req, fuse_ino_t ino_id, size_t size)
+static void listxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, size_t size)
 {
 	char proc[64], *buf = NULL;
 	ssize_t n;
@@ -1082,7 +1163,7 @@ static void kekfs_listxattr(fuse_req_t req, fuse_ino_t ino_id, size_t size)
 	free(buf);
 }
 
-static void kekfs_removexattr(fuse_req_t req, fuse_ino_t ino_id, const char *name)
+static void removexattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name)
 {
 	char proc[64];
 
@@ -1090,11 +1171,75 @@ static void kekfs_removexattr(fuse_req_t req, fuse_ino_t ino_id, const char *nam
 	fuse_reply_err(req, removexattr(proc, name) == 0 ? 0 : errno);
 }
 
+/* Each xattr operation runs with its inode pinned. */
+static int xattr_pin(fuse_req_t req, fuse_ino_t ino_id)
+{
+	int rc = pin(fs_of(req), inode_of(req, ino_id));
+
+	if (rc != 0)
+		fuse_reply_err(req, -rc);
+	return rc;
+}
+
+static void kekfs_setxattr(fuse_req_t req, fuse_ino_t ino_id, const char *name, const char *value,
+			   size_t size, int flags)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *ino = inode_of(req, ino_id);
+
+	if (xattr_pin(req, ino_id) == 0) {
+		setxattr_pinned(req, ino_id, name, value, size, flags);
+		unpin(fs, ino);
+	}
+}
+
+static void kekfs_getxattr(fuse_req_t req, fuse_ino_t ino_id, const char *name, size_t size)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *ino = inode_of(req, ino_id);
+
+	if (xattr_pin(req, ino_id) == 0) {
+		getxattr_pinned(req, ino_id, name, size);
+		unpin(fs, ino);
+	}
+}
+
+static void kekfs_listxattr(fuse_req_t req, fuse_ino_t ino_id, size_t size)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *ino = inode_of(req, ino_id);
+
+	if (xattr_pin(req, ino_id) == 0) {
+		listxattr_pinned(req, ino_id, size);
+		unpin(fs, ino);
+	}
+}
+
+static void kekfs_removexattr(fuse_req_t req, fuse_ino_t ino_id, const char *name)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *ino = inode_of(req, ino_id);
+
+	if (xattr_pin(req, ino_id) == 0) {
+		removexattr_pinned(req, ino_id, name);
+		unpin(fs, ino);
+	}
+}
+
 /* ---- session ---- */
 
 static void kekfs_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct kekfs_fs *fs = userdata;
+	unsigned budget;
+
+	inode_table_fds(fs->inodes, &budget);
+	if (budget)
+		log_msg(LOG_INFO, "keeping at most %u backing fds open for cached inodes", budget);
+	else
+		log_msg(LOG_WARNING,
+			"cannot reopen inodes by file handle (needs CAP_DAC_READ_SEARCH "
+			"and a backing filesystem that exports handles): one fd per cached inode");
 	conn->max_write = MAX_IO;
 	conn->max_readahead = MAX_IO;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
@@ -1102,41 +1247,46 @@ static void kekfs_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
+	if (conn->capable & FUSE_CAP_DONT_MASK) {
+		conn->want |= FUSE_CAP_DONT_MASK;
+		fs->dont_mask = 1;
+		umask(0);
+	}
 }
 
 static const struct fuse_lowlevel_ops ops = {
-	.init = kekfs_init,
-	.lookup = kekfs_lookup,
-	.forget = kekfs_forget,
-	.forget_multi = kekfs_forget_multi,
-	.getattr = kekfs_getattr,
-	.setattr = kekfs_setattr,
-	.readlink = kekfs_readlink,
-	.mknod = kekfs_mknod,
-	.mkdir = kekfs_mkdir,
-	.symlink = kekfs_symlink,
-	.link = kekfs_link,
-	.unlink = kekfs_unlink,
-	.rmdir = kekfs_rmdir,
-	.rename = kekfs_rename,
-	.open = kekfs_open,
-	.create = kekfs_create,
-	.read = kekfs_read,
-	.write = kekfs_write,
-	.flush = kekfs_flush,
-	.release = kekfs_release,
-	.fsync = kekfs_fsync,
-	.fallocate = kekfs_fallocate,
-	.opendir = kekfs_opendir,
-	.readdir = kekfs_readdir,
-	.readdirplus = kekfs_readdirplus,
-	.releasedir = kekfs_releasedir,
-	.fsyncdir = kekfs_fsyncdir,
-	.statfs = kekfs_statfs,
-	.setxattr = kekfs_setxattr,
-	.getxattr = kekfs_getxattr,
-	.listxattr = kekfs_listxattr,
-	.removexattr = kekfs_removexattr,
+    .init = kekfs_init,
+    .lookup = kekfs_lookup,
+    .forget = kekfs_forget,
+    .forget_multi = kekfs_forget_multi,
+    .getattr = kekfs_getattr,
+    .setattr = kekfs_setattr,
+    .readlink = kekfs_readlink,
+    .mknod = kekfs_mknod,
+    .mkdir = kekfs_mkdir,
+    .symlink = kekfs_symlink,
+    .link = kekfs_link,
+    .unlink = kekfs_unlink,
+    .rmdir = kekfs_rmdir,
+    .rename = kekfs_rename,
+    .open = kekfs_open,
+    .create = kekfs_create,
+    .read = kekfs_read,
+    .write = kekfs_write,
+    .flush = kekfs_flush,
+    .release = kekfs_release,
+    .fsync = kekfs_fsync,
+    .fallocate = kekfs_fallocate,
+    .opendir = kekfs_opendir,
+    .readdir = kekfs_readdir,
+    .readdirplus = kekfs_readdirplus,
+    .releasedir = kekfs_releasedir,
+    .fsyncdir = kekfs_fsyncdir,
+    .statfs = kekfs_statfs,
+    .setxattr = kekfs_setxattr,
+    .getxattr = kekfs_getxattr,
+    .listxattr = kekfs_listxattr,
+    .removexattr = kekfs_removexattr,
 };
 
 const struct fuse_lowlevel_ops *kekfs_fs_ops(void)
@@ -1147,43 +1297,46 @@ const struct fuse_lowlevel_ops *kekfs_fs_ops(void)
 struct kekfs_fs *kekfs_fs_new(const struct kekfs_fs_config *cfg)
 {
 	struct kekfs_fs *fs = calloc(1, sizeof(*fs));
-	struct stat st;
 
 	if (!fs)
 		return NULL;
-	fs->table = calloc(INODE_BUCKETS, sizeof(*fs->table));
-	if (!fs->table || fstatat(cfg->backing_fd, "", &st, AT_EMPTY_PATH) != 0) {
-		free(fs->table);
+	fs->inodes = inode_table_new(cfg->backing_fd);
+	if (!fs->inodes) {
 		free(fs);
 		return NULL;
 	}
-	inode_init(&fs->root, cfg->backing_fd, &st);
 	fs->vol = cfg->vol;
 	fs->kr = cfg->kr;
 	fs->vk.vol = cfg->vol;
 	fs->vk.kr = cfg->kr;
 	geom_init(&fs->vk.geom, cfg->vol->cipher, cfg->vol->chunk_shift);
 	fs->is_root = geteuid() == 0;
-	pthread_mutex_init(&fs->table_lock, NULL);
+	pthread_mutex_init(&fs->handles_lock, NULL);
+	fs->handles.next = fs->handles.prev = &fs->handles;
 	return fs;
+}
+
+/* Handles the kernel never released because the session ended first. */
+static void handles_free(struct kekfs_fs *fs)
+{
+	while (fs->handles.next != &fs->handles) {
+		struct open_handle *h = fs->handles.next;
+
+		handle_untrack(fs, h);
+		if (h->is_dir)
+			closedir(((struct kdir *)h)->dp);
+		else
+			close(((struct khandle *)h)->fd);
+		free(h);
+	}
 }
 
 void kekfs_fs_free(struct kekfs_fs *fs)
 {
 	if (!fs)
 		return;
-	for (size_t b = 0; b < INODE_BUCKETS; b++) {
-		struct kinode *ino = fs->table[b];
-
-		while (ino) {
-			struct kinode *next = ino->next;
-			inode_destroy(ino);
-			ino = next;
-		}
-	}
-	free(fs->table);
-	fileio_drop(&fs->root.fc);
-	close(fs->root.fd);
-	pthread_mutex_destroy(&fs->table_lock);
+	handles_free(fs);
+	inode_table_free(fs->inodes);
+	pthread_mutex_destroy(&fs->handles_lock);
 	free(fs);
 }

@@ -33,8 +33,8 @@ struct file_header {
 	uint8_t chunk_shift;
 	uint8_t file_id[FILE_ID_LEN];
 	uint8_t slots[2][WRAP_SLOT_LEN];
-	int current;		 /* index of the slot the DEK came from, -1 if none yet */
-	struct wrap_slot cur;	 /* that slot, decoded */
+	int current;	      /* index of the slot the DEK came from, -1 if none yet */
+	struct wrap_slot cur; /* that slot, decoded */
 };
 
 /* A fresh header for a new (or truncated-to-zero) file: new random file id, no slots. */

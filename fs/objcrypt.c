@@ -31,17 +31,17 @@ static size_t xattr_aad(uint8_t *aad, const uint8_t *file_id, const char *name)
 	return 16 + FILE_ID_LEN + nlen;
 }
 
-void xattr_seal(const uint8_t key[32], const uint8_t *file_id, const char *name,
-		const void *val, size_t len, uint8_t *out)
+void xattr_seal(const uint8_t key[32], const uint8_t *file_id, const char *name, const void *val,
+		size_t len, uint8_t *out)
 {
 	uint8_t aad[XATTR_AAD_MAX];
 
-	(void)aead_seal(AEAD_XCHACHA20_POLY1305, key, aad, xattr_aad(aad, file_id, name), val,
-			len, out);
+	(void)aead_seal(AEAD_XCHACHA20_POLY1305, key, aad, xattr_aad(aad, file_id, name), val, len,
+			out);
 }
 
-int xattr_open(const uint8_t key[32], const uint8_t *file_id, const char *name,
-	       const uint8_t *in, size_t in_len, void *out)
+int xattr_open(const uint8_t key[32], const uint8_t *file_id, const char *name, const uint8_t *in,
+	       size_t in_len, void *out)
 {
 	uint8_t aad[XATTR_AAD_MAX];
 
@@ -49,9 +49,9 @@ int xattr_open(const uint8_t key[32], const uint8_t *file_id, const char *name,
 			 in_len, out);
 }
 
-static int xattr_rekey_one(int fd, const char *name, const uint8_t *old_key,
-			   const uint8_t *old_id, const uint8_t *new_key, const uint8_t *new_id,
-			   uint8_t *sealed, uint8_t *plain)
+static int xattr_rekey_one(int fd, const char *name, const uint8_t *old_key, const uint8_t *old_id,
+			   const uint8_t *new_key, const uint8_t *new_id, uint8_t *sealed,
+			   uint8_t *plain)
 {
 	ssize_t n = fgetxattr(fd, name, sealed, XATTR_VALUE_MAX);
 
@@ -100,8 +100,8 @@ int symlink_seal(const uint8_t name_key[32], const uint8_t volume_id[16], const 
 
 	if (len > SYMLINK_MAX_TARGET)
 		return -ENAMETOOLONG;
-	if (out_size < sodium_base64_ENCODED_LEN(len + OBJ_OVERHEAD,
-						 sodium_base64_VARIANT_URLSAFE_NO_PADDING))
+	if (out_size <
+	    sodium_base64_ENCODED_LEN(len + OBJ_OVERHEAD, sodium_base64_VARIANT_URLSAFE_NO_PADDING))
 		return -ENAMETOOLONG;
 	sealed = malloc(len + OBJ_OVERHEAD);
 	if (!sealed)

@@ -20,12 +20,12 @@
 int xattr_is_encrypted(const char *name);
 
 /* Seals an xattr value; file_id is NULL for objects without a header. out: len + 40. */
-void xattr_seal(const uint8_t key[32], const uint8_t *file_id, const char *name,
-		const void *val, size_t len, uint8_t *out);
+void xattr_seal(const uint8_t key[32], const uint8_t *file_id, const char *name, const void *val,
+		size_t len, uint8_t *out);
 
 /* Opens a sealed value into out (in_len - 40 bytes); -EBADMSG if not authentic. */
-int xattr_open(const uint8_t key[32], const uint8_t *file_id, const char *name,
-	       const uint8_t *in, size_t in_len, void *out);
+int xattr_open(const uint8_t key[32], const uint8_t *file_id, const char *name, const uint8_t *in,
+	       size_t in_len, void *out);
 
 /* Re-seals every user.* xattr of fd from (old_key, old_id) to (new_key, new_id). -errno. */
 int xattr_rekey_fd(int fd, const uint8_t old_key[32], const uint8_t old_id[FILE_ID_LEN],

@@ -90,8 +90,8 @@ static int slot_wrapping_key(const struct kr_slot *s, const struct kr_secret *se
 		return KR_ERR_CORRUPT; /* no kekfs writes these: an edited slot */
 	return kdf_passphrase((const char *)secret->bytes, secret->len, s->salt, s->ops, s->mem,
 			      out) == 0
-		       ? KR_OK
-		       : KR_ERR_NOMEM;
+		   ? KR_OK
+		   : KR_ERR_NOMEM;
 }
 
 static int keyring_add_slot(struct keyring *kr, const struct kr_secret *secret)

@@ -14,15 +14,15 @@
 
 enum keyring_err {
 	KR_OK = 0,
-	KR_ERR_IO = -1,		   /* see errno */
-	KR_ERR_MISSING = -2,	   /* no keyring file at that path */
-	KR_ERR_CORRUPT = -3,	   /* not a keyring, truncated or damaged (checksum) */
-	KR_ERR_WRONG_SECRET = -4,  /* no slot of this kind opens with the given secret */
-	KR_ERR_NO_SLOT = -5,	   /* the keyring has no slot of the kind offered */
-	KR_ERR_TAMPERED = -6,	   /* a slot opened but the keyring's MAC does not verify */
-	KR_ERR_WRONG_VOLUME = -7,  /* the keyring belongs to another volume */
-	KR_ERR_NOMEM = -8,	   /* secure memory or Argon2 memory could not be had */
-	KR_ERR_UNSUPPORTED = -9,   /* a newer keyring format */
+	KR_ERR_IO = -1,		  /* see errno */
+	KR_ERR_MISSING = -2,	  /* no keyring file at that path */
+	KR_ERR_CORRUPT = -3,	  /* not a keyring, truncated or damaged (checksum) */
+	KR_ERR_WRONG_SECRET = -4, /* no slot of this kind opens with the given secret */
+	KR_ERR_NO_SLOT = -5,	  /* the keyring has no slot of the kind offered */
+	KR_ERR_TAMPERED = -6,	  /* a slot opened but the keyring's MAC does not verify */
+	KR_ERR_WRONG_VOLUME = -7, /* the keyring belongs to another volume */
+	KR_ERR_NOMEM = -8,	  /* secure memory or Argon2 memory could not be had */
+	KR_ERR_UNSUPPORTED = -9,  /* a newer keyring format */
 };
 
 enum kr_secret_type {

@@ -41,9 +41,8 @@ static size_t slot_aad(uint8_t *buf, const uint8_t *aad, size_t aad_len, uint64_
 	return aad_len + 12;
 }
 
-int wrap_slot_seal(struct wrap_slot *slot, const struct keyring *kr, uint32_t version,
-		   uint64_t seq, const uint8_t *aad, size_t aad_len,
-		   const uint8_t key[KEYWRAP_KEY_LEN])
+int wrap_slot_seal(struct wrap_slot *slot, const struct keyring *kr, uint32_t version, uint64_t seq,
+		   const uint8_t *aad, size_t aad_len, const uint8_t key[KEYWRAP_KEY_LEN])
 {
 	uint8_t full_aad[WRAP_SLOT_AAD_MAX + 12];
 	const uint8_t *kek = keyring_kek(kr, version, NULL);
@@ -52,14 +51,13 @@ int wrap_slot_seal(struct wrap_slot *slot, const struct keyring *kr, uint32_t ve
 		return -EINVAL;
 	slot->seq = seq;
 	slot->kek_version = version;
-	key_wrap(kek, full_aad, slot_aad(full_aad, aad, aad_len, seq, version), key,
-		 slot->wrapped);
+	key_wrap(kek, full_aad, slot_aad(full_aad, aad, aad_len, seq, version), key, slot->wrapped);
 	return 0;
 }
 
 /* Tries one decoded slot; SLOT_OK with the key, or why it would not open. */
-static int wrap_slot_try(const struct wrap_slot *slot, const struct keyring *kr,
-			 const uint8_t *aad, size_t aad_len, uint8_t key[KEYWRAP_KEY_LEN])
+static int wrap_slot_try(const struct wrap_slot *slot, const struct keyring *kr, const uint8_t *aad,
+			 size_t aad_len, uint8_t key[KEYWRAP_KEY_LEN])
 {
 	uint8_t full_aad[WRAP_SLOT_AAD_MAX + 12];
 	int state = 0;
@@ -67,15 +65,16 @@ static int wrap_slot_try(const struct wrap_slot *slot, const struct keyring *kr,
 
 	if (!kek)
 		return state == 0 ? SLOT_ERR_KEK_MISSING : SLOT_ERR_KEK_DESTROYED;
-	if (key_unwrap(kek, full_aad, slot_aad(full_aad, aad, aad_len, slot->seq, slot->kek_version),
+	if (key_unwrap(kek, full_aad,
+		       slot_aad(full_aad, aad, aad_len, slot->seq, slot->kek_version),
 		       slot->wrapped, key) != 0)
 		return SLOT_ERR_AUTH;
 	return SLOT_OK;
 }
 
 int wrap_slots_open(const uint8_t slots[2][WRAP_SLOT_LEN], const struct keyring *kr,
-		    const uint8_t *aad, size_t aad_len, uint8_t key[KEYWRAP_KEY_LEN],
-		    int *current, struct wrap_slot *slot_out)
+		    const uint8_t *aad, size_t aad_len, uint8_t key[KEYWRAP_KEY_LEN], int *current,
+		    struct wrap_slot *slot_out)
 {
 	struct wrap_slot s[2];
 	int valid[2], order[2], err = SLOT_ERR_CORRUPT;

@@ -23,19 +23,18 @@ struct wrap_slot {
 
 enum wrap_slot_err {
 	SLOT_OK = 0,
-	SLOT_ERR_CORRUPT = -1,	    /* no slot passes its checksum: damaged or torn */
-	SLOT_ERR_KEK_MISSING = -2,  /* the slot's KEK version is not in the keyring */
+	SLOT_ERR_CORRUPT = -1,	     /* no slot passes its checksum: damaged or torn */
+	SLOT_ERR_KEK_MISSING = -2,   /* the slot's KEK version is not in the keyring */
 	SLOT_ERR_KEK_DESTROYED = -3, /* the slot's KEK was destroyed or is refused */
-	SLOT_ERR_AUTH = -4,	    /* checksum fine but unwrap fails: tampered or wrong keyring */
+	SLOT_ERR_AUTH = -4,	     /* checksum fine but unwrap fails: tampered or wrong keyring */
 };
 
 /* Encodes a slot with its xxHash64 checksum. */
 void wrap_slot_encode(const struct wrap_slot *slot, uint8_t out[WRAP_SLOT_LEN]);
 
 /* Wraps key under KEK version into slot with sequence seq; aad binds the owning object. */
-int wrap_slot_seal(struct wrap_slot *slot, const struct keyring *kr, uint32_t version,
-		   uint64_t seq, const uint8_t *aad, size_t aad_len,
-		   const uint8_t key[KEYWRAP_KEY_LEN]);
+int wrap_slot_seal(struct wrap_slot *slot, const struct keyring *kr, uint32_t version, uint64_t seq,
+		   const uint8_t *aad, size_t aad_len, const uint8_t key[KEYWRAP_KEY_LEN]);
 
 /*
  * Opens the current slot of a pair: the one that passes checksum and unwrap with the
@@ -43,7 +42,7 @@ int wrap_slot_seal(struct wrap_slot *slot, const struct keyring *kr, uint32_t ve
  * *slot_out (decoded current slot); otherwise returns the most telling error.
  */
 int wrap_slots_open(const uint8_t slots[2][WRAP_SLOT_LEN], const struct keyring *kr,
-		    const uint8_t *aad, size_t aad_len, uint8_t key[KEYWRAP_KEY_LEN],
-		    int *current, struct wrap_slot *slot_out);
+		    const uint8_t *aad, size_t aad_len, uint8_t key[KEYWRAP_KEY_LEN], int *current,
+		    struct wrap_slot *slot_out);
 
 #endif

@@ -2,7 +2,8 @@
 """kekfs test runner (Python 3 stdlib only).
 
 Runs
-  * every unit test binary build/tests/unit_* (cmocka), counting its
+  * every unit test binary build/tests/unit_* (cmocka; taken from the
+    directory of --kekfs, e.g. build-san/tests, when it has any), counting its
     "[  PASSED  ] N test(s)" / "[  FAILED  ] N test(s)" summary lines (a
     binary that dies without a summary counts as 1 failed; a binary that
     exits non-zero although its summary reports no failure, e.g. a sanitizer
@@ -14,8 +15,8 @@ Prints one line per test (PASS name / FAIL name: reason / SKIP name: reason)
 and ends with exactly one line "N passed, N failed[, N skipped]".  Exit
 status is 1 if anything failed.
 
-  python3 tests/run_tests.py [-k SUBSTRING] [--kekfs PATH] [--timeout SECS]
-                             [--no-unit] [--no-integration] [--list]
+  python3 tests/run_tests.py [-k SUBSTRING]... [--kekfs PATH] [--timeout SECS]
+                             [--no-unit] [--no-integration] [--list] [-v]
 
 After every integration test and at the end, /proc/mounts is checked for
 mounts left under the run's temp dir (/tmp/kekfs-it-<pid>-*); they are
@@ -28,7 +29,6 @@ import importlib
 import inspect
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -71,7 +71,12 @@ def one_line(s, limit=300):
 
 
 def run_unit_tests(args, counts):
-    bins = sorted(p for p in glob.glob(os.path.join(REPO, "build", "tests", "unit_*"))
+    # unit tests live beside the binary under test (build/ or build-san/ for
+    # SANITIZE=1 builds), falling back to build/tests
+    udir = os.path.join(os.path.dirname(os.path.abspath(args.kekfs)), "tests")
+    if not glob.glob(os.path.join(udir, "unit_*")):
+        udir = os.path.join(REPO, "build", "tests")
+    bins = sorted(p for p in glob.glob(os.path.join(udir, "unit_*"))
                   if os.path.isfile(p) and os.access(p, os.X_OK)
                   and not p.endswith((".o", ".d", ".c", ".h", ".a", ".so")))
     for b in bins:
@@ -157,25 +162,37 @@ def describe_rc(rc):
 
 class Watchdog(object):
     """Per-test timeout that works even if the test is stuck in a syscall on
-    a hung FUSE mount: abort the connections / kill the daemons of the
-    run's mounts, then interrupt the main thread."""
+    a hung FUSE mount: when it fires it aborts the connections and kills the
+    daemons of the run's mounts (so blocked syscalls fail with ENOTCONN and
+    the test can clean up itself); if the test is still running GRACE
+    seconds later, the main thread is interrupted (KeyboardInterrupt)."""
+
+    GRACE = 10.0
 
     def __init__(self, seconds, tmp_root, harness):
         self.fired = False
+        self.interrupted = False
+        self.done = False
         self.tmp_root = tmp_root
         self.harness = harness
         self.timer = threading.Timer(seconds, self.fire)
         self.timer.daemon = True
+        self.timer2 = None
 
     def __enter__(self):
         self.timer.start()
         return self
 
     def __exit__(self, *a):
+        self.done = True
         self.timer.cancel()
+        if self.timer2:
+            self.timer2.cancel()
         return False
 
     def fire(self):
+        if self.done:
+            return
         self.fired = True
         h = self.harness
         try:
@@ -189,7 +206,14 @@ class Watchdog(object):
                         pass
         except Exception:
             pass
-        _thread.interrupt_main()
+        self.timer2 = threading.Timer(self.GRACE, self.interrupt)
+        self.timer2.daemon = True
+        self.timer2.start()
+
+    def interrupt(self):
+        if not self.done:
+            self.interrupted = True
+            _thread.interrupt_main()
 
 
 def short_tb(exc_type, exc, tb, limit=4):
@@ -215,8 +239,11 @@ def leftover_mounts(harness, tmp_root, counts, context):
         harness.force_unmount(m)
 
 
-def leftover_daemons(harness, tmp_root, counts):
+def leftover_daemons(harness, tmp_root, counts, context):
+    """kekfs daemons (or any FUSE server) still running for a path in the
+    run's temp dir: killed and counted as a failure."""
     pids = []
+    root = os.fsencode(tmp_root)
     for d in os.listdir("/proc"):
         if not d.isdigit() or int(d) == os.getpid():
             continue
@@ -225,13 +252,14 @@ def leftover_daemons(harness, tmp_root, counts):
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if argv and os.path.basename(argv[0]).startswith(b"kekfs") and \
-                any(a.startswith(os.fsencode(tmp_root)) for a in argv[1:]):
+        if not argv or not any(a.startswith(root) for a in argv[1:]):
+            continue
+        if os.path.basename(argv[0]).startswith(b"kekfs") or harness._has_dev_fuse_open(d):
             if harness.pid_alive(int(d)):
                 pids.append(int(d))
     if pids:
         counts.failed += 1
-        out("FAIL leftover-daemons: kekfs processes still running: %s" % pids)
+        out("FAIL leftover-daemons after %s: still running: %s" % (context, pids))
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -281,10 +309,12 @@ def run_integration_tests(args, counts, harness, tmp_root):
                 os.chdir(REPO)
                 with wd:
                     fn()
-                status = ("PASS", None)
+                status = ("PASS", None) if not wd.fired else \
+                    ("FAIL", "timed out after %ss (daemons killed)" % timeout)
             except KeyboardInterrupt:
                 if wd.fired:
-                    status = ("FAIL", "timed out after %ss (mounts aborted)" % timeout)
+                    status = ("FAIL", "timed out after %ss (daemons killed, test interrupted)"
+                              % timeout)
                 else:
                     raise
             except BaseException as e:  # noqa
@@ -293,6 +323,9 @@ def run_integration_tests(args, counts, harness, tmp_root):
                 else:
                     msg, lines = short_tb(*sys.exc_info())
                     status = ("FAIL", msg + "\n    " + "\n    ".join(lines))
+                if wd.fired:
+                    status = ("FAIL", "timed out after %ss (daemons killed); then: %s"
+                              % (timeout, status[1] or "passed"))
             finally:
                 try:
                     os.chdir(REPO)
@@ -301,7 +334,7 @@ def run_integration_tests(args, counts, harness, tmp_root):
             dt = time.monotonic() - t0
             if status[0] == "PASS":
                 counts.passed += 1
-                out("PASS %s (%.1fs)" % (name, dt))
+                out("PASS %s%s" % (name, " (%.1fs)" % dt if args.verbose else ""))
             elif status[0] == "SKIP":
                 counts.skipped += 1
                 out("SKIP %s: %s" % (name, status[1]))
@@ -309,8 +342,10 @@ def run_integration_tests(args, counts, harness, tmp_root):
                 counts.failed += 1
                 msg = status[1]
                 first, _, rest = msg.partition("\n")
-                out("FAIL %s: %s%s" % (name, first, ("\n    " + rest.strip("\n")) if rest else ""))
+                out("FAIL %s: %s%s%s" % (name, first, " (%.1fs)" % dt if args.verbose else "",
+                                          ("\n    " + rest.strip("\n")) if rest else ""))
             leftover_mounts(harness, tmp_root, counts, name)
+            leftover_daemons(harness, tmp_root, counts, name)
 
 
 def main():
@@ -325,6 +360,7 @@ def main():
     ap.add_argument("--no-unit", action="store_true")
     ap.add_argument("--no-integration", action="store_true")
     ap.add_argument("--list", action="store_true", help="list integration tests only")
+    ap.add_argument("-v", "--verbose", action="store_true", help="show each test's duration")
     args = ap.parse_args()
 
     os.chdir(REPO)
@@ -348,11 +384,12 @@ def main():
         out("FAIL runner: interrupted")
     finally:
         leftover_mounts(harness, tmp_root, counts, "run")
-        leftover_daemons(harness, tmp_root, counts)
+        leftover_daemons(harness, tmp_root, counts, "run")
         try:
             harness.rmtree(tmp_root)
         except Exception as e:
             out("note: could not remove %s: %s" % (tmp_root, e))
+    sanitizer_reports(counts)
     if args.list:
         return 0
     sys.stderr.write("(%.1fs)\n" % (time.monotonic() - t0))
@@ -361,6 +398,24 @@ def main():
         line += ", %d skipped" % counts.skipped
     out(line)
     return 1 if counts.failed or interrupted else 0
+
+
+def sanitizer_reports(counts):
+    """With KEKFS_SANITIZER_LOGS set (make test SANITIZE=1), every ASan/UBSan/LSan report
+    any kekfs process wrote there -- daemons included, whose stderr is /dev/null -- is a
+    failure."""
+    logdir = os.environ.get("KEKFS_SANITIZER_LOGS")
+    if not logdir or not os.path.isdir(logdir):
+        return
+    reports = sorted(os.listdir(logdir))
+    for name in reports:
+        with open(os.path.join(logdir, name), errors="replace") as f:
+            text = f.read()
+        counts.failed += 1
+        out("FAIL sanitizer report %s:\n%s" % (name, text[:3000]))
+    if not reports:
+        counts.passed += 1
+        out("PASS sanitizers: no report from any process")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -66,6 +65,14 @@ def require_kekfs():
         raise AssertionError("kekfs binary not found or not executable at %s "
                              "(run make, or pass --kekfs)" % p)
     return p
+
+
+def require_tools(*names):
+    """Fail (not skip) when an external tool the suite relies on is missing:
+    tools/install-deps.sh installs them (rsync tar attr acl fuse3)."""
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        raise AssertionError("required tool(s) not installed: %s" % ", ".join(missing))
 
 
 _tmp_root = None
@@ -193,7 +200,10 @@ def run_kekfs(*args, timeout=CMD_TIMEOUT, env=None, stdin=None, binary=None):
         t0 = time.monotonic()
         p = subprocess.Popen(argv, stdout=fo, stderr=fe,
                              stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                             env=env, start_new_session=False)
+                             env=env,
+                             # no controlling terminal: a missing key must fail,
+                             # not prompt on /dev/tty and hang
+                             start_new_session=True)
         try:
             rc = p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -249,8 +259,15 @@ def proc_mounts():
     return res
 
 
+def _mp(path):
+    """Canonical form of a mount point path WITHOUT touching the path itself
+    (realpath() would lstat() it, which hangs on a hung FUSE mount)."""
+    a = os.path.abspath(path)
+    return os.path.join(os.path.realpath(os.path.dirname(a)), os.path.basename(a))
+
+
 def mount_entries(path):
-    path = os.path.realpath(path)
+    path = _mp(path)
     return [m for m in proc_mounts() if m[1] == path]
 
 
@@ -260,12 +277,12 @@ def is_mounted(path):
 
 
 def mounts_under(prefix):
-    prefix = os.path.realpath(prefix).rstrip("/") + "/"
+    prefix = _mp(prefix).rstrip("/") + "/"
     return [m[1] for m in proc_mounts() if (m[1] + "/").startswith(prefix)]
 
 
 def fuse_mounts_under(prefix):
-    prefix = os.path.realpath(prefix).rstrip("/") + "/"
+    prefix = _mp(prefix).rstrip("/") + "/"
     return [m[1] for m in proc_mounts()
             if (m[1] + "/").startswith(prefix) and m[2].startswith("fuse")]
 
@@ -291,7 +308,7 @@ def wait_mounted(path, timeout=MOUNT_TIMEOUT):
 
 def find_daemon_pids(mountpoint):
     """PIDs of kekfs processes whose command line names this mountpoint."""
-    want = {os.path.abspath(mountpoint), os.path.realpath(mountpoint), mountpoint}
+    want = {os.path.abspath(mountpoint), _mp(mountpoint), mountpoint}
     binpath = os.path.realpath(kekfs_bin())
     pids = []
     for d in os.listdir("/proc"):
@@ -310,7 +327,6 @@ def find_daemon_pids(mountpoint):
             exe = ""
         a0 = os.fsdecode(argv[0])
         looks_kekfs = (exe == binpath or os.path.basename(a0) == "kekfs" or
-                       os.path.realpath(a0) == binpath or
                        os.path.basename(exe).startswith("kekfs"))
         args = [os.fsdecode(a) for a in argv[1:] if a]
         if not any(a in want or os.path.abspath(a) in want for a in args):
@@ -354,7 +370,7 @@ def abort_fuse_connection(mountpoint):
     """Abort a (possibly hung) FUSE connection via fusectl if available."""
     for line in open("/proc/self/mountinfo"):
         parts = line.split()
-        if len(parts) > 4 and _unescape_mount_field(parts[4]) == os.path.realpath(mountpoint):
+        if len(parts) > 4 and _unescape_mount_field(parts[4]) == _mp(mountpoint):
             dev = parts[2]  # major:minor
             minor = dev.split(":")[1]
             p = "/sys/fs/fuse/connections/%s/abort" % minor
@@ -370,7 +386,7 @@ def abort_fuse_connection(mountpoint):
 def force_unmount(mountpoint, pids=None):
     """Best-effort unmount: fusermount3 -u, then umount -l, then kill the
     daemon.  Never raises."""
-    mountpoint = os.path.realpath(mountpoint)
+    mountpoint = _mp(mountpoint)
     if pids is None:
         try:
             pids = find_daemon_pids(mountpoint)
@@ -548,7 +564,7 @@ class Volume(object):
         self._fg_files.append(self.fg_stderr_path)
         with open(self.fg_stderr_path, "wb") as fe:
             self.fg_proc = subprocess.Popen(argv, stdout=fe, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
         ok = wait_for(lambda: is_mounted(self.mnt) or self.fg_proc.poll() is not None,
                       MOUNT_TIMEOUT)
         if not is_mounted(self.mnt):
@@ -693,6 +709,34 @@ def fallocate(fd, mode, offset, length):
     if r != 0:
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e))
+
+
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
+
+
+def utimensat(path, atime, mtime, follow_symlinks=True):
+    """utimensat(2) on a path, or futimens(2) when path is an int fd;
+    atime/mtime are (sec, nsec) tuples, None = UTIME_OMIT, "now" = UTIME_NOW."""
+    import ctypes
+
+    class TS(ctypes.Structure):
+        _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+    def conv(t):
+        if t is None:
+            return TS(0, UTIME_OMIT)
+        if t == "now":
+            return TS(0, UTIME_NOW)
+        return TS(t[0], t[1])
+    ts = (TS * 2)(conv(atime), conv(mtime))
+    if isinstance(path, int):  # an open fd: futimens(2)
+        r = libc().futimens(path, ts)
+    else:
+        r = libc().utimensat(AT_FDCWD, os.fsencode(path), ts, 0 if follow_symlinks else 0x100)
+    if r != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), path)
 
 
 DT_NAMES = {0: "UNKNOWN", 1: "FIFO", 2: "CHR", 4: "DIR", 6: "BLK", 8: "REG", 10: "LNK", 12: "SOCK"}

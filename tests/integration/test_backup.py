@@ -5,7 +5,7 @@ import os
 import stat
 
 from kekfs_harness import (Volume, make_tempdir, rmtree, compare_trees, run, write_file,
-                           pattern, assert_eq)
+                           pattern, assert_eq, require_tools)
 
 MiB = 1024 * 1024
 HOLE = 40 * MiB
@@ -119,6 +119,7 @@ def _rsync(src, dst, extra=()):
 
 
 def test_rsync_roundtrip():
+    require_tools("rsync")
     work = make_tempdir("rsync")
     try:
         src = make_tree(os.path.join(work, "src"))
@@ -168,6 +169,7 @@ def _q(s):
 
 
 def test_tar_roundtrip():
+    require_tools("tar", "bash")
     work = make_tempdir("tar")
     try:
         src = make_tree(os.path.join(work, "src"))

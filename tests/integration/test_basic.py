@@ -10,12 +10,12 @@ import stat
 import subprocess
 import time
 
-from kekfs_harness import (Volume, Skip, run_kekfs, require_kekfs, write_file, read_file,
+from kekfs_harness import (Volume, run_kekfs, require_kekfs, write_file, read_file,
                            pattern, assert_eq, assert_bytes_eq, assert_raises_errno,
                            renameat2, fallocate, RENAME_NOREPLACE, RENAME_EXCHANGE,
                            FALLOC_FL_KEEP_SIZE, getdents_types, saved_cwd, is_mounted,
                            wait_for, pid_alive, mount_entries, make_tempdir, rmtree,
-                           find_daemon_pids, tmp_root)
+                           find_daemon_pids, tmp_root, utimensat, require_tools)
 
 C = 4096
 SIZES = [0, 1, 4095, 4096, 4097, 3 * 1024 * 1024 + 7]
@@ -79,8 +79,27 @@ def test_kekfs_dir_hidden():
                 raise AssertionError("creating .kekfs inside the mount succeeded")
         assert_raises_errno((errno.ENOENT, errno.EPERM, errno.EACCES, errno.EINVAL, errno.EEXIST),
                             os.rename, v.path("a"), v.path(".kekfs"))
+        for fn in (lambda: os.symlink("a", v.path(".kekfs")),
+                   lambda: os.link(v.path("a"), v.path(".kekfs")),
+                   lambda: os.mknod(v.path(".kekfs"), stat.S_IFIFO | 0o600),
+                   lambda: os.rmdir(v.path(".kekfs")),
+                   lambda: os.unlink(v.path(".kekfs", "keyring"))):
+            try:
+                fn()
+            except OSError:
+                pass
+            else:
+                raise AssertionError("an operation on .kekfs through the mount succeeded")
         assert_eq(read_file(v.bpath(".kekfs", "volume")), vol_before, ".kekfs/volume")
+        assert os.path.isfile(v.bpath(".kekfs", "keyring")), "keyring gone"
         assert_eq(read_file(v.path("a")), b"hello")
+        # only the top-level .kekfs is special: in a subdirectory it is a plain name
+        os.mkdir(v.path("sub"))
+        write_file(v.path("sub", ".kekfs"), b"ordinary")
+        assert_eq(os.listdir(v.path("sub")), [".kekfs"])
+        v.remount()
+        assert_eq(read_file(v.path("sub", ".kekfs")), b"ordinary")
+        assert_eq(sorted(os.listdir(v.mnt)), ["a", "sub"])
 
 
 def test_sigterm_unmounts_cleanly():
@@ -646,6 +665,15 @@ def test_user_xattrs():
     with Volume() as v:
         write_file(v.path("f"), b"x")
         os.mkdir(v.path("d"))
+        os.symlink("f", v.path("l"))
+        os.mkfifo(v.path("p"))
+        # no internal attributes may show through
+        for n in ("f", "d", "p"):
+            assert_eq(os.listxattr(v.path(n)), [], "listxattr of a fresh %s" % n)
+        assert_eq(os.listxattr(v.path("l"), follow_symlinks=False), [], "listxattr of a symlink")
+        assert_eq([x for x in os.listxattr(v.mnt) if x.startswith("user.")], [],
+                  "listxattr of the volume root")
+        os.setxattr(v.mnt, "user.rootattr", b"on the root")
         vals = {"user.a": b"1", "user.empty": b"", "user.bin": bytes(range(256)),
                 "user.big": pattern(3000, 5), "user.name with space": b"v"}
         for n, val in vals.items():
@@ -665,6 +693,7 @@ def test_user_xattrs():
                    if n.startswith("user.")}
             assert_eq(got, vals, when + " xattrs")
             assert_eq(os.getxattr(v.path("d"), "user.dirattr"), b"dv", when)
+            assert_eq(os.getxattr(v.mnt, "user.rootattr"), b"on the root", when)
             v.remount()
         # xattrs follow renames and hard links
         os.rename(v.path("f"), v.path("g"))
@@ -738,6 +767,54 @@ def test_concurrent_writers_distinct_regions():
             assert_bytes_eq(read_file(p), want, "round %d: concurrent writes" % rnd)
         v.remount()
         assert_bytes_eq(read_file(p), want, "concurrent writes after remount")
+
+
+def test_concurrent_writers_via_hard_links():
+    nproc = 4
+    with Volume() as v:
+        p = v.path("shared")
+        write_file(p, b"\0" * (nproc * REGION))
+        names = [p]
+        for i in range(1, nproc):
+            names.append(v.path("link%d" % i))
+            os.link(p, names[-1])
+        ctx = multiprocessing.get_context("fork")
+        procs = [ctx.Process(target=_writer, args=(names[i], i, nproc)) for i in range(nproc)]
+        for pr in procs:
+            pr.start()
+        for pr in procs:
+            pr.join(60)
+            assert pr.exitcode == 0, "writer exit code %r" % pr.exitcode
+        want = b"".join(bytes([65 + i]) * REGION for i in range(nproc))
+        for n in names:
+            assert_bytes_eq(read_file(n), want, "concurrent writes via hard links, read via %s"
+                            % os.path.basename(n))
+        v.remount()
+        assert_bytes_eq(read_file(names[-1]), want, "after remount")
+
+
+def test_mmap_extend_and_mixed_io():
+    with Volume() as v:
+        p = v.path("mx")
+        write_file(p, pattern(C + 10, 1))
+        fd = os.open(p, os.O_RDWR)
+        try:
+            os.ftruncate(fd, 4 * C + 5)
+            with mmap.mmap(fd, 4 * C + 5, mmap.MAP_SHARED) as m:
+                m[3 * C - 3:3 * C + 7] = b"0123456789"  # in the grown region, across a boundary
+                m[4 * C + 4:4 * C + 5] = b"Z"           # last byte
+                os.pwrite(fd, b"WRITE", 2 * C)          # write() seen by the mapping
+                assert_eq(m[2 * C:2 * C + 5], b"WRITE", "write() visible through mmap")
+                m.flush()
+            want = bytearray(pattern(C + 10, 1) + b"\0" * (3 * C - 5))
+            want[3 * C - 3:3 * C + 7] = b"0123456789"
+            want[4 * C + 4] = ord("Z")
+            want[2 * C:2 * C + 5] = b"WRITE"
+            assert_bytes_eq(os.pread(fd, 5 * C, 0), bytes(want), "after msync")
+        finally:
+            os.close(fd)
+        v.remount()
+        assert_bytes_eq(read_file(p), bytes(want), "mmap writes in a grown file after remount")
 
 
 def test_long_path_from_deep_cwd():
@@ -865,3 +942,506 @@ def test_allow_other_default_permissions():
         assert_eq(_as_nobody(try_read("public")), 0, "other user reading 0644 with allow_other")
         assert_eq(_as_nobody(try_read("secret")), errno.EACCES,
                   "other user reading 0600 root file with default_permissions")
+        os.mkdir(v.path("shared"))
+        os.chmod(v.path("shared"), 0o1777)
+
+        def create():
+            try:
+                write_file(v.path("shared", "mine"), b"by nobody", 0o644)
+                os.mkdir(v.path("shared", "mydir"))
+                return 0
+            except OSError as e:
+                return e.errno % 256
+        assert_eq(_as_nobody(create), 0, "other user creating files in a 1777 dir")
+        for n in ("mine", "mydir"):
+            st = os.stat(v.path("shared", n))
+            assert_eq((st.st_uid, st.st_gid), (65534, 65534),
+                      "owner of %s created by uid 65534 through allow_other" % n)
+        v.remount(opts="allow_other,default_permissions")
+        st = os.stat(v.path("shared", "mine"))
+        assert_eq((st.st_uid, st.st_gid), (65534, 65534), "owner after remount")
+
+
+# ---------------------------------------------------------------- more edges
+
+
+def test_large_offsets_beyond_4g():
+    with Volume() as v:
+        p = v.path("huge")
+        off = 5 * 1024 * 1024 * 1024 + 4093  # > 2^32, straddles a chunk boundary
+        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, b"0123456789", off)
+            assert_eq(os.fstat(fd).st_size, off + 10)
+            assert_eq(os.pread(fd, 20, off - 5), b"\0" * 5 + b"0123456789")
+            os.ftruncate(fd, off + 5)
+            assert_eq(os.pread(fd, 20, off - 5), b"\0" * 5 + b"01234")
+        finally:
+            os.close(fd)
+        v.remount()
+        assert_eq(os.stat(p).st_size, off + 5)
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            assert_eq(os.pread(fd, 20, off - 5), b"\0" * 5 + b"01234")
+            assert_eq(os.pread(fd, 10, 4 * 1024 * 1024 * 1024), b"\0" * 10)
+        finally:
+            os.close(fd)
+        assert_eq(os.stat(v.bpath("huge")).st_size, v.expected_backing_size(off + 5),
+                  "backing size of a >4 GiB sparse file")
+
+
+def test_rename_edge_cases():
+    with Volume() as v:
+        write_file(v.path("a"), b"A" * 5000)
+        os.link(v.path("a"), v.path("b"))
+        # rename onto another hard link of the same inode: POSIX no-op
+        os.rename(v.path("a"), v.path("b"))
+        assert os.path.exists(v.path("a")) and os.path.exists(v.path("b")), \
+            "rename between two links of one inode must leave both names"
+        assert_eq(os.stat(v.path("b")).st_nlink, 2)
+        os.rename(v.path("a"), v.path("a"))  # same name
+        assert_eq(read_file(v.path("a")), b"A" * 5000)
+        # rename over a file that is open: the old fd keeps the old data
+        write_file(v.path("victim"), b"old victim data")
+        fd = os.open(v.path("victim"), os.O_RDONLY)
+        try:
+            write_file(v.path("new"), b"replacement")
+            os.rename(v.path("new"), v.path("victim"))
+            assert_eq(os.pread(fd, 100, 0), b"old victim data", "fd of the replaced file")
+            assert_eq(read_file(v.path("victim")), b"replacement")
+        finally:
+            os.close(fd)
+        # rename a directory holding an open file, keep writing through the fd
+        os.makedirs(v.path("d1", "inner"))
+        fd = os.open(v.path("d1", "inner", "f"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, pattern(5000, 1))
+            os.rename(v.path("d1"), v.path("d2"))
+            os.write(fd, pattern(5000, 2))
+        finally:
+            os.close(fd)
+        want = pattern(5000, 1) + pattern(5000, 2)
+        assert_bytes_eq(read_file(v.path("d2", "inner", "f")), want, "after dir rename")
+        v.remount()
+        assert_bytes_eq(read_file(v.path("d2", "inner", "f")), want, "after dir rename + remount")
+        assert_eq(read_file(v.path("victim")), b"replacement")
+        assert_eq(sorted(v.backing_files()), sorted(["a", "b", "victim", "d2/inner/f"]),
+                  "backing files (no leftovers from replaced files)")
+
+
+def test_truncate_to_zero_through_hard_link():
+    with Volume() as v:
+        write_file(v.path("x"), pattern(3 * C, 1))
+        os.link(v.path("x"), v.path("y"))
+        os.setxattr(v.path("x"), "user.k", b"v")
+        read_file(v.path("y"))  # cache y
+        fd = os.open(v.path("y"), os.O_WRONLY | os.O_TRUNC)
+        os.write(fd, b"fresh")
+        os.close(fd)
+        assert_eq(read_file(v.path("x")), b"fresh", "O_TRUNC via other link")
+        assert_eq(os.getxattr(v.path("x"), "user.k"), b"v")
+        v.remount()
+        assert_eq(read_file(v.path("x")), b"fresh")
+        assert_eq(read_file(v.path("y")), b"fresh")
+        assert_eq(os.stat(v.path("x")).st_ino, os.stat(v.path("y")).st_ino)
+
+
+def test_mknod_regular_file():
+    with Volume() as v:
+        os.mknod(v.path("r"), stat.S_IFREG | 0o640)
+        assert stat.S_ISREG(os.stat(v.path("r")).st_mode)
+        assert_eq(read_file(v.path("r")), b"", "mknod'ed regular file reads empty")
+        v.remount()
+        assert_eq(read_file(v.path("r")), b"", "mknod'ed file after remount")
+        write_file(v.path("r"), pattern(C + 1, 3))
+        v.remount()
+        assert_bytes_eq(read_file(v.path("r")), pattern(C + 1, 3))
+        assert_eq(stat.S_IMODE(os.stat(v.path("r")).st_mode), 0o640)
+
+
+def test_copy_file_range_and_sendfile():
+    with Volume() as v:
+        src = v.path("src")
+        data = pattern(3 * C + 77, 4)
+        write_file(src, data)
+        plain = make_tempdir("plain")
+        try:
+            for dst in (v.path("dst"), os.path.join(plain, "dst")):
+                fi = os.open(src, os.O_RDONLY)
+                fo = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    left, off = len(data), 0
+                    while left:
+                        try:
+                            n = os.copy_file_range(fi, fo, left, off, off)
+                        except OSError as e:
+                            # the kernel refuses copies between different
+                            # filesystem types; only the in-mount copy matters
+                            if e.errno == errno.EXDEV and dst.startswith(plain):
+                                os.pwrite(fo, os.pread(fi, left, off), off)
+                                n = left
+                            else:
+                                raise
+                        if n == 0:
+                            break
+                        off += n
+                        left -= n
+                finally:
+                    os.close(fi)
+                    os.close(fo)
+                assert_bytes_eq(read_file(dst), data, "copy_file_range to %s" % dst)
+            # copy_file_range into the middle of an existing file in the mount
+            fi = os.open(src, os.O_RDONLY)
+            fo = os.open(v.path("dst"), os.O_WRONLY)
+            try:
+                os.copy_file_range(fi, fo, 100, C - 50, 2 * C - 10)
+            finally:
+                os.close(fi)
+                os.close(fo)
+            want = bytearray(data)
+            want[2 * C - 10:2 * C + 90] = data[C - 50:C + 50]
+            assert_bytes_eq(read_file(v.path("dst")), bytes(want), "partial copy_file_range")
+            fi = os.open(src, os.O_RDONLY)
+            fo = os.open(os.path.join(plain, "sf"), os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                off = 0
+                while off < len(data):
+                    n = os.sendfile(fo, fi, off, len(data) - off)
+                    if n == 0:
+                        break
+                    off += n
+            finally:
+                os.close(fi)
+                os.close(fo)
+            assert_bytes_eq(read_file(os.path.join(plain, "sf")), data, "sendfile from mount")
+            v.remount()
+            assert_bytes_eq(read_file(v.path("dst")), bytes(want), "after remount")
+        finally:
+            rmtree(plain)
+
+
+def test_many_open_files():
+    with Volume() as v:
+        fds = []
+        try:
+            for i in range(300):
+                fd = os.open(v.path("f%03d" % i), os.O_RDWR | os.O_CREAT, 0o644)
+                fds.append(fd)
+                os.write(fd, pattern(100 + i, i))
+            for i, fd in enumerate(fds):
+                assert_eq(os.pread(fd, 1000, 0), pattern(100 + i, i), "file %d" % i)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        v.remount()
+        for i in range(0, 300, 17):
+            assert_eq(read_file(v.path("f%03d" % i)), pattern(100 + i, i))
+
+
+def test_umask_and_setgid_inheritance():
+    with Volume() as v:
+        old = os.umask(0o027)
+        try:
+            write_file(v.path("f"), b"x", 0o666)
+            os.mkdir(v.path("d"), 0o777)
+            assert_eq(stat.S_IMODE(os.stat(v.path("f")).st_mode), 0o640, "umask on create")
+            assert_eq(stat.S_IMODE(os.stat(v.path("d")).st_mode), 0o750, "umask on mkdir")
+        finally:
+            os.umask(old)
+        os.mkdir(v.path("sg"))
+        os.chown(v.path("sg"), 0, 4242)
+        os.chmod(v.path("sg"), 0o2775)
+        write_file(v.path("sg", "file"), b"y")
+        os.mkdir(v.path("sg", "sub"))
+        st = os.stat(v.path("sg", "file"))
+        assert_eq(st.st_gid, 4242, "file in setgid dir inherits the dir's group")
+        st = os.stat(v.path("sg", "sub"))
+        assert_eq(st.st_gid, 4242, "subdir of setgid dir inherits the group")
+        assert st.st_mode & stat.S_ISGID, "subdir of setgid dir inherits the setgid bit"
+        v.remount()
+        assert_eq(os.stat(v.path("sg", "file")).st_gid, 4242, "after remount")
+
+
+def test_utime_omit_and_now():
+    with Volume() as v:
+        p = v.path("t")
+        write_file(p, b"x")
+        os.utime(p, ns=(111_000_000_007, 222_000_000_009))
+        # atime only: mtime is UTIME_OMIT (as `touch -a` does)
+        utimensat(p, (333, 500_000_000), None)
+        st = os.stat(p)
+        assert_eq(st.st_mtime_ns, 222_000_000_009,
+                  "mtime after utimensat(atime=333.5, mtime=UTIME_OMIT)")
+        assert_eq(st.st_atime_ns, 333_500_000_000, "atime after utimensat(atime only)")
+        # mtime only: atime is UTIME_OMIT (as `touch -m` does)
+        utimensat(p, None, (444, 250_000_000))
+        st = os.stat(p)
+        assert_eq(st.st_mtime_ns, 444_250_000_000, "mtime after utimensat(mtime only)")
+        assert_eq(st.st_atime_ns, 333_500_000_000,
+                  "atime after utimensat(atime=UTIME_OMIT, mtime=444.25) must stay unchanged")
+        # the same through an open file descriptor (futimens, what touch does)
+        fd = os.open(p, os.O_WRONLY)
+        try:
+            utimensat(fd, None, (666, 125_000_000))
+            st = os.stat(p)
+            assert_eq(st.st_mtime_ns, 666_125_000_000, "mtime after futimens(mtime only)")
+            assert_eq(st.st_atime_ns, 333_500_000_000,
+                      "atime after futimens(fd, atime=UTIME_OMIT, mtime=666.125) must stay unchanged")
+            utimensat(fd, (777, 5), None)
+            st = os.stat(p)
+            assert_eq(st.st_atime_ns, 777_000_000_005, "atime after futimens(atime only)")
+            assert_eq(st.st_mtime_ns, 666_125_000_000,
+                      "mtime after futimens(fd, atime=777, mtime=UTIME_OMIT) must stay unchanged")
+        finally:
+            os.close(fd)
+        subprocess.run(["touch", "-a", "-d", "@555.5", p], check=True)
+        assert_eq(os.stat(p).st_mtime_ns, 666_125_000_000, "mtime after touch -a")
+        subprocess.run(["touch", "-m", "-d", "@888.5", p], check=True)
+        assert_eq(os.stat(p).st_atime_ns, 555_500_000_000, "atime after touch -m")
+        t0 = time.time_ns()
+        os.utime(p)  # UTIME_NOW for both
+        st = os.stat(p)
+        assert abs(st.st_mtime_ns - t0) < 5 * 10**9, "utime(NULL) did not set mtime to now"
+        assert abs(st.st_atime_ns - t0) < 5 * 10**9, "utime(NULL) did not set atime to now"
+        v.remount()
+        st2 = os.stat(p)
+        assert_eq(st2.st_mtime_ns, st.st_mtime_ns, "mtime after remount")
+
+
+def test_open_without_read_keeps_atime():
+    """open(O_WRONLY)/close and stat do not change atime (on a local
+    filesystem only a read may, under relatime)."""
+    with Volume() as v:
+        p = v.path("t")
+        write_file(p, pattern(2 * C, 1))
+        os.utime(p, ns=(111_000_000_007, 222_000_000_009))  # atime < mtime: relatime would bump
+        fd = os.open(p, os.O_WRONLY)
+        os.close(fd)
+        os.stat(p)
+        v.remount()
+        assert_eq(os.stat(p).st_atime_ns, 111_000_000_007,
+                  "atime after open(O_WRONLY)+close (no read), checked after remount")
+        os.chmod(p, 0o600)
+        assert_eq(os.stat(p).st_atime_ns, 111_000_000_007, "atime after chmod")
+
+
+def test_locks_and_concurrent_appends():
+    import fcntl
+    with Volume() as v:
+        p = v.path("log")
+        write_file(p, b"")
+        fd = os.open(p, os.O_RDWR)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+        nproc, nrec, reclen = 4, 150, 97
+        ctx = multiprocessing.get_context("fork")
+        procs = [ctx.Process(target=_appender, args=(p, i, nrec, reclen)) for i in range(nproc)]
+        for pr in procs:
+            pr.start()
+        for pr in procs:
+            pr.join(60)
+            assert pr.exitcode == 0, "appender exit code %r" % pr.exitcode
+        data = read_file(p)
+        assert_eq(len(data), nproc * nrec * reclen, "total size of concurrent O_APPEND writes")
+        recs = [data[i:i + reclen] for i in range(0, len(data), reclen)]
+        for r in recs:
+            assert r[:1] in b"ABCD" and r == r[:1] * reclen, "torn/interleaved record %r" % r[:20]
+        for i in range(nproc):
+            assert_eq(sum(1 for r in recs if r[:1] == bytes([65 + i])), nrec, "records of %d" % i)
+
+
+def _appender(path, idx, nrec, reclen):
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        rec = bytes([65 + idx]) * reclen
+        for _ in range(nrec):
+            os.write(fd, rec)
+    finally:
+        os.close(fd)
+    os._exit(0)
+
+
+def _backing_state(v):
+    st = {}
+    for dp, dns, fns in os.walk(v.backing):
+        for n in dns + fns:
+            p = os.path.join(dp, n)
+            s = os.lstat(p)
+            data = read_file(p) if stat.S_ISREG(s.st_mode) else None
+            st[p] = (s.st_mode, s.st_size, s.st_mtime_ns, data)
+    return st
+
+
+def test_read_only_mount_never_writes_backing():
+    with Volume() as v:
+        write_file(v.path("f"), pattern(3 * C, 1))
+        os.mkdir(v.path("d"))
+        os.setxattr(v.path("f"), "user.a", b"1")
+        v.umount()
+        before = _backing_state(v)
+        v.mount(opts="ro")
+        assert_bytes_eq(read_file(v.path("f")), pattern(3 * C, 1))
+        os.listdir(v.path("d"))
+        os.getxattr(v.path("f"), "user.a")
+        assert_raises_errno(errno.EROFS, os.setxattr, v.path("f"), "user.b", b"2")
+        assert_raises_errno(errno.EROFS, os.truncate, v.path("f"), 0)
+        assert_raises_errno(errno.EROFS, os.chmod, v.path("f"), 0o600)
+        v.umount()
+        after = _backing_state(v)
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        assert not changed, "ro mount modified backing files: %r" % changed
+
+
+def test_many_cached_inodes():
+    """Looking up more names than the daemon's fd limit must not break the
+    mount: the kernel keeps every looked-up inode cached while memory lasts,
+    so a daemon that pins one backing fd per inode runs out (EMFILE) after
+    ~RLIMIT_NOFILE lookups, e.g. during an rsync of a large tree."""
+    n = 25000
+    with Volume() as v:
+        v.umount()
+        base = v.bpath("many")
+        os.mkdir(base)
+        for i in range(n):  # plain backing directories are valid kekfs directories
+            os.mkdir(os.path.join(base, "d%05d" % i))
+        v.mount()
+        failed = None
+        for i in range(n):
+            try:
+                os.stat(v.path("many", "d%05d" % i))
+            except OSError as e:
+                failed = (i, e)
+                break
+        assert failed is None, "lookup #%d failed: %s" % failed
+        try:
+            write_file(v.path("after-many-lookups"), b"still works")
+            got = read_file(v.path("after-many-lookups"))
+        except OSError as e:
+            raise AssertionError("creating a file after %d lookups failed: %s" % (n, e))
+        assert_eq(got, b"still works")
+
+
+test_many_cached_inodes.timeout = 300
+
+
+def test_default_acl_overrides_umask_like_plain_dir():
+    """With a default ACL on the parent, the umask is not applied (POSIX.1e);
+    compare modes and ACLs of new objects with a plain directory."""
+    require_tools("setfacl", "getfacl")
+    def scenario(root):
+        os.makedirs(os.path.join(root, "d"))
+        subprocess.run(["setfacl", "-d", "-m", "u:1234:rwx,g::r-x,o::---",
+                        os.path.join(root, "d")], check=True)
+        old = os.umask(0o022)
+        try:
+            write_file(os.path.join(root, "d", "f"), b"x", 0o666)
+            os.mkdir(os.path.join(root, "d", "sub"), 0o777)
+        finally:
+            os.umask(old)
+        res = {}
+        for n in ("d/f", "d/sub"):
+            p = os.path.join(root, n)
+            acl = subprocess.run(["getfacl", "-n", "-p", "--omit-header", p],
+                                 stdout=subprocess.PIPE, check=True).stdout.decode()
+            res[n] = (oct(os.stat(p).st_mode), acl)
+        return res
+    plain = make_tempdir("plainacl")
+    try:
+        want = scenario(plain)
+        with Volume() as v:
+            got = scenario(v.mnt)
+            for n in sorted(want):
+                assert_eq(got[n], want[n], "%s: (mode, ACL) in kekfs vs plain dir, umask 022 "
+                          "with a default ACL on the parent" % n)
+    finally:
+        rmtree(plain)
+
+
+def test_allow_other_alone_enforces_permissions():
+    """`-o allow_other` implies default_permissions (kekfs mount --help): other
+    users must not get past the file modes."""
+    with Volume() as v:
+        write_file(v.path("secret"), b"s", 0o600)
+        os.mkdir(v.path("private"), 0o700)
+        write_file(v.path("private", "inner"), b"i", 0o644)
+        write_file(v.path("ro"), b"r", 0o644)
+        os.chmod(tmp_root(), 0o711)
+        os.chmod(v.base, 0o711)
+        os.chmod(v.mnt, 0o755)  # the volume root (through the mount)
+        v.remount(opts="allow_other")
+        assert_eq(stat.S_IMODE(os.stat(v.mnt).st_mode), 0o755, "volume root mode")
+
+        def attempt(fn):
+            def f():
+                try:
+                    fn()
+                    return 0
+                except OSError as e:
+                    return e.errno % 256
+            return f
+        checks = [
+            ("read 0600 root file", lambda: read_file(v.path("secret")), errno.EACCES),
+            ("read inside 0700 root dir", lambda: read_file(v.path("private", "inner")),
+             errno.EACCES),
+            ("write 0644 root file", lambda: write_file(v.path("ro"), b"x"), errno.EACCES),
+            ("create in 0755 root dir", lambda: write_file(v.path("new"), b"x"), errno.EACCES),
+            ("chmod root's file", lambda: os.chmod(v.path("ro"), 0o666), errno.EPERM),
+            ("read 0644 root file", lambda: read_file(v.path("ro")), 0),
+        ]
+        for label, fn, want in checks:
+            assert_eq(_as_nobody(attempt(fn)), want, "uid 65534 with -o allow_other: " + label)
+        assert_eq(read_file(v.path("ro")), b"r", "file unchanged")
+        assert not os.path.exists(v.path("new"))
+
+
+def test_mount_key_options_via_o():
+    """mount -o keyfile=F (and keyring=P) as documented in `kekfs mount --help`."""
+    with Volume(keyring_outside=True) as v:
+        write_file(v.path("f"), b"via -o")
+        v.umount()
+        r = run_kekfs("mount", "-o", "keyfile=%s,keyring=%s" % (v.key_file, v.keyring),
+                      v.backing, v.mnt)
+        assert r.returncode == 0, r
+        v.daemon_pids = find_daemon_pids(v.mnt)
+        assert is_mounted(v.mnt)
+        assert_eq(read_file(v.path("f")), b"via -o")
+        v.umount()
+    with Volume(passphrase="pass via o") as v:
+        write_file(v.path("f"), b"pass")
+        v.umount()
+        r = run_kekfs("mount", "-o", "ro,passfile=%s" % v.pass_file, v.backing, v.mnt)
+        assert r.returncode == 0, r
+        v.daemon_pids = find_daemon_pids(v.mnt)
+        assert_eq(read_file(v.path("f")), b"pass")
+        assert_raises_errno(errno.EROFS, write_file, v.path("g"), b"x")
+        v.umount()
+
+
+def test_read_keeps_mtime_and_backing_untouched():
+    """Reading (and stat, readdir, getxattr) never writes the backing file."""
+    with Volume() as v:
+        write_file(v.path("f"), pattern(5 * C + 1, 2))
+        os.setxattr(v.path("f"), "user.a", b"1")
+        os.utime(v.path("f"), ns=(10**18, 10**18))
+        v.umount()
+        b = os.stat(v.bpath("f"))
+        data = read_file(v.bpath("f"))
+        v.mount()
+        for _ in range(2):
+            assert_bytes_eq(read_file(v.path("f")), pattern(5 * C + 1, 2))
+        os.listdir(v.mnt)
+        os.getxattr(v.path("f"), "user.a")
+        with open(v.path("f"), "rb") as fh:
+            with mmap.mmap(fh.fileno(), 0, mmap.MAP_SHARED, mmap.PROT_READ) as m:
+                m[:]
+        v.umount()
+        b2 = os.stat(v.bpath("f"))
+        assert_eq(b2.st_mtime_ns, b.st_mtime_ns, "backing mtime after reads")
+        assert_eq(read_file(v.bpath("f")), data, "backing bytes after reads")
+        v.mount()
+        assert_eq(os.stat(v.path("f")).st_mtime_ns, 10**18, "mtime after reads + remount")

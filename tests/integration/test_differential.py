@@ -23,7 +23,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from kekfs_harness import (Volume, compare_trees, make_tempdir, rmtree)  # noqa: E402
+from kekfs_harness import (Volume, compare_trees, make_tempdir, rmtree, fallocate,  # noqa: E402
+                           FALLOC_FL_KEEP_SIZE, renameat2, RENAME_NOREPLACE, RENAME_EXCHANGE)
 
 MiB = 1024 * 1024
 
@@ -92,7 +93,9 @@ class DiffTester(object):
             rel = os.path.relpath(dp, root)
             rel = "" if rel == "." else rel
             for d in dn:
-                dirs.append(os.path.join(rel, d) if rel else d)
+                path = os.path.join(rel, d) if rel else d
+                if stat.S_ISDIR(os.lstat(os.path.join(root, path)).st_mode):
+                    dirs.append(path)
             for f in fn:
                 path = os.path.join(rel, f) if rel else f
                 if stat.S_ISREG(os.lstat(os.path.join(root, path)).st_mode):
@@ -287,6 +290,31 @@ class DiffTester(object):
         if dst in self.files:
             self.check_file(dst)
 
+    def op_rename2(self):
+        """renameat2 with RENAME_NOREPLACE or RENAME_EXCHANGE."""
+        cands = self.files + self.dirs[1:]
+        if len(cands) < 2:
+            return self.op_pwrite()
+        src = self.rng.choice(cands)
+        dst = self.rng.choice(cands) if self.rng.random() < 0.8 else self.new_name()
+        flags = self.rng.choice([RENAME_NOREPLACE, RENAME_EXCHANGE])
+        fname = "NOREPLACE" if flags == RENAME_NOREPLACE else "EXCHANGE"
+        self.note("renameat2(%r, %r, %s)" % (src, dst, fname))
+        self.both("renameat2(%r,%r,%s)" % (src, dst, fname),
+                  lambda s: renameat2(self.p(s, src), self.p(s, dst), flags))
+        self.refresh()
+        for rel in (src, dst):
+            if rel in self.files:
+                self.check_file(rel)
+
+    def op_symlink(self):
+        target = self.rng.choice(self.files + ["dangling/target", "../up", "x" * 200] or ["t"])
+        rel = self.new_name()
+        self.note("symlink(%r -> %r)" % (rel, target))
+        self.both("symlink", lambda s: os.symlink(target, self.p(s, rel)))
+        self.both("readlink", lambda s: os.readlink(self.p(s, rel)))
+        self.refresh()
+
     def op_link(self):
         if not self.files:
             return self.op_pwrite()
@@ -390,6 +418,18 @@ class DiffTester(object):
         self.note("fsync(%s)" % h[2])
         self.both("fsync", lambda s: os.fsync(h[s]))
 
+    def op_fallocate(self):
+        if not self.handles:
+            return self.op_open()
+        h = self.rng.choice(self.handles)
+        size = os.fstat(h[1]).st_size
+        off = self.offset(size)
+        n = self.length() * self.rng.choice([1, 3])
+        mode = self.rng.choice([0, FALLOC_FL_KEEP_SIZE])
+        self.note("fallocate(%s, mode=%d, off=%d, len=%d) [size %d]" % (h[2], mode, off, n, size))
+        self.both("fallocate", lambda s: fallocate(h[s], mode, off, n))
+        self.check_handle(h, (off, n))
+
     def op_chmod(self):
         if not self.files:
             return
@@ -422,7 +462,8 @@ class DiffTester(object):
     OPS = [("op_pwrite", 22), ("op_handle_write", 12), ("op_append", 7), ("op_truncate", 8),
            ("op_handle_truncate", 4), ("op_rename", 7), ("op_link", 4), ("op_unlink", 4),
            ("op_mkdir", 3), ("op_rmdir", 2), ("op_open", 5), ("op_close", 4), ("op_read", 12),
-           ("op_fsync", 2), ("op_chmod", 2), ("op_utime", 2)]
+           ("op_fsync", 2), ("op_chmod", 2), ("op_utime", 2), ("op_fallocate", 2),
+           ("op_rename2", 3), ("op_symlink", 1)]
 
     def run(self, nops, remount_midway=True):
         names = [n for n, _ in self.OPS]
@@ -481,6 +522,11 @@ test_differential_seed_2.timeout = 300
 test_differential_aes_gcm_chunk_16k.timeout = 300
 
 
+def _size(s):
+    mult = {"k": 1024, "m": 1024 * 1024}.get(s[-1:].lower(), 1)
+    return int(s[:-1] if mult > 1 else s) * mult
+
+
 def main():
     import argparse
     import kekfs_harness
@@ -489,7 +535,7 @@ def main():
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--kekfs", default=None, help="kekfs binary (default build/kekfs)")
     ap.add_argument("--cipher", default=None)
-    ap.add_argument("--chunk-size", type=int, default=None)
+    ap.add_argument("--chunk-size", type=_size, default=None, help="e.g. 4096, 16K, 1M")
     a = ap.parse_args()
     if a.kekfs:
         os.environ["KEKFS_BIN"] = os.path.abspath(a.kekfs)

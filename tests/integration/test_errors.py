@@ -4,11 +4,10 @@ volume, and the volume still mounts fine with the right key afterwards."""
 
 import hashlib
 import os
-import shutil
 
 from kekfs_harness import (Volume, run_kekfs, make_key_file, make_passphrase_file, write_file,
                            read_file, assert_eq, is_mounted, mount_entries, mounts_under,
-                           find_daemon_pids, wait_for, pid_alive, rmtree)
+                           find_daemon_pids, wait_for, pid_alive)
 
 SENTINEL = b"sentinel data that must survive every failed attempt\n" * 100
 

@@ -6,7 +6,7 @@ import errno
 import os
 
 from kekfs_harness import (Volume, write_file, read_file, pattern, assert_eq, run_kekfs,
-                           wait_mounted)
+                           wait_mounted, find_daemon_pids)
 
 SYMLINK_MAX = 3031
 
@@ -58,6 +58,7 @@ def test_damaged_chunk_logs_one_line_naming_the_file():
         r = run_kekfs(*v.mount_argv(extra=("--log-file", log)))
         assert_eq(r.returncode, 0, "mount with --log-file")
         assert wait_mounted(v.mnt), "mount did not appear"
+        v.daemon_pids = find_daemon_pids(v.mnt)  # so cleanup waits for this daemon too
         try:
             read_file(v.path("victim"))
         except OSError as e:

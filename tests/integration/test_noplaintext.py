@@ -5,8 +5,8 @@ import base64
 import os
 import stat
 
-from kekfs_harness import (Volume, write_file, read_file, pattern, assert_eq, find_daemon_pids,
-                           run_kekfs, pid_alive)
+from kekfs_harness import (Volume, write_file, read_file, assert_eq, find_daemon_pids,
+                           run_kekfs)
 
 
 def _marker():
@@ -163,8 +163,32 @@ def test_key_not_leaked_daemonized():
             for label, n in needles:
                 if n in r.stdout or n in r.stderr:
                     leaks.append("%s in kekfs mount output" % label)
-        # also: a failing mount with a wrong key must not echo either key
+        # the daemon's log file (--log-file), including an error path
         v.umount()
+        log = os.path.join(v.base, "daemon.log")
+        with open(v.bpath("x"), "r+b") as fh:
+            fh.seek(256 + 5)
+            b = fh.read(1)
+            fh.seek(256 + 5)
+            fh.write(bytes([b[0] ^ 0xFF]))
+        r = run_kekfs(*v.mount_argv(extra=("--log-file", log)))
+        assert r.returncode == 0, "mount with --log-file failed: %r" % r
+        v.daemon_pids = find_daemon_pids(v.mnt)
+        for pid in v.daemon_pids:
+            leaks += _check_proc(pid, needles, "daemonized with --log-file")
+        try:
+            read_file(v.path("x"))
+        except OSError:
+            pass
+        else:
+            raise AssertionError("damaged file read without error")
+        v.umount()
+        text = read_file(log) if os.path.exists(log) else b""
+        assert text, "--log-file is empty after reading a damaged file (nothing to check)"
+        for label, n in needles:
+            if n in text:
+                leaks.append("%s found in --log-file" % label)
+        # also: a failing mount with a wrong key must not echo either key
         other = os.path.join(v.base, "wrongkey")
         wrong = os.urandom(32)
         with open(other, "wb") as f:

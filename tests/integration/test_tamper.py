@@ -483,3 +483,64 @@ def test_tamper_one_case_per_mount():
 test_tamper_header_fields.timeout = 300
 test_tamper_chunk_regions.timeout = 300
 test_tamper_file_structure.timeout = 300
+
+
+def _expect_oserror(fn, label, wrong):
+    try:
+        got = fn()
+    except OSError as e:
+        return e.errno
+    if got == wrong:
+        raise AssertionError("%s: tampering not detected (value returned: %r)" % (label, got[:60]))
+    raise AssertionError("%s: WRONG value returned without error: %r" % (label, got[:60]))
+
+
+def test_tamper_symlink_targets_and_xattr_values():
+    """Sealed symlink targets and user.* values: damage gives an error; an
+    xattr value moved to another file or another name gives an error."""
+    with Volume() as v:
+        os.symlink("target-one/" + "x" * 50, v.path("l1"))
+        write_file(v.path("a"), b"a")
+        write_file(v.path("b"), b"b")
+        os.setxattr(v.path("a"), "user.one", b"value of a.one " * 3)
+        os.setxattr(v.path("a"), "user.two", b"value of a.two " * 3)
+        os.setxattr(v.path("b"), "user.one", b"value of b.one " * 3)
+        os.mkdir(v.path("d"))
+        os.setxattr(v.path("d"), "user.one", b"dir value " * 3)
+        v.umount()
+        problems = []
+        # symlink target: flip one base64url character
+        t = os.readlink(v.bpath("l1"))
+        i = len(t) // 2
+        t2 = t[:i] + ("A" if t[i] != "A" else "B") + t[i + 1:]
+        os.unlink(v.bpath("l1"))
+        os.symlink(t2, v.bpath("l1"))
+        # xattr values
+        ba, bb, bd = v.bpath("a"), v.bpath("b"), v.bpath("d")
+        a_one = os.getxattr(ba, "user.one")
+        a_two = os.getxattr(ba, "user.two")
+        os.setxattr(bb, "user.one", a_one)                 # a's value moved to b
+        os.setxattr(ba, "user.one", a_two)                 # a.two's value under name one
+        d_one = bytearray(os.getxattr(bd, "user.one"))
+        d_one[len(d_one) // 2] ^= 0x01
+        os.setxattr(bd, "user.one", bytes(d_one))          # flipped byte (name-key sealed)
+        v.mount()
+        checks = [
+            ("symlink target with one base64 char changed",
+             lambda: os.readlink(v.path("l1")).encode(), ("target-one/" + "x" * 50).encode()),
+            ("xattr value moved from file a to file b",
+             lambda: os.getxattr(v.path("b"), "user.one"), b"value of a.one " * 3),
+            ("xattr value moved to another attribute name",
+             lambda: os.getxattr(v.path("a"), "user.one"), b"value of a.two " * 3),
+            ("directory xattr value with a flipped byte",
+             lambda: os.getxattr(v.path("d"), "user.one"), b"dir value " * 3),
+        ]
+        for label, fn, wrong in checks:
+            try:
+                _expect_oserror(fn, label, wrong)
+            except AssertionError as e:
+                problems.append(str(e))
+        assert v.daemon_alive(), "daemon died"
+        assert_eq(os.getxattr(v.path("a"), "user.two"), b"value of a.two " * 3,
+                  "untouched xattr of the same file")
+        assert not problems, "\n  ".join(problems)

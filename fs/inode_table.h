@@ -1,0 +1,67 @@
+/*
+ * The inodes the kernel knows, keyed by backing (dev, ino) so hard links share one object,
+ * each with an O_PATH fd of its backing object. The fds live in a cache with a budget:
+ * the kernel may remember far more inodes than a process may hold fds (the limit here is
+ * 20,000), so idle fds are closed and reopened from a file handle when needed. No FUSE here.
+ */
+#ifndef KEKFS_INODE_TABLE_H
+#define KEKFS_INODE_TABLE_H
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "fileio.h"
+
+struct kinode {
+	struct kinode *next; /* hash chain, under the table lock */
+	dev_t dev;
+	ino_t ino;
+	mode_t type;
+	uint64_t nlookup; /* under the table lock */
+
+	/* O_PATH fd, valid while pinned; -1 while evicted. Under the fd lock. */
+	int fd;
+	unsigned pins;
+	struct kinode *lru_prev, *lru_next; /* unpinned holders of an fd, oldest last */
+	struct file_handle *handle;	    /* to reopen after eviction; NULL: never evicted */
+	int forgotten; /* the kernel forgot it while pinned: the last unpin frees it */
+
+	pthread_rwlock_t lock; /* contents and crypto state */
+	int opens;	       /* users of fc, under lock held exclusively */
+	struct file_crypt fc;
+};
+
+struct inode_table;
+
+/* A table whose root is the backing directory (root_fd, O_PATH; the table owns it). */
+struct inode_table *inode_table_new(int root_fd);
+
+/* Destroys every inode, closing fds and wiping DEKs. */
+void inode_table_free(struct inode_table *t);
+
+struct kinode *inode_table_root(struct inode_table *t);
+
+/* The inode of a backing object with one more lookup; takes ownership of fd. NULL: ENOMEM. */
+struct kinode *inode_table_get(struct inode_table *t, int fd, const struct stat *st);
+
+/* Drops n lookups; the inode is destroyed when none remain. */
+void inode_table_forget(struct inode_table *t, struct kinode *ino, uint64_t n);
+
+/* Makes ino->fd valid until inode_unpin (reopening an evicted inode). 0 or -errno. */
+int inode_pin(struct inode_table *t, struct kinode *ino);
+
+void inode_unpin(struct inode_table *t, struct kinode *ino);
+
+/*
+ * Closes the cached fd of a backing object that was just unlinked for good (its last name),
+ * so its space is freed now rather than when the kernel forgets the inode. Later uses of
+ * the inode fail with ENOENT, as they would on a plain directory.
+ */
+void inode_table_unlinked(struct inode_table *t, dev_t dev, ino_t ino);
+
+/* How many O_PATH fds the table holds now, and may hold. */
+unsigned inode_table_fds(struct inode_table *t, unsigned *budget);
+
+#endif
