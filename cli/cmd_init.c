@@ -50,16 +50,15 @@ static unsigned parse_chunk_size(const char *s)
 }
 
 /* The backing directory must be new or empty: init never mixes with existing files. */
-static int backing_prepare(const char *backing)
+static int backing_check(const char *backing)
 {
 	char path[PATH_MAX + 32];
 	struct dirent *de;
+	struct stat st;
 	DIR *d;
 
-	if (mkdir(backing, 0700) == 0)
-		return 0;
-	if (errno != EEXIST)
-		return cli_error("cannot create %s: %s", backing, strerror(errno));
+	if (stat(backing, &st) != 0 && errno == ENOENT)
+		return 0; /* init_write creates it */
 	snprintf(path, sizeof(path), "%s/%s/%s", backing, VOLUME_DIR, VOLUME_FILE);
 	if (access(path, F_OK) == 0)
 		return cli_error("%s is already a kekfs volume; mount it, or init a new directory",
@@ -150,6 +149,8 @@ static int init_write(const struct init_opts *o, struct volume *vol, struct keyr
 	snprintf(kpath, sizeof(kpath), "%s/%s", dir, KEYRING_FILE);
 	if (o->keyring && access(o->keyring, F_OK) == 0)
 		return cli_error("keyring %s already exists; choose a new path", o->keyring);
+	if (mkdir(o->backing, 0700) != 0 && errno != EEXIST)
+		return cli_error("cannot create %s: %s", o->backing, strerror(errno));
 	if (mkdir(dir, 0700) != 0)
 		return cli_error("cannot create %s: %s", dir, strerror(errno));
 	rc = keyring_save(kr, o->keyring ? o->keyring : kpath);
@@ -177,7 +178,7 @@ int cmd_init(int argc, char **argv)
 	uint8_t volume_id[VOLUME_ID_LEN];
 	int rc;
 
-	if (init_parse(argc, argv, &o) != 0 || backing_prepare(o.backing) != 0)
+	if (init_parse(argc, argv, &o) != 0 || backing_check(o.backing) != 0)
 		return 1;
 	if (secret_read(&o.src, 1, &secret) != 0)
 		return 1;
