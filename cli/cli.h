@@ -10,5 +10,8 @@ int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cmd_init(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_umount(int argc, char **argv);
+int cmd_rotate(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
 
 #endif

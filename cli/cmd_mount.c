@@ -18,8 +18,12 @@
 
 #include "../fs/fuse_ops.h"
 #include "../fs/log.h"
+#include "../fs/control.h"
+#include "../fs/rotation.h"
 #include "cli.h"
+#include "mounts.h"
 #include "secret.h"
+#include "unlock.h"
 
 static const char mount_usage[] =
     "Usage: kekfs mount [OPTIONS] BACKING MOUNTPOINT\n"
@@ -127,22 +131,6 @@ static int mount_parse(int argc, char **argv, struct mount_opts *o)
 	return 0;
 }
 
-/* 1 if path is a mount point listed in /proc/self/mountinfo. */
-static int is_mounted(const char *path)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "r");
-	char line[8192], mnt[PATH_MAX];
-	int found = 0;
-
-	if (!f)
-		return 0;
-	while (!found && fgets(line, sizeof(line), f))
-		if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1 && strcmp(mnt, path) == 0)
-			found = 1;
-	fclose(f);
-	return found;
-}
-
 /* The mount point must be an empty directory that nothing is mounted on. */
 static int mountpoint_check(const char *mp)
 {
@@ -152,7 +140,7 @@ static int mountpoint_check(const char *mp)
 
 	if (stat(mp, &st) != 0 || !S_ISDIR(st.st_mode))
 		return cli_error("mount point %s is not a directory", mp);
-	if (is_mounted(mp))
+	if (path_is_mounted(mp))
 		return cli_error(
 		    "%s is already a mount point: unmount it first ('kekfs umount %s')", mp, mp);
 	d = opendir(mp);
@@ -178,38 +166,6 @@ static int fuse_device_check(void)
 				 "module ('modprobe fuse')",
 				 strerror(errno));
 	close(fd);
-	return 0;
-}
-
-/* Loads the volume config and unlocks keyring and name key, with one message per failure. */
-static int volume_unlock_all(const struct mount_opts *o, struct volume *vol, struct keyring **kr)
-{
-	char vpath[PATH_MAX + 32], kpath[PATH_MAX + 32];
-	struct kr_secret secret;
-	int rc;
-
-	snprintf(vpath, sizeof(vpath), "%s/%s/%s", o->backing, VOLUME_DIR, VOLUME_FILE);
-	snprintf(kpath, sizeof(kpath), "%s/%s/%s", o->backing, VOLUME_DIR, KEYRING_FILE);
-	rc = volume_load(vpath, vol);
-	if (rc == VOL_ERR_MISSING)
-		return cli_error(
-		    "%s is not a kekfs volume (no %s/%s): create one with 'kekfs init'", o->backing,
-		    VOLUME_DIR, VOLUME_FILE);
-	if (rc != VOL_OK)
-		return cli_error("%s: %s", vpath, volume_strerror(rc));
-	if (secret_read(&o->src, 0, &secret) != 0)
-		return -1;
-	rc = keyring_load(o->keyring ? o->keyring : kpath, vol->id, &secret, kr);
-	secret_free(&secret);
-	if (rc == KR_ERR_MISSING && !o->keyring)
-		return cli_error("no keyring at %s: if it is kept elsewhere, give --keyring PATH",
-				 kpath);
-	if (rc != KR_OK)
-		return cli_error("cannot unlock %s: %s", o->keyring ? o->keyring : kpath,
-				 keyring_strerror(rc));
-	rc = volume_unlock(vol, *kr);
-	if (rc != VOL_OK)
-		return cli_error("%s: %s", vpath, volume_strerror(rc));
 	return 0;
 }
 
@@ -287,8 +243,54 @@ static int session_serve(struct fuse_session *se)
 	return (rc == SIGTERM || rc == SIGINT || rc == SIGHUP) ? 0 : rc;
 }
 
+/* What the daemon runs beside the FUSE loop: the re-wrap walker and the control socket. */
+struct daemon_services {
+	struct volume_paths paths;
+	struct rotation *rot;
+	struct control *ctl;
+};
+
+/* Starts them once mounted; a re-wrap left unfinished by a crash or unmount resumes. */
+static void services_start(struct daemon_services *svc, const struct mount_opts *o,
+			   struct kekfs_fs *fs, struct volume *vol, struct keyring *kr)
+{
+	struct rotation_config rc;
+	struct control_info ci;
+
+	volume_paths_get(o->backing, o->keyring, &svc->paths);
+	rc = (struct rotation_config){.backing_fd = kekfs_fs_backing_fd(fs),
+				      .volume_path = svc->paths.volume,
+				      .keyring_path = svc->paths.keyring,
+				      .vol = vol,
+				      .kr = kr,
+				      .inodes = kekfs_fs_inodes(fs)};
+	svc->rot = rotation_new(&rc);
+	if (!svc->rot) {
+		log_msg(LOG_ERR, "out of memory: rotation is not available on this mount");
+		return;
+	}
+	if (rotation_resume(svc->rot) != 0)
+		log_msg(LOG_ERR, "cannot resume the unfinished re-wrap");
+	ci = (struct control_info){.backing = o->backing,
+				   .mountpoint = o->mountpoint,
+				   .vol = vol,
+				   .kr = kr,
+				   .rot = svc->rot};
+	svc->ctl = control_start(&ci, geteuid());
+	if (!svc->ctl)
+		log_msg(LOG_ERR, "no control socket (%s): 'kekfs status|rotate %s' will not work",
+			strerror(errno), o->mountpoint);
+}
+
+static void services_stop(struct daemon_services *svc)
+{
+	control_stop(svc->ctl);
+	rotation_free(svc->rot);
+}
+
 static int mount_run(struct mount_opts *o, int status_fd)
 {
+	struct daemon_services svc = {0};
 	struct volume vol = {0};
 	struct keyring *kr = NULL;
 	struct kekfs_fs *fs = NULL;
@@ -297,7 +299,7 @@ static int mount_run(struct mount_opts *o, int status_fd)
 	int rc = -1, backing_fd = -1, mounted = 0;
 
 	if (mountpoint_check(o->mountpoint) != 0 || fuse_device_check() != 0 ||
-	    volume_unlock_all(o, &vol, &kr) != 0)
+	    volume_unlock_all(o->backing, o->keyring, &o->src, &vol, &kr) != 0)
 		goto out;
 	if (o->log_file && log_open(LOG_TO_FILE, o->log_file) != 0) {
 		cli_error("cannot open log file %s: %s", o->log_file, strerror(errno));
@@ -331,10 +333,12 @@ static int mount_run(struct mount_opts *o, int status_fd)
 		detach_stdio();
 	}
 	log_msg(LOG_INFO, "mounted %s on %s", o->backing, o->mountpoint);
+	services_start(&svc, o, fs, &vol, kr);
 	report_parent(status_fd, 0);
 	status_fd = -1;
 	rc = session_serve(se);
 	log_msg(LOG_INFO, "unmounting %s", o->mountpoint);
+	services_stop(&svc);
 out:
 	report_parent(status_fd, 1);
 	if (se) {
@@ -404,7 +408,7 @@ int cmd_umount(int argc, char **argv)
 		return cli_error("umount takes one mount point: see 'kekfs umount --help'"), 1;
 	if (!realpath(argv[1], mp))
 		return cli_error("%s: %s", argv[1], strerror(errno)), 1;
-	if (!is_mounted(mp))
+	if (!path_is_mounted(mp))
 		return cli_error("%s is not mounted", mp), 1;
 	execlp("fusermount3", "fusermount3", "-u", "--", mp, (char *)NULL);
 	return cli_error("cannot run fusermount3: %s (install fuse3)", strerror(errno)), 1;

@@ -15,6 +15,9 @@ static const char usage[] =
     "  init BACKING                  create an encrypted volume in an empty directory\n"
     "  mount BACKING MOUNTPOINT      unlock the volume and mount it in plaintext\n"
     "  umount MOUNTPOINT             unmount a kekfs mount\n"
+    "  rotate MOUNTPOINT|BACKING     make a new KEK active and re-wrap every file under it\n"
+    "  status MOUNTPOINT|BACKING     KEK versions and states, re-wrap progress\n"
+    "  keys list MOUNTPOINT|BACKING  the KEK versions and their states\n"
     "\n"
     "Options:\n"
     "  -h, --help                    show this help (or 'kekfs COMMAND --help')\n"
@@ -56,6 +59,12 @@ int main(int argc, char **argv)
 		return cmd_mount(argc - 1, argv + 1);
 	if (strcmp(argv[1], "umount") == 0 || strcmp(argv[1], "unmount") == 0)
 		return cmd_umount(argc - 1, argv + 1);
+	if (strcmp(argv[1], "rotate") == 0)
+		return cmd_rotate(argc - 1, argv + 1);
+	if (strcmp(argv[1], "status") == 0)
+		return cmd_status(argc - 1, argv + 1);
+	if (strcmp(argv[1], "keys") == 0)
+		return cmd_keys(argc - 1, argv + 1);
 	cli_error("unknown command '%s': see 'kekfs --help'", argv[1]);
 	return 2;
 }

@@ -361,3 +361,40 @@ int fileio_truncate(int fd, const struct volume_keys *vk, struct file_crypt *fc,
 		return file_shrink(fd, vk, fc, cur, size);
 	return file_update(fd, vk, fc, cur, size, NULL, 0, 0);
 }
+
+int fileio_rewrap(int fd, const struct volume_keys *vk, int *hdr_err)
+{
+	uint8_t buf[HEADER_LEN];
+	struct file_header h;
+	uint8_t *dek = secmem_alloc(DEK_LEN);
+	int rc = dek ? pread_full(fd, buf, HEADER_LEN, 0) : -ENOMEM;
+
+	*hdr_err = HDR_OK;
+	if (rc == 0 && (*hdr_err = header_decode(buf, vk->vol, &h)) == HDR_OK)
+		*hdr_err = header_open_dek(&h, vk->vol, vk->kr, dek);
+	if (rc == 0 && *hdr_err != HDR_OK)
+		rc = -EBADMSG;
+	if (rc == 0 && h.cur.kek_version == keyring_active_version(vk->kr)) {
+		secmem_free(dek);
+		return 0;
+	}
+	if (rc == 0 && header_seal_dek(&h, vk->vol, vk->kr, dek) != HDR_OK)
+		rc = -EIO;
+	secmem_free(dek);
+	if (rc == 0) {
+		header_encode(&h, buf);
+		rc = pwrite_full(fd, buf + HEADER_SLOT_OFF(h.current), WRAP_SLOT_LEN,
+				 HEADER_SLOT_OFF(h.current));
+	}
+	return rc == 0 ? 1 : rc;
+}
+
+int fileio_kek_version(int fd, uint32_t *version)
+{
+	uint8_t buf[HEADER_LEN];
+	int rc = pread_full(fd, buf, HEADER_LEN, 0);
+
+	if (rc != 0)
+		return rc;
+	return header_current_version(buf, version) == HDR_OK ? 0 : -EBADMSG;
+}

@@ -52,4 +52,15 @@ ssize_t fileio_write(int fd, const struct volume_keys *vk, struct file_crypt *fc
 /* Sets the plaintext size; to 0 re-keys the file (new file id and DEK). */
 int fileio_truncate(int fd, const struct volume_keys *vk, struct file_crypt *fc, uint64_t size);
 
+/*
+ * Re-wraps the DEK of the file open on fd (read-write) under the active KEK, writing only
+ * the spare wrap slot: the current one stays valid until the new one is on disk. Returns
+ * 1 if re-wrapped, 0 if already on the active KEK, -EBADMSG (reason in *hdr_err) or -errno.
+ * The caller holds the inode lock, so no truncation re-keys the file meanwhile.
+ */
+int fileio_rewrap(int fd, const struct volume_keys *vk, int *hdr_err);
+
+/* The KEK version of the file's current wrap slot, by checksum alone (no key needed). */
+int fileio_kek_version(int fd, uint32_t *version);
+
 #endif

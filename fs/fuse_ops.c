@@ -1340,3 +1340,13 @@ void kekfs_fs_free(struct kekfs_fs *fs)
 	pthread_mutex_destroy(&fs->handles_lock);
 	free(fs);
 }
+
+struct inode_table *kekfs_fs_inodes(struct kekfs_fs *fs)
+{
+	return fs->inodes;
+}
+
+int kekfs_fs_backing_fd(struct kekfs_fs *fs)
+{
+	return inode_table_root(fs->inodes)->fd;
+}

@@ -6,6 +6,7 @@
 #include <fuse_lowlevel.h>
 
 #include "../keyring/keyring.h"
+#include "inode_table.h"
 #include "volume.h"
 
 struct kekfs_fs_config {
@@ -23,5 +24,11 @@ struct kekfs_fs *kekfs_fs_new(const struct kekfs_fs_config *cfg);
 void kekfs_fs_free(struct kekfs_fs *fs);
 
 const struct fuse_lowlevel_ops *kekfs_fs_ops(void);
+
+/* The inode table, for work beside FUSE (re-wrap) that must take the same inode locks. */
+struct inode_table *kekfs_fs_inodes(struct kekfs_fs *fs);
+
+/* The O_PATH fd of the backing directory (owned by the fs). */
+int kekfs_fs_backing_fd(struct kekfs_fs *fs);
 
 #endif

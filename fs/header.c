@@ -43,8 +43,7 @@ int header_seal_dek(struct file_header *h, const struct volume *v, const struct 
 	int spare = h->current == 0 ? 1 : 0;
 	uint64_t seq = h->current < 0 ? 1 : h->cur.seq + 1;
 
-	if (wrap_slot_seal(&slot, kr, keyring_active_version(kr), seq, aad, header_aad(h, v, aad),
-			   dek) != 0)
+	if (wrap_slot_seal(&slot, kr, seq, aad, header_aad(h, v, aad), dek) != 0)
 		return HDR_ERR_KEK_MISSING;
 	wrap_slot_encode(&slot, h->slots[spare]);
 	h->current = spare;
@@ -98,6 +97,19 @@ int header_open_dek(struct file_header *h, const struct volume *v, const struct 
 	default:
 		return HDR_ERR_CORRUPT;
 	}
+}
+
+int header_current_version(const uint8_t in[HEADER_LEN], uint32_t *version)
+{
+	struct wrap_slot slot;
+
+	if (memcmp(in, HEADER_MAGIC, 4) != 0)
+		return HDR_ERR_MAGIC;
+	if (wrap_slots_newest((const uint8_t(*)[WRAP_SLOT_LEN])(in + HEADER_SLOTS_OFF), &slot) !=
+	    SLOT_OK)
+		return HDR_ERR_CORRUPT;
+	*version = slot.kek_version;
+	return HDR_OK;
 }
 
 const char *header_strerror(int err)

@@ -15,6 +15,7 @@
 #define HEADER_FORMAT 1
 #define FILE_ID_LEN 16
 #define DEK_LEN 32
+#define HEADER_SLOT_OFF(i) (HEADER_PREFIX_LEN + (i)*WRAP_SLOT_LEN)
 
 enum header_err {
 	HDR_OK = 0,
@@ -52,6 +53,9 @@ int header_decode(const uint8_t in[HEADER_LEN], const struct volume *v, struct f
 /* Unwraps the DEK from the current slot (see wrap_slots_open). */
 int header_open_dek(struct file_header *h, const struct volume *v, const struct keyring *kr,
 		    uint8_t dek[DEK_LEN]);
+
+/* The KEK version of the newest slot that passes its checksum; HDR_ERR_* if none does. */
+int header_current_version(const uint8_t in[HEADER_LEN], uint32_t *version);
 
 const char *header_strerror(int err);
 

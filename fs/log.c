@@ -9,6 +9,12 @@
 
 static int log_target = LOG_TO_STDERR;
 static int log_fd = STDERR_FILENO;
+static int log_level = LOG_DEBUG;
+
+void log_set_level(int prio)
+{
+	log_level = prio;
+}
 
 int log_open(int target, const char *path)
 {
@@ -49,6 +55,8 @@ void log_msg(int prio, const char *fmt, ...)
 	va_list ap;
 	int n;
 
+	if (prio > log_level)
+		return;
 	va_start(ap, fmt);
 	if (log_target == LOG_TO_SYSLOG) {
 		vsyslog(prio, fmt, ap);

@@ -13,6 +13,9 @@ enum log_target {
 /* path is used for LOG_TO_FILE; returns 0 or -errno. */
 int log_open(int target, const char *path);
 
+/* Drops messages less urgent than prio (LOG_ERR, LOG_WARNING, ...); the default keeps all. */
+void log_set_level(int prio);
+
 /* One line, prefixed with time and level. Never pass key material, nonces or plaintext. */
 void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

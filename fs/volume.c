@@ -48,10 +48,11 @@ int volume_create(struct volume *v, const uint8_t id[VOLUME_ID_LEN], int cipher,
 		return VOL_ERR_NOMEM;
 	randombytes_buf(v->name_key, KEYWRAP_KEY_LEN);
 	volume_encode_fields(v, aad);
-	if (wrap_slot_seal(&slot, kr, keyring_active_version(kr), 1, aad, sizeof(aad),
-			   v->name_key) != 0)
+	v->current = 0;
+	if (wrap_slot_seal(&slot, kr, 1, aad, sizeof(aad), v->name_key) != 0)
 		return VOL_ERR_KEK;
 	wrap_slot_encode(&slot, v->slots[0]);
+	v->cur = slot;
 	return VOL_OK;
 }
 
@@ -108,21 +109,40 @@ int volume_load(const char *path, struct volume *v)
 int volume_unlock(struct volume *v, const struct keyring *kr)
 {
 	uint8_t aad[VOL_AAD_LEN];
-	struct wrap_slot cur;
-	int current, rc;
+	int rc;
 
 	v->name_key = secmem_alloc(KEYWRAP_KEY_LEN);
 	if (!v->name_key)
 		return VOL_ERR_NOMEM;
 	volume_encode_fields(v, aad);
 	rc = wrap_slots_open((const uint8_t(*)[WRAP_SLOT_LEN])v->slots, kr, aad, sizeof(aad),
-			     v->name_key, &current, &cur);
+			     v->name_key, &v->current, &v->cur);
 	if (rc == SLOT_OK)
 		return VOL_OK;
 	volume_clear(v);
 	if (rc == SLOT_ERR_KEK_MISSING || rc == SLOT_ERR_KEK_DESTROYED)
 		return VOL_ERR_KEK;
 	return rc == SLOT_ERR_CORRUPT ? VOL_ERR_CORRUPT : VOL_ERR_TAMPERED;
+}
+
+int volume_rewrap(struct volume *v, const struct keyring *kr, const char *path)
+{
+	uint8_t aad[VOL_AAD_LEN];
+	struct wrap_slot slot;
+	int spare = 1 - v->current, rc;
+
+	if (v->cur.kek_version == keyring_active_version(kr))
+		return 0;
+	volume_encode_fields(v, aad);
+	if (wrap_slot_seal(&slot, kr, v->cur.seq + 1, aad, sizeof(aad), v->name_key) != 0)
+		return VOL_ERR_KEK;
+	wrap_slot_encode(&slot, v->slots[spare]);
+	rc = volume_save(v, path);
+	if (rc != VOL_OK)
+		return rc;
+	v->current = spare;
+	v->cur = slot;
+	return 1;
 }
 
 void volume_clear(struct volume *v)

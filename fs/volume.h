@@ -41,6 +41,8 @@ struct volume {
 	int name_mode;
 	uint8_t slots[2][WRAP_SLOT_LEN];
 	uint8_t *name_key; /* secure memory, set by volume_create or volume_unlock */
+	int current;	   /* the name key's current slot */
+	struct wrap_slot cur;
 };
 
 /* A new volume: random root dir id and name key, wrapped by the active KEK in slot A. */
@@ -52,6 +54,12 @@ int volume_load(const char *path, struct volume *v);
 
 /* Unwraps the name key; VOL_ERR_TAMPERED if the config's fields were altered. */
 int volume_unlock(struct volume *v, const struct keyring *kr);
+
+/*
+ * Re-wraps the name key under the active KEK into the spare slot and saves the config to
+ * path. Returns 1 if it was re-wrapped, 0 if it already was on the active KEK, or VOL_ERR_*.
+ */
+int volume_rewrap(struct volume *v, const struct keyring *kr, const char *path);
 
 /* Writes the config atomically. VOL_ERR_IO with errno on failure. */
 int volume_save(const struct volume *v, const char *path);

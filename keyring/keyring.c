@@ -1,6 +1,8 @@
 #include "keyring.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -17,7 +19,7 @@
 /* On-disk layout: see docs/FORMAT.md, "Keyring". */
 #define KR_MAGIC "KEKFSKR1"
 #define KR_FORMAT 1
-#define KR_HEAD_LEN 32
+#define KR_HEAD_LEN 48
 #define KR_SLOT_LEN 128
 #define KR_SLOT_PARAMS_LEN 40 /* type, reserved, ops, mem, salt: the part bound as AAD */
 #define KR_KEK_LEN 96
@@ -36,13 +38,17 @@ struct kr_kek {
 	uint32_t version;
 	uint8_t state;
 	uint64_t created;
+	uint64_t destroy_after; /* pending destruction: Unix time it may be destroyed */
 	uint8_t wrapped[KEYWRAP_LEN];
 	uint8_t *key; /* secure memory; NULL once destroyed */
 };
 
 struct keyring {
+	pthread_rwlock_t lock; /* rotation changes keks while the daemon looks keys up */
 	uint8_t volume_id[KEYRING_VOLUME_ID_LEN];
-	uint8_t *keyring_key; /* secure memory */
+	uint64_t generation;   /* +1 on every change that is saved */
+	uint64_t rotate_every; /* policy: seconds, 0 = never */
+	uint8_t *keyring_key;  /* secure memory */
 	size_t nslots, nkeks;
 	struct kr_slot slots[KEYRING_MAX_SLOTS];
 	struct kr_kek *keks;
@@ -152,6 +158,7 @@ static struct keyring *keyring_alloc(const uint8_t volume_id[KEYRING_VOLUME_ID_L
 	if (!kr)
 		return NULL;
 	memcpy(kr->volume_id, volume_id, KEYRING_VOLUME_ID_LEN);
+	pthread_rwlock_init(&kr->lock, NULL);
 	kr->keyring_key = secmem_alloc(KEYRING_KEY_LEN);
 	if (!kr->keyring_key) {
 		free(kr);
@@ -188,33 +195,98 @@ void keyring_free(struct keyring *kr)
 		secmem_free(kr->keks[i].key);
 	free(kr->keks);
 	secmem_free(kr->keyring_key);
+	pthread_rwlock_destroy(&kr->lock);
 	free(kr);
+}
+
+size_t keyring_kek_count(const struct keyring *kr)
+{
+	return kr->nkeks;
+}
+
+void keyring_kek_info(const struct keyring *kr, size_t i, struct kek_info *info)
+{
+	const struct kr_kek *k;
+
+	pthread_rwlock_rdlock((pthread_rwlock_t *)&kr->lock);
+	k = &kr->keks[i];
+	info->version = k->version;
+	info->state = k->state;
+	info->created = k->created;
+	info->destroy_after = k->destroy_after;
+	pthread_rwlock_unlock((pthread_rwlock_t *)&kr->lock);
+}
+
+uint64_t keyring_generation(const struct keyring *kr)
+{
+	return kr->generation;
+}
+
+/* Keyring lookups take the read lock: the keyring is shared by every daemon thread. */
+static void kr_rdlock(const struct keyring *kr)
+{
+	pthread_rwlock_rdlock((pthread_rwlock_t *)&kr->lock);
+}
+
+static void kr_unlock(const struct keyring *kr)
+{
+	pthread_rwlock_unlock((pthread_rwlock_t *)&kr->lock);
+}
+
+static const struct kr_kek *active_kek(const struct keyring *kr)
+{
+	for (size_t i = 0; i < kr->nkeks; i++)
+		if (kr->keks[i].state == KEK_ACTIVE)
+			return &kr->keks[i];
+	return NULL;
 }
 
 uint32_t keyring_active_version(const struct keyring *kr)
 {
-	for (size_t i = 0; i < kr->nkeks; i++)
-		if (kr->keks[i].state == KEK_ACTIVE)
-			return kr->keks[i].version;
-	return 0;
+	const struct kr_kek *k;
+	uint32_t v;
+
+	kr_rdlock(kr);
+	k = active_kek(kr);
+	v = k ? k->version : 0;
+	kr_unlock(kr);
+	return v;
+}
+
+const uint8_t *keyring_active_kek(const struct keyring *kr, uint32_t *version)
+{
+	const struct kr_kek *k;
+	const uint8_t *key = NULL;
+
+	kr_rdlock(kr);
+	k = active_kek(kr);
+	if (k) {
+		*version = k->version;
+		key = k->key;
+	}
+	kr_unlock(kr);
+	return key;
 }
 
 const uint8_t *keyring_kek(const struct keyring *kr, uint32_t version, int *state)
 {
-	for (size_t i = 0; i < kr->nkeks; i++) {
+	const uint8_t *key = NULL;
+	int found = 0;
+
+	kr_rdlock(kr);
+	for (size_t i = 0; i < kr->nkeks && !found; i++) {
 		const struct kr_kek *k = &kr->keks[i];
 
 		if (k->version != version)
 			continue;
-		if (state)
-			*state = k->state;
+		found = k->state;
 		if (k->state == KEK_ACTIVE || k->state == KEK_DECRYPT_ONLY)
-			return k->key;
-		return NULL;
+			key = k->key;
 	}
+	kr_unlock(kr);
 	if (state)
-		*state = 0;
-	return NULL;
+		*state = found;
+	return key;
 }
 
 /* MAC over the whole file, keyed by a subkey of the keyring key: catches edits to states. */
@@ -248,6 +320,8 @@ static void keyring_encode(const struct keyring *kr, uint8_t *buf)
 	put_le16(p + 10, (uint16_t)kr->nslots);
 	put_le16(p + 12, (uint16_t)kr->nkeks);
 	memcpy(p + 16, kr->volume_id, KEYRING_VOLUME_ID_LEN);
+	put_le64(p + 32, kr->generation);
+	put_le64(p + 40, kr->rotate_every);
 	p += KR_HEAD_LEN;
 	for (size_t i = 0; i < kr->nslots; i++, p += KR_SLOT_LEN) {
 		slot_params_encode(&kr->slots[i], p);
@@ -260,13 +334,15 @@ static void keyring_encode(const struct keyring *kr, uint8_t *buf)
 		p[4] = k->state;
 		put_le64(p + 8, k->created);
 		memcpy(p + 16, k->wrapped, KEYWRAP_LEN);
+		put_le64(p + 88, k->destroy_after);
 	}
 	body = (size_t)(p - buf);
 	keyring_mac(kr, buf, body, p);
 	put_le64(p + KR_MAC_LEN, XXH64(buf, body + KR_MAC_LEN, 0));
 }
 
-int keyring_save(const struct keyring *kr, const char *path)
+/* Encodes and writes with the write lock held; the generation moves only if it lands. */
+static int keyring_save_locked(struct keyring *kr, const char *path)
 {
 	size_t len = keyring_encoded_len(kr);
 	uint8_t *buf = malloc(len);
@@ -276,14 +352,60 @@ int keyring_save(const struct keyring *kr, const char *path)
 		errno = ENOMEM;
 		return KR_ERR_IO;
 	}
+	kr->generation++;
 	keyring_encode(kr, buf);
 	rc = atomic_write_file(path, buf, len, 0600);
 	free(buf);
 	if (rc != 0) {
+		kr->generation--;
 		errno = -rc;
 		return KR_ERR_IO;
 	}
 	return KR_OK;
+}
+
+int keyring_save(struct keyring *kr, const char *path)
+{
+	int rc;
+
+	pthread_rwlock_wrlock(&kr->lock);
+	rc = keyring_save_locked(kr, path);
+	pthread_rwlock_unlock(&kr->lock);
+	return rc;
+}
+
+/* Drops the newest KEK (a rotation whose save failed) and makes prev active again. */
+static void keyring_unrotate(struct keyring *kr, size_t prev)
+{
+	kr->nkeks--;
+	secmem_free(kr->keks[kr->nkeks].key);
+	if (prev < kr->nkeks)
+		kr->keks[prev].state = KEK_ACTIVE;
+}
+
+int keyring_rotate(struct keyring *kr, const char *path, uint32_t *version)
+{
+	uint32_t next = 0;
+	size_t prev = SIZE_MAX;
+	int rc;
+
+	pthread_rwlock_wrlock(&kr->lock);
+	for (size_t i = 0; i < kr->nkeks; i++) {
+		if (kr->keks[i].version > next)
+			next = kr->keks[i].version;
+		if (kr->keks[i].state == KEK_ACTIVE)
+			prev = i;
+	}
+	rc = kr->nkeks < KR_MAX_KEKS ? keyring_add_kek(kr, next + 1) : KR_ERR_CORRUPT;
+	if (rc == KR_OK && prev != SIZE_MAX)
+		kr->keks[prev].state = KEK_DECRYPT_ONLY;
+	/* Saved before anyone can wrap with it: a KEK that is not on disk must never be used. */
+	if (rc == KR_OK && (rc = keyring_save_locked(kr, path)) != KR_OK)
+		keyring_unrotate(kr, prev);
+	pthread_rwlock_unlock(&kr->lock);
+	if (rc == KR_OK)
+		*version = next + 1;
+	return rc;
 }
 
 /* Structural decode of everything but the key material; checks sizes and checksum. */
@@ -298,6 +420,8 @@ static int keyring_decode(struct keyring *kr, const uint8_t *buf, size_t len)
 		return KR_ERR_UNSUPPORTED;
 	kr->nslots = get_le16(buf + 10);
 	kr->nkeks = get_le16(buf + 12);
+	kr->generation = get_le64(buf + 32);
+	kr->rotate_every = get_le64(buf + 40);
 	if (kr->nslots == 0 || kr->nslots > KEYRING_MAX_SLOTS || kr->nkeks == 0 ||
 	    len != keyring_encoded_len(kr))
 		return KR_ERR_CORRUPT;
@@ -322,6 +446,7 @@ static int keyring_decode(struct keyring *kr, const uint8_t *buf, size_t len)
 		k->state = p[4];
 		k->created = get_le64(p + 8);
 		memcpy(k->wrapped, p + 16, KEYWRAP_LEN);
+		k->destroy_after = get_le64(p + 88);
 	}
 	return KR_OK;
 }

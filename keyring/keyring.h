@@ -55,12 +55,36 @@ int keyring_create(const uint8_t volume_id[KEYRING_VOLUME_ID_LEN], const struct 
 int keyring_load(const char *path, const uint8_t volume_id[KEYRING_VOLUME_ID_LEN],
 		 const struct kr_secret *secret, struct keyring **out);
 
-/* Writes the keyring atomically (0600). Returns KR_OK or KR_ERR_IO with errno set. */
-int keyring_save(const struct keyring *kr, const char *path);
+/* Writes the keyring atomically (0600), one generation later. KR_OK, or KR_ERR_IO (errno). */
+int keyring_save(struct keyring *kr, const char *path);
+
+/*
+ * Adds KEK vN+1 as the active key (the previous one becomes decrypt-only) and saves the
+ * keyring to path, atomically for every reader: if the save fails nothing changed.
+ */
+int keyring_rotate(struct keyring *kr, const char *path, uint32_t *version);
+
+struct kek_info {
+	uint32_t version;
+	int state;
+	uint64_t created;	/* Unix time */
+	uint64_t destroy_after; /* Unix time, for KEK_PENDING_DESTRUCTION */
+};
+
+size_t keyring_kek_count(const struct keyring *kr);
+
+/* Describes the i-th KEK (0 <= i < keyring_kek_count), oldest first. */
+void keyring_kek_info(const struct keyring *kr, size_t i, struct kek_info *info);
+
+/* Incremented by every save: lets a volume notice a keyring restored from an old copy. */
+uint64_t keyring_generation(const struct keyring *kr);
 
 void keyring_free(struct keyring *kr);
 
 uint32_t keyring_active_version(const struct keyring *kr);
+
+/* The active KEK and its version, read together: what every new wrap must use. */
+const uint8_t *keyring_active_kek(const struct keyring *kr, uint32_t *version);
 
 /*
  * The KEK of a version, or NULL when the keyring does not have it usable; *state (if not

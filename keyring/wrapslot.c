@@ -41,11 +41,12 @@ static size_t slot_aad(uint8_t *buf, const uint8_t *aad, size_t aad_len, uint64_
 	return aad_len + 12;
 }
 
-int wrap_slot_seal(struct wrap_slot *slot, const struct keyring *kr, uint32_t version, uint64_t seq,
+int wrap_slot_seal(struct wrap_slot *slot, const struct keyring *kr, uint64_t seq,
 		   const uint8_t *aad, size_t aad_len, const uint8_t key[KEYWRAP_KEY_LEN])
 {
 	uint8_t full_aad[WRAP_SLOT_AAD_MAX + 12];
-	const uint8_t *kek = keyring_kek(kr, version, NULL);
+	uint32_t version = 0;
+	const uint8_t *kek = keyring_active_kek(kr, &version);
 
 	if (!kek || aad_len > WRAP_SLOT_AAD_MAX)
 		return -EINVAL;
@@ -101,4 +102,17 @@ int wrap_slots_open(const uint8_t slots[2][WRAP_SLOT_LEN], const struct keyring 
 			err = rc;
 	}
 	return err;
+}
+
+int wrap_slots_newest(const uint8_t slots[2][WRAP_SLOT_LEN], struct wrap_slot *slot_out)
+{
+	struct wrap_slot s[2];
+	int valid[2];
+
+	for (int i = 0; i < 2; i++)
+		valid[i] = wrap_slot_decode(slots[i], &s[i]);
+	if (!valid[0] && !valid[1])
+		return SLOT_ERR_CORRUPT;
+	*slot_out = (valid[1] && (!valid[0] || s[1].seq > s[0].seq)) ? s[1] : s[0];
+	return SLOT_OK;
 }

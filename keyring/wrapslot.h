@@ -32,8 +32,8 @@ enum wrap_slot_err {
 /* Encodes a slot with its xxHash64 checksum. */
 void wrap_slot_encode(const struct wrap_slot *slot, uint8_t out[WRAP_SLOT_LEN]);
 
-/* Wraps key under KEK version into slot with sequence seq; aad binds the owning object. */
-int wrap_slot_seal(struct wrap_slot *slot, const struct keyring *kr, uint32_t version, uint64_t seq,
+/* Wraps key under the active KEK into slot with sequence seq; aad binds the owning object. */
+int wrap_slot_seal(struct wrap_slot *slot, const struct keyring *kr, uint64_t seq,
 		   const uint8_t *aad, size_t aad_len, const uint8_t key[KEYWRAP_KEY_LEN]);
 
 /*
@@ -44,5 +44,11 @@ int wrap_slot_seal(struct wrap_slot *slot, const struct keyring *kr, uint32_t ve
 int wrap_slots_open(const uint8_t slots[2][WRAP_SLOT_LEN], const struct keyring *kr,
 		    const uint8_t *aad, size_t aad_len, uint8_t key[KEYWRAP_KEY_LEN], int *current,
 		    struct wrap_slot *slot_out);
+
+/*
+ * The slot a pair would open with, judged by checksums alone (no key): for counting which
+ * KEK versions are still in use. Returns SLOT_OK or SLOT_ERR_CORRUPT.
+ */
+int wrap_slots_newest(const uint8_t slots[2][WRAP_SLOT_LEN], struct wrap_slot *slot_out);
 
 #endif

@@ -26,7 +26,8 @@ def run_on_tty(argv, answers, timeout=60):
             if not data:
                 break
             screen += data
-            if pending and screen.rstrip().endswith(b":"):
+            asked = screen.count(b"assphrase: ")
+            if pending and asked > len(answers) - len(pending):
                 os.write(fd, pending.pop(0).encode() + b"\n")
     else:
         os.kill(pid, 9)

@@ -10,8 +10,8 @@
 #include "../../crypto/aead.h"
 
 /* Keyring file layout with one root slot and one KEK. */
-#define KR_SLOT0 32
-#define KR_KEK0 (32 + 128)
+#define KR_SLOT0 48
+#define KR_KEK0 (48 + 128)
 #define KR_MAC (KR_KEK0 + 96)
 #define KR_SUM (KR_MAC + 32)
 #define KR_LEN (KR_SUM + 8)

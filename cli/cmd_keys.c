@@ -1,0 +1,273 @@
+/*
+ * kekfs rotate | status | keys list: on a mount point they talk to the daemon through its
+ * control socket (no secret needed: the daemon holds the keyring); on an unmounted backing
+ * directory they unlock the keyring themselves.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../fs/control.h"
+#include "../fs/log.h"
+#include "../fs/rotation.h"
+#include "cli.h"
+#include "mounts.h"
+#include "unlock.h"
+
+struct keys_opts {
+	struct secret_source src;
+	const char *keyring;
+	int force, resume;
+	char target[PATH_MAX];
+};
+
+static const char rotate_usage[] =
+    "Usage: kekfs rotate [OPTIONS] MOUNTPOINT|BACKING\n"
+    "\n"
+    "Creates KEK vN+1, makes it the active key (vN becomes decrypt-only) and re-wraps every\n"
+    "file header and the name key under it. No file contents are re-encrypted. On a mount\n"
+    "point the daemon does it in the background while files stay in use ('kekfs status'\n"
+    "shows progress); on an unmounted backing directory it runs here, with a progress bar.\n"
+    "\n"
+    "  --force                  rotate again even though a re-wrap is unfinished\n"
+    "  --resume                 (offline) finish an unfinished re-wrap without a new KEK\n"
+    "  --key-file FILE, --passphrase-file FILE, --keyring PATH\n"
+    "                           unlock an unmounted volume (not needed on a mount point)\n"
+    "  -h, --help               show this help\n";
+
+static const char status_usage[] =
+    "Usage: kekfs status [OPTIONS] MOUNTPOINT|BACKING\n"
+    "\n"
+    "Shows the volume's cipher, keyring generation, every KEK version with its state and\n"
+    "age, the name key's KEK version, and the progress of a re-wrap.\n"
+    "\n"
+    "  --key-file FILE, --passphrase-file FILE, --keyring PATH\n"
+    "                           unlock an unmounted volume (not needed on a mount point)\n"
+    "  -h, --help               show this help\n";
+
+static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts *o)
+{
+	static const struct option longopts[] = {
+	    {"key-file", required_argument, NULL, 'k'},
+	    {"passphrase-file", required_argument, NULL, 'p'},
+	    {"keyring", required_argument, NULL, 'r'},
+	    {"force", no_argument, NULL, 'F'},
+	    {"resume", no_argument, NULL, 'R'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (c == 'k')
+			o->src.key_file = optarg;
+		else if (c == 'p')
+			o->src.passphrase_file = optarg;
+		else if (c == 'r')
+			o->keyring = optarg;
+		else if (c == 'F')
+			o->force = 1;
+		else if (c == 'R')
+			o->resume = 1;
+		else if (c == 'h')
+			fputs(usage, stdout), exit(0);
+		else
+			return cli_error("see 'kekfs %s --help'", argv[0]);
+	}
+	if (optind != argc - 1)
+		return cli_error(
+		    "%s takes one mount point or backing directory: see 'kekfs %s --help'", argv[0],
+		    argv[0]);
+	if (!realpath(argv[optind], o->target))
+		return cli_error("%s: %s", argv[optind], strerror(errno));
+	return 0;
+}
+
+/* Prints the lines of a status text (only those starting with only_prefix, if set); frees it. */
+static void print_lines(char *body, const char *only_prefix)
+{
+	for (char *line = strtok(body, "\n"); line; line = strtok(NULL, "\n"))
+		if (!only_prefix || strncmp(line, only_prefix, strlen(only_prefix)) == 0)
+			puts(line);
+	free(body);
+}
+
+/* Sends one command to the daemon and prints its answer; the process exit status. */
+static int online(const struct kekfs_mount *m, const char *command, const char *only_prefix)
+{
+	char err[512], *body = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&body, &len);
+	int rc;
+
+	if (!out)
+		return cli_error("out of memory"), 1;
+	rc = control_request(m->mountpoint, m->uid, command, out, err, sizeof(err));
+	fclose(out);
+	if (rc != 0) {
+		free(body);
+		return cli_error("%s", err), 1;
+	}
+	print_lines(body, only_prefix);
+	return 0;
+}
+
+/* Draws the offline re-wrap's progress on a terminal, once per tenth of a second. */
+static void progress_wait(struct rotation *rot)
+{
+	struct rotation_status st;
+	const struct timespec tick = {0, 100 * 1000 * 1000};
+	int tty = isatty(STDOUT_FILENO);
+
+	for (rotation_get_status(rot, &st); st.running; rotation_get_status(rot, &st)) {
+		if (tty && st.total)
+			printf("\rre-wrapping to KEK v%u: %llu/%llu files (%3.0f%%)", st.target,
+			       (unsigned long long)st.done, (unsigned long long)st.total,
+			       100.0 * (double)st.done / (double)st.total);
+		fflush(stdout);
+		nanosleep(&tick, NULL);
+	}
+	if (tty)
+		putchar('\n');
+}
+
+/* Offline rotation (or --resume): unlock, rotate, re-wrap here, report. */
+static int rotate_offline(const struct keys_opts *o)
+{
+	struct volume vol = {0};
+	struct keyring *kr = NULL;
+	struct volume_paths paths;
+	struct rotation *rot = NULL;
+	struct rotation_status st;
+	uint32_t version = 0;
+	int fd = -1, rc = 1, err;
+
+	log_set_level(LOG_ERR);
+	if (volume_unlock_all(o->target, o->keyring, &o->src, &vol, &kr) != 0)
+		goto out;
+	volume_paths_get(o->target, o->keyring, &paths);
+	fd = open(o->target, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	rot = fd < 0 ? NULL
+		     : rotation_new(&(struct rotation_config){.backing_fd = fd,
+							      .volume_path = paths.volume,
+							      .keyring_path = paths.keyring,
+							      .vol = &vol,
+							      .kr = kr});
+	if (!rot) {
+		cli_error("cannot open %s: %s", o->target, strerror(errno));
+		goto out;
+	}
+	if (!o->resume && rotation_pending(fd) && !o->force) {
+		cli_error("a re-wrap of %s is unfinished: finish it with 'kekfs rotate --resume', "
+			  "or rotate again with --force",
+			  o->target);
+		goto out;
+	}
+	err = o->resume ? rotation_resume(rot) : rotation_start(rot, 1, &version);
+	if (err != 0) {
+		cli_error("rotation failed: %s; nothing changed", strerror(-err));
+		goto out;
+	}
+	progress_wait(rot);
+	rotation_wait(rot);
+	rotation_get_status(rot, &st);
+	printf("KEK v%u is active: %llu files, %llu re-wrapped, %llu failed, name key %s, "
+	       "%.1f s\n",
+	       keyring_active_version(kr), (unsigned long long)st.done,
+	       (unsigned long long)st.rewrapped, (unsigned long long)st.failed,
+	       st.name_key_done ? "re-wrapped" : "NOT re-wrapped", st.elapsed);
+	if (st.failed || !st.name_key_done)
+		cli_error("some headers could not be re-wrapped (listed above); they still open "
+			  "with the old KEK, which stays until they are fixed");
+	else
+		rc = 0;
+out:
+	rotation_free(rot);
+	if (fd >= 0)
+		close(fd);
+	keyring_free(kr);
+	volume_clear(&vol);
+	return rc;
+}
+
+int cmd_rotate(int argc, char **argv)
+{
+	struct keys_opts o;
+	struct kekfs_mount m;
+
+	if (keys_parse(argc, argv, rotate_usage, &o) != 0)
+		return 1;
+	if (kekfs_mount_find(o.target, 0, &m)) {
+		if (o.resume)
+			return cli_error("a mounted volume resumes its re-wrap by itself"), 1;
+		return online(&m, o.force ? "rotate force" : "rotate", NULL);
+	}
+	if (kekfs_mount_find(o.target, 1, &m))
+		return cli_error("%s is mounted on %s: rotate it there ('kekfs rotate %s')",
+				 o.target, m.mountpoint, m.mountpoint),
+		       1;
+	return rotate_offline(&o);
+}
+
+/* status and keys list: the daemon's view when mounted, else the keyring's. */
+static int show(const struct keys_opts *o, const char *only_prefix)
+{
+	struct volume vol = {0};
+	struct keyring *kr = NULL;
+	struct kekfs_mount m;
+	char *body = NULL;
+	size_t len = 0;
+	FILE *out;
+	int fd;
+
+	if (kekfs_mount_find(o->target, 0, &m) || kekfs_mount_find(o->target, 1, &m))
+		return online(&m, "status", only_prefix);
+	if (volume_unlock_all(o->target, o->keyring, &o->src, &vol, &kr) != 0)
+		return 1;
+	out = open_memstream(&body, &len);
+	if (out) {
+		volume_status_print(
+		    out, &(struct control_info){.backing = o->target, .vol = &vol, .kr = kr});
+		fd = open(o->target, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		fprintf(out, "re-wrap: %s\n",
+			fd >= 0 && rotation_pending(fd)
+			    ? "UNFINISHED (mount, or 'kekfs rotate --resume')"
+			    : "none pending");
+		if (fd >= 0)
+			close(fd);
+		fclose(out);
+		print_lines(body, only_prefix);
+	}
+	keyring_free(kr);
+	volume_clear(&vol);
+	return out ? 0 : 1;
+}
+
+int cmd_status(int argc, char **argv)
+{
+	struct keys_opts o;
+
+	if (keys_parse(argc, argv, status_usage, &o) != 0)
+		return 1;
+	return show(&o, NULL);
+}
+
+int cmd_keys(int argc, char **argv)
+{
+	struct keys_opts o;
+
+	if (argc < 2 || strcmp(argv[1], "list") != 0)
+		return cli_error("usage: kekfs keys list MOUNTPOINT|BACKING (more key commands are "
+				 "coming: see the README)"),
+		       argc < 2 ? 2 : 1;
+	if (keys_parse(argc - 1, argv + 1, status_usage, &o) != 0)
+		return 1;
+	return show(&o, "KEK ");
+}

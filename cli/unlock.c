@@ -1,0 +1,45 @@
+#include "unlock.h"
+
+#include <stdio.h>
+
+#include "cli.h"
+
+void volume_paths_get(const char *backing, const char *keyring_opt, struct volume_paths *p)
+{
+	snprintf(p->volume, sizeof(p->volume), "%s/%s/%s", backing, VOLUME_DIR, VOLUME_FILE);
+	if (keyring_opt)
+		snprintf(p->keyring, sizeof(p->keyring), "%s", keyring_opt);
+	else
+		snprintf(p->keyring, sizeof(p->keyring), "%s/%s/%s", backing, VOLUME_DIR,
+			 KEYRING_FILE);
+}
+
+int volume_unlock_all(const char *backing, const char *keyring_opt, const struct secret_source *src,
+		      struct volume *vol, struct keyring **kr)
+{
+	struct volume_paths p;
+	struct kr_secret secret;
+	int rc;
+
+	volume_paths_get(backing, keyring_opt, &p);
+	rc = volume_load(p.volume, vol);
+	if (rc == VOL_ERR_MISSING)
+		return cli_error(
+		    "%s is not a kekfs volume (no %s/%s): create one with 'kekfs init'", backing,
+		    VOLUME_DIR, VOLUME_FILE);
+	if (rc != VOL_OK)
+		return cli_error("%s: %s", p.volume, volume_strerror(rc));
+	if (secret_read(src, 0, &secret) != 0)
+		return -1;
+	rc = keyring_load(p.keyring, vol->id, &secret, kr);
+	secret_free(&secret);
+	if (rc == KR_ERR_MISSING && !keyring_opt)
+		return cli_error("no keyring at %s: if it is kept elsewhere, give --keyring PATH",
+				 p.keyring);
+	if (rc != KR_OK)
+		return cli_error("cannot unlock %s: %s", p.keyring, keyring_strerror(rc));
+	rc = volume_unlock(vol, *kr);
+	if (rc != VOL_OK)
+		return cli_error("%s: %s", p.volume, volume_strerror(rc));
+	return 0;
+}

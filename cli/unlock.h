@@ -1,0 +1,22 @@
+/* Opening a volume for a command: its config, its keyring, unlocked with a person's secret. */
+#ifndef KEKFS_UNLOCK_H
+#define KEKFS_UNLOCK_H
+
+#include <limits.h>
+
+#include "../fs/volume.h"
+#include "secret.h"
+
+/* Where a volume's files are: BACKING/.kekfs/volume and the keyring (default or --keyring). */
+struct volume_paths {
+	char volume[PATH_MAX + 32];
+	char keyring[PATH_MAX + 32];
+};
+
+void volume_paths_get(const char *backing, const char *keyring_opt, struct volume_paths *p);
+
+/* Loads the config and unlocks keyring and name key; one clear message per failure, -1. */
+int volume_unlock_all(const char *backing, const char *keyring_opt, const struct secret_source *src,
+		      struct volume *vol, struct keyring **kr);
+
+#endif

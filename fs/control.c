@@ -1,0 +1,319 @@
+#include "control.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "../crypto/aead.h"
+#include "log.h"
+
+#define CONTROL_LINE_MAX 256
+
+struct control {
+	struct control_info info;
+	uid_t uid;
+	int listen_fd;
+	int stop_pipe[2];
+	pthread_t thread;
+	char path[108];
+};
+
+/* Root's daemons keep sockets in /run/kekfs, others in a 0700 directory of their own. */
+static void control_dir(uid_t uid, char *out, size_t size)
+{
+	if (uid == 0)
+		snprintf(out, size, "/run/kekfs");
+	else
+		snprintf(out, size, "/tmp/kekfs-%u", (unsigned)uid);
+}
+
+int control_socket_path(const char *mountpoint, uid_t uid, char *out, size_t size)
+{
+	uint8_t hash[16];
+	char dir[64], hex[33];
+
+	crypto_generichash(hash, sizeof(hash), (const uint8_t *)mountpoint, strlen(mountpoint),
+			   NULL, 0);
+	sodium_bin2hex(hex, sizeof(hex), hash, sizeof(hash));
+	control_dir(uid, dir, sizeof(dir));
+	if ((size_t)snprintf(out, size, "%s/%s.sock", dir, hex) >= size)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static const char *kek_state_name(int state)
+{
+	static const char *const names[] = {
+	    "unknown", "active", "decrypt-only", "retired", "pending destruction", "destroyed"};
+
+	return state >= 0 && state <= KEK_DESTROYED ? names[state] : "unknown";
+}
+
+static void print_time(FILE *out, uint64_t t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	char buf[32];
+
+	gmtime_r(&tt, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M UTC", &tm);
+	fputs(buf, out);
+}
+
+static void rewrap_status_print(FILE *out, struct rotation *rot)
+{
+	struct rotation_status st;
+	double rate;
+
+	rotation_get_status(rot, &st);
+	if (st.target == 0) {
+		fputs("re-wrap: none since mount\n", out);
+		return;
+	}
+	rate = st.elapsed > 0 ? (double)st.done / st.elapsed : 0;
+	if (st.running) {
+		fprintf(out, "re-wrap: running to v%u: %llu of %llu files (%.0f%%), %.0f files/s",
+			st.target, (unsigned long long)st.done, (unsigned long long)st.total,
+			st.total ? 100.0 * (double)st.done / (double)st.total : 0.0, rate);
+		if (rate > 0 && st.total >= st.done)
+			fprintf(out, ", ETA %.0f s", (double)(st.total - st.done) / rate);
+		fputc('\n', out);
+		return;
+	}
+	fprintf(out,
+		"re-wrap: finished to v%u: %llu files, %llu re-wrapped, %llu failed, name key %s, "
+		"%.1f s\n",
+		st.target, (unsigned long long)st.done, (unsigned long long)st.rewrapped,
+		(unsigned long long)st.failed, st.name_key_done ? "done" : "NOT done", st.elapsed);
+}
+
+void volume_status_print(FILE *out, const struct control_info *info)
+{
+	struct kek_info k;
+
+	fprintf(out, "backing: %s\n", info->backing);
+	fprintf(out, "mounted on: %s\n", info->mountpoint ? info->mountpoint : "(not mounted)");
+	fprintf(out, "cipher: %s, chunk size %u\n", aead_cipher_name(info->vol->cipher),
+		1u << info->vol->chunk_shift);
+	fprintf(out, "keyring generation: %llu\n",
+		(unsigned long long)keyring_generation(info->kr));
+	for (size_t i = 0; i < keyring_kek_count(info->kr); i++) {
+		keyring_kek_info(info->kr, i, &k);
+		fprintf(out, "KEK v%u: %s, created ", k.version, kek_state_name(k.state));
+		print_time(out, k.created);
+		fputc('\n', out);
+	}
+	fprintf(out, "name key: on KEK v%u\n", info->vol->cur.kek_version);
+	if (info->rot)
+		rewrap_status_print(out, info->rot);
+}
+
+/* Runs one command; the reply goes to out, which the caller sends. */
+static void control_dispatch(struct control *c, const char *cmd, FILE *out)
+{
+	uint32_t version;
+	int rc;
+
+	if (strcmp(cmd, "status") == 0) {
+		fputs("ok\n", out);
+		volume_status_print(out, &c->info);
+		return;
+	}
+	if (strcmp(cmd, "rotate") == 0 || strcmp(cmd, "rotate force") == 0) {
+		rc = rotation_start(c->info.rot, strcmp(cmd, "rotate force") == 0, &version);
+		if (rc == -EBUSY)
+			fputs("error a re-wrap is still running (see 'kekfs status'); wait for it, "
+			      "or "
+			      "use --force\n",
+			      out);
+		else if (rc != 0)
+			fprintf(out, "error rotation failed: %s; nothing changed\n", strerror(-rc));
+		else
+			fprintf(out,
+				"ok\nKEK v%u is active; re-wrapping every file header in the "
+				"background ('kekfs status' shows progress)\n",
+				version);
+		return;
+	}
+	fprintf(out, "error unknown command\n");
+}
+
+/* Reads one command line (up to its newline) within 5 s; 0, or -1 if none came. */
+static int read_line(int fd, char *line, size_t size)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	size_t got = 0;
+
+	while (got < size - 1 && poll(&pfd, 1, 5000) == 1) {
+		ssize_t n = read(fd, line + got, size - 1 - got);
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		line[got] = '\0';
+		if (strchr(line, '\n')) {
+			line[strcspn(line, "\n")] = '\0';
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Reads one line from a client, checks who it is, answers, closes. */
+static void control_serve_one(struct control *c, int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	char line[CONTROL_LINE_MAX];
+	char *reply = NULL;
+	size_t reply_len = 0;
+	FILE *out = open_memstream(&reply, &reply_len);
+
+	if (!out)
+		return;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+	    (cred.uid != 0 && cred.uid != c->uid))
+		fputs("error only root and the user who mounted may control this volume\n", out);
+	else if (read_line(fd, line, sizeof(line)) == 0)
+		control_dispatch(c, line, out);
+	fclose(out);
+	if (reply)
+		(void)!send(fd, reply, reply_len, MSG_NOSIGNAL);
+	free(reply);
+}
+
+static void *control_thread(void *arg)
+{
+	struct control *c = arg;
+	struct pollfd pfds[2] = {{.fd = c->listen_fd, .events = POLLIN},
+				 {.fd = c->stop_pipe[0], .events = POLLIN}};
+
+	for (;;) {
+		int fd;
+
+		if (poll(pfds, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfds[1].revents)
+			break;
+		if (!(pfds[0].revents & POLLIN))
+			continue;
+		fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0) {
+			control_serve_one(c, fd);
+			close(fd);
+		}
+	}
+	return NULL;
+}
+
+static int control_listen(struct control *c)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	char dir[64];
+
+	control_dir(c->uid, dir, sizeof(dir));
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return -errno;
+	if (control_socket_path(c->info.mountpoint, c->uid, c->path, sizeof(c->path)) != 0)
+		return -ENAMETOOLONG;
+	strcpy(addr.sun_path, c->path);
+	unlink(c->path); /* a stale socket from a daemon that was killed */
+	c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->listen_fd < 0)
+		return -errno;
+	if (bind(c->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 ||
+	    chmod(c->path, 0600) != 0 || listen(c->listen_fd, 8) != 0) {
+		int err = -errno;
+		close(c->listen_fd);
+		return err;
+	}
+	return 0;
+}
+
+struct control *control_start(const struct control_info *info, uid_t uid)
+{
+	struct control *c = calloc(1, sizeof(*c));
+	int rc;
+
+	if (!c)
+		return NULL;
+	c->info = *info;
+	c->uid = uid;
+	rc = control_listen(c);
+	if (rc == 0 && pipe2(c->stop_pipe, O_CLOEXEC) != 0)
+		rc = -errno;
+	if (rc == 0 && pthread_create(&c->thread, NULL, control_thread, c) != 0)
+		rc = -EAGAIN;
+	if (rc != 0) {
+		free(c);
+		errno = -rc;
+		return NULL;
+	}
+	return c;
+}
+
+void control_stop(struct control *c)
+{
+	if (!c)
+		return;
+	(void)!write(c->stop_pipe[1], "x", 1);
+	pthread_join(c->thread, NULL);
+	close(c->listen_fd);
+	close(c->stop_pipe[0]);
+	close(c->stop_pipe[1]);
+	unlink(c->path);
+	free(c);
+}
+
+int control_request(const char *mountpoint, uid_t uid, const char *command, FILE *out, char *err,
+		    size_t err_size)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	char buf[4096], *body;
+	size_t got = 0;
+	ssize_t n;
+	int fd;
+
+	if (control_socket_path(mountpoint, uid, addr.sun_path, sizeof(addr.sun_path)) != 0) {
+		snprintf(err, err_size, "control socket path too long");
+		return -1;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+		snprintf(err, err_size, "cannot reach the daemon of %s: %s", mountpoint,
+			 strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	snprintf(buf, sizeof(buf), "%s\n", command);
+	if (send(fd, buf, strlen(buf), MSG_NOSIGNAL) < 0) {
+		snprintf(err, err_size, "the daemon of %s hung up: %s", mountpoint,
+			 strerror(errno));
+		close(fd);
+		return -1;
+	}
+	while (got < sizeof(buf) - 1 && (n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += (size_t)n;
+	close(fd);
+	buf[got] = '\0';
+	body = strchr(buf, '\n');
+	if (strncmp(buf, "ok", 2) == 0) {
+		if (body)
+			fputs(body + 1, out);
+		return 0;
+	}
+	if (body)
+		*body = '\0';
+	snprintf(err, err_size, "%s", strncmp(buf, "error ", 6) == 0 ? buf + 6 : "no answer");
+	return -1;
+}

@@ -1,0 +1,44 @@
+/*
+ * The control socket of a mounted volume: `kekfs status|rotate MOUNTPOINT` talk to the
+ * daemon through it. Only root and the user who mounted may connect (SO_PEERCRED). The
+ * protocol is one command line in, then "ok" or "error MESSAGE" and text lines out.
+ */
+#ifndef KEKFS_CONTROL_H
+#define KEKFS_CONTROL_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "rotation.h"
+
+struct control_info {
+	const char *backing;
+	const char *mountpoint; /* NULL when describing an unmounted volume */
+	struct volume *vol;
+	struct keyring *kr;
+	struct rotation *rot;
+};
+
+/* The socket path of a mount served by a daemon running as uid. -ENAMETOOLONG if too long. */
+int control_socket_path(const char *mountpoint, uid_t uid, char *out, size_t size);
+
+struct control;
+
+/* Listens and serves in a thread of its own; NULL with errno set on failure. */
+struct control *control_start(const struct control_info *info, uid_t uid);
+
+void control_stop(struct control *c);
+
+/*
+ * Sends one command to the daemon of mountpoint (run as uid) and copies its reply body to
+ * out. Returns 0 on "ok"; otherwise -1 with the daemon's message (or why it could not be
+ * reached) in err.
+ */
+int control_request(const char *mountpoint, uid_t uid, const char *command, FILE *out, char *err,
+		    size_t err_size);
+
+/* The human-readable status of a volume, mounted or not. */
+void volume_status_print(FILE *out, const struct control_info *info);
+
+#endif

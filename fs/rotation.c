@@ -1,0 +1,309 @@
+#include "rotation.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+struct rotation {
+	struct rotation_config cfg;
+	pthread_mutex_t lock; /* status fields and thread state */
+	struct rotation_status st;
+	struct timespec started;
+	pthread_t thread;
+	int have_thread;
+	volatile int stop;
+};
+
+typedef void (*file_fn)(struct rotation *r, int dirfd, const char *name);
+
+static double seconds_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Backing entries that are not user files: the volume's own directory at the root. */
+static int entry_skipped(int is_root, const char *name)
+{
+	if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
+		return 1;
+	return is_root && strcmp(name, VOLUME_DIR) == 0;
+}
+
+/* Calls fn for every regular file below dirfd (which it closes), depth first. */
+static void walk_dir(struct rotation *r, int dirfd, int is_root, file_fn fn)
+{
+	DIR *d = fdopendir(dirfd);
+	struct dirent *de;
+
+	if (!d) {
+		close(dirfd);
+		return;
+	}
+	while (!r->stop && (de = readdir(d)) != NULL) {
+		unsigned char type = de->d_type;
+		struct stat st;
+
+		if (entry_skipped(is_root, de->d_name))
+			continue;
+		if (type == DT_UNKNOWN && fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+			type = S_ISDIR(st.st_mode)   ? DT_DIR
+			       : S_ISREG(st.st_mode) ? DT_REG
+						     : DT_UNKNOWN;
+		if (type == DT_REG) {
+			fn(r, dirfd, de->d_name);
+		} else if (type == DT_DIR) {
+			int sub = openat(dirfd, de->d_name,
+					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (sub >= 0)
+				walk_dir(r, sub, 0, fn);
+		}
+	}
+	closedir(d);
+}
+
+static void walk_volume(struct rotation *r, file_fn fn)
+{
+	int root = openat(r->cfg.backing_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (root >= 0)
+		walk_dir(r, root, 1, fn);
+}
+
+static void count_file(struct rotation *r, int dirfd, const char *name)
+{
+	(void)dirfd;
+	(void)name;
+	pthread_mutex_lock(&r->lock);
+	r->st.total++;
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Re-wraps one header through a read-write fd of the same inode as st. */
+static int rewrap_at(struct rotation *r, int dirfd, const char *name, const struct stat *st,
+		     int *hdr_err)
+{
+	struct volume_keys vk = {.vol = r->cfg.vol, .kr = r->cfg.kr};
+	struct stat now;
+	int fd = openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_NOATIME | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &now) != 0 || now.st_ino != st->st_ino || now.st_dev != st->st_dev)
+		rc = 0; /* renamed or replaced since: whoever made it used the active KEK */
+	else
+		rc = fileio_rewrap(fd, &vk, hdr_err);
+	close(fd);
+	return rc;
+}
+
+/* Names the backing file (never a key) so a person can find and check it. */
+static void log_rewrap_failure(int dirfd, const char *name, const char *why)
+{
+	char proc[64], dir[PATH_MAX];
+	ssize_t n;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dirfd);
+	n = readlink(proc, dir, sizeof(dir) - 1);
+	dir[n > 0 ? n : 0] = '\0';
+	log_msg(LOG_ERR, "re-wrap: %s/%s: %s; the file keeps its old wrap", dir, name, why);
+}
+
+/*
+ * Re-wraps one file. Mounted, it holds the file's inode lock for the header's sake only:
+ * readers and writers of other files, and of this one's chunks before and after, go on.
+ */
+static void rewrap_file(struct rotation *r, int dirfd, const char *name)
+{
+	struct kinode *ino = NULL;
+	struct stat st;
+	int hdr_err = HDR_OK, rc;
+	int pfd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+
+	if (pfd < 0 || fstat(pfd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		rc = 0;
+		if (pfd >= 0)
+			close(pfd);
+	} else {
+		if (r->cfg.inodes)
+			ino = inode_table_get(r->cfg.inodes, pfd, &st);
+		else
+			close(pfd);
+		if (ino)
+			pthread_rwlock_wrlock(&ino->lock);
+		rc = rewrap_at(r, dirfd, name, &st, &hdr_err);
+		if (ino) {
+			pthread_rwlock_unlock(&ino->lock);
+			inode_table_forget(r->cfg.inodes, ino, 1);
+		}
+	}
+	if (rc < 0)
+		log_rewrap_failure(dirfd, name,
+				   rc == -EBADMSG ? header_strerror(hdr_err) : strerror(-rc));
+	pthread_mutex_lock(&r->lock);
+	r->st.done++;
+	r->st.rewrapped += rc == 1;
+	r->st.failed += rc < 0;
+	pthread_mutex_unlock(&r->lock);
+}
+
+static int marker_set(struct rotation *r, int present)
+{
+	char path[64];
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/%s", VOLUME_DIR, REWRAP_MARKER);
+	if (!present)
+		return unlinkat(r->cfg.backing_fd, path, 0) == 0 || errno == ENOENT ? 0 : -errno;
+	rc = openat(r->cfg.backing_fd, path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (rc < 0)
+		return -errno;
+	fsync(rc);
+	close(rc);
+	return 0;
+}
+
+int rotation_pending(int backing_fd)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "%s/%s", VOLUME_DIR, REWRAP_MARKER);
+	return faccessat(backing_fd, path, F_OK, 0) == 0;
+}
+
+/* The walk: count, re-wrap every header, then the name key, sync, and clear the marker. */
+static void *rewrap_thread(void *arg)
+{
+	struct rotation *r = arg;
+	int name_rc, sync_fd;
+
+	log_msg(LOG_INFO, "re-wrap to KEK v%u started", r->st.target);
+	walk_volume(r, count_file);
+	walk_volume(r, rewrap_file);
+	name_rc = r->stop ? 0 : volume_rewrap(r->cfg.vol, r->cfg.kr, r->cfg.volume_path);
+	sync_fd = openat(r->cfg.backing_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sync_fd >= 0) {
+		syncfs(sync_fd);
+		close(sync_fd);
+	}
+	pthread_mutex_lock(&r->lock);
+	r->st.name_key_done = name_rc >= 0;
+	r->st.running = 0;
+	r->st.elapsed = seconds_since(&r->started);
+	pthread_mutex_unlock(&r->lock);
+	if (!r->stop && name_rc >= 0 && r->st.failed == 0)
+		marker_set(r, 0);
+	log_msg(r->st.failed || name_rc < 0 ? LOG_ERR : LOG_INFO,
+		"re-wrap to KEK v%u %s: %llu files, %llu re-wrapped, %llu failed, %.1f s",
+		r->st.target, r->stop ? "stopped" : "finished", (unsigned long long)r->st.done,
+		(unsigned long long)r->st.rewrapped, (unsigned long long)r->st.failed,
+		r->st.elapsed);
+	return NULL;
+}
+
+/* Joins the previous walk, if any; the caller holds no lock. */
+static void rotation_join(struct rotation *r)
+{
+	if (r->have_thread) {
+		pthread_join(r->thread, NULL);
+		r->have_thread = 0;
+	}
+}
+
+static int walk_start(struct rotation *r)
+{
+	memset(&r->st, 0, sizeof(r->st));
+	r->st.running = 1;
+	r->st.target = keyring_active_version(r->cfg.kr);
+	r->stop = 0;
+	clock_gettime(CLOCK_MONOTONIC, &r->started);
+	if (pthread_create(&r->thread, NULL, rewrap_thread, r) != 0) {
+		r->st.running = 0;
+		return -EAGAIN;
+	}
+	r->have_thread = 1;
+	return 0;
+}
+
+struct rotation *rotation_new(const struct rotation_config *cfg)
+{
+	struct rotation *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->cfg = *cfg;
+	pthread_mutex_init(&r->lock, NULL);
+	return r;
+}
+
+int rotation_start(struct rotation *r, int force, uint32_t *version)
+{
+	int rc;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->st.running && !force) {
+		pthread_mutex_unlock(&r->lock);
+		return -EBUSY;
+	}
+	r->stop = 1;
+	pthread_mutex_unlock(&r->lock);
+	rotation_join(r);
+	rc = marker_set(r, 1);
+	if (rc == 0 && keyring_rotate(r->cfg.kr, r->cfg.keyring_path, version) != KR_OK)
+		rc = errno ? -errno : -EIO;
+	pthread_mutex_lock(&r->lock);
+	if (rc == 0)
+		rc = walk_start(r);
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+int rotation_resume(struct rotation *r)
+{
+	int rc = 0;
+
+	if (!rotation_pending(r->cfg.backing_fd))
+		return 0;
+	pthread_mutex_lock(&r->lock);
+	if (!r->st.running)
+		rc = walk_start(r);
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+void rotation_get_status(struct rotation *r, struct rotation_status *st)
+{
+	pthread_mutex_lock(&r->lock);
+	*st = r->st;
+	if (st->running)
+		st->elapsed = seconds_since(&r->started);
+	pthread_mutex_unlock(&r->lock);
+}
+
+uint64_t rotation_wait(struct rotation *r)
+{
+	rotation_join(r);
+	return r->st.failed;
+}
+
+void rotation_free(struct rotation *r)
+{
+	if (!r)
+		return;
+	r->stop = 1;
+	rotation_join(r);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+}

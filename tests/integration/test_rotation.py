@@ -1,0 +1,170 @@
+"""KEK rotation by re-wrapping: online under load, offline, refused where it must be, and
+resumed after the daemon is killed at random points of the walk."""
+
+import os
+import random
+import signal
+import struct
+import threading
+import time
+
+from kekfs_harness import (Volume, write_file, read_file, pattern, assert_eq, assert_bytes_eq,
+                           run_kekfs, wait_for, force_unmount, find_daemon_pids)
+
+SLOT_A, SLOT_B = 24, 120
+
+
+def current_kek_version(path):
+    """The KEK version of the slot with the highest sequence number (checksums not checked)."""
+    with open(path, "rb") as f:
+        head = f.read(256)
+    slots = [struct.unpack_from("<QI", head, off) for off in (SLOT_A, SLOT_B)]
+    return max(slots)[1]
+
+
+def backing_files(v):
+    out = []
+    for dp, dns, fns in os.walk(v.backing):
+        if dp == v.backing:
+            dns[:] = [d for d in dns if d != ".kekfs"]
+        out += [os.path.join(dp, n) for n in fns]
+    return out
+
+
+def make_tree(v, n, size=700):
+    os.makedirs(v.path("t"), exist_ok=True)
+    data = {}
+    for i in range(n):
+        p = v.path("t", "d%02d" % (i % 20), "f%05d" % i)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        data[p] = pattern(size + i % 5000, i)
+        write_file(p, data[p])
+    return data
+
+
+def kekfs_ok(*args):
+    r = run_kekfs(*args)
+    assert_eq(r.returncode, 0, "kekfs %s: %r" % (" ".join(args), r.stderr[-500:]))
+    return r.stdout.decode()
+
+
+def wait_rewrap_finished(v, timeout=120):
+    def done():
+        out = kekfs_ok("status", v.mnt)
+        return "re-wrap: finished" in out
+    assert wait_for(done, timeout, interval=0.05), "re-wrap did not finish"
+    return kekfs_ok("status", v.mnt)
+
+
+def test_online_rotation_under_load():
+    """Writers and readers keep working while every header moves to KEK v2; no chunk changes."""
+    with Volume() as v:
+        data = make_tree(v, 1500)
+        chunks_before = {p: open(p, "rb").read()[256:] for p in backing_files(v)}
+        stop, errors = threading.Event(), []
+
+        def writer():
+            i = 0
+            while not stop.is_set():
+                p = v.path("live%d" % (i % 7))
+                try:
+                    write_file(p, pattern(9000, i))
+                    assert_bytes_eq(read_file(p), pattern(9000, i), "live file")
+                except Exception as e:  # reported below
+                    errors.append(e)
+                i += 1
+
+        def reader():
+            keys = list(data)
+            while not stop.is_set():
+                p = random.choice(keys)
+                try:
+                    assert_bytes_eq(read_file(p), data[p], p)
+                except Exception as e:
+                    errors.append(e)
+
+        threads = [threading.Thread(target=f) for f in (writer, reader, reader)]
+        for t in threads:
+            t.start()
+        try:
+            out = kekfs_ok("rotate", v.mnt)
+            assert "KEK v2 is active" in out, out
+            status = wait_rewrap_finished(v)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert not errors, "errors during the re-wrap: %r" % errors[:3]
+        assert "0 failed" in status and "name key done" in status, status
+        for p, before in chunks_before.items():
+            assert_eq(current_kek_version(p), 2, "KEK version of %s" % p)
+            assert_bytes_eq(open(p, "rb").read()[256:], before, "chunks of %s" % p)
+        v.remount()
+        for p, d in data.items():
+            assert_bytes_eq(read_file(p), d, p)
+
+
+def test_offline_rotation_and_refusals():
+    """Offline rotate works unmounted, is refused on a mounted backing dir; status reports."""
+    with Volume() as v:
+        data = make_tree(v, 50)
+        r = run_kekfs("rotate", *v.key_args(), v.backing)
+        assert r.returncode != 0 and b"is mounted on" in r.stderr, r
+        v.umount()
+        out = kekfs_ok("rotate", *v.key_args(), v.backing)
+        assert "KEK v2 is active: 50 files, 50 re-wrapped, 0 failed" in out, out
+        out = kekfs_ok("status", *v.key_args(), v.backing)
+        assert "KEK v1: decrypt-only" in out and "KEK v2: active" in out, out
+        assert "name key: on KEK v2" in out and "none pending" in out, out
+        r = run_kekfs("rotate", v.backing)
+        assert r.returncode != 0, "offline rotate without a key succeeded"
+        v.mount()
+        for p, d in data.items():
+            assert_bytes_eq(read_file(p), d, p)
+        assert "KEK v3 is active" in kekfs_ok("rotate", v.mnt)
+        out = wait_rewrap_finished(v)
+        assert "generation: 3" in out, out
+        assert all(current_kek_version(p) == 3 for p in backing_files(v))
+
+
+def test_control_socket_refuses_other_users():
+    """Only root and the mounting user may use the control socket."""
+    with Volume() as v:
+        r = run_kekfs("status", v.mnt)
+        assert_eq(r.returncode, 0, "status as root")
+        import subprocess
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            os.environ["KEKFS_BIN"], "rotate", v.mnt], capture_output=True)
+        assert r.returncode != 0, "nobody could rotate the volume"
+        assert b"kekfs: " in r.stderr, r.stderr
+        assert "KEK v1: active" in kekfs_ok("status", v.mnt), "an unauthorised rotate changed keys"
+
+
+def _kill_rounds():
+    return int(os.environ.get("KEKFS_KILL_ROUNDS", "12"))
+
+
+def test_kill9_during_rewrap_resumes():
+    """kill -9 at random points of the re-wrap; after each remount every file opens, and the
+    re-wrap resumes and completes."""
+    rng = random.Random(int(os.environ.get("KEKFS_KILL_SEED", "7")))
+    with Volume() as v:
+        data = make_tree(v, 3000, size=300)
+        interrupted = 0
+        for round_ in range(_kill_rounds()):
+            kekfs_ok("rotate", "--force", v.mnt) if round_ else kekfs_ok("rotate", v.mnt)
+            time.sleep(rng.uniform(0, 0.15))  # the injection point, not a wait for a mount
+            for pid in find_daemon_pids(v.mnt):
+                os.kill(pid, signal.SIGKILL)
+            force_unmount(v.mnt)
+            interrupted += os.path.exists(v.bpath(".kekfs", "rewrap-pending"))
+            v.mount()
+            wait_rewrap_finished(v)
+        assert interrupted > 0, "no kill landed inside a re-wrap: the test proved nothing"
+
+        version = _kill_rounds() + 1
+        assert all(current_kek_version(p) == version for p in backing_files(v)), \
+            "files left on an older KEK after the last resumed re-wrap"
+        for p, d in data.items():
+            assert_bytes_eq(read_file(p), d, p)
+        assert not os.path.exists(v.bpath(".kekfs", "rewrap-pending")), "marker left behind"
