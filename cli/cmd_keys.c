@@ -6,12 +6,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "../fs/census.h"
 #include "../fs/control.h"
 #include "../fs/log.h"
 #include "../fs/rotation.h"
@@ -22,7 +24,8 @@
 struct keys_opts {
 	struct secret_source src;
 	const char *keyring;
-	int force, resume;
+	int force, resume, now;
+	const char *after; /* a duration: "7d", "12h" */
 	char target[PATH_MAX];
 };
 
@@ -58,6 +61,8 @@ static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts
 	    {"keyring", required_argument, NULL, 'r'},
 	    {"force", no_argument, NULL, 'F'},
 	    {"resume", no_argument, NULL, 'R'},
+	    {"after", required_argument, NULL, 'A'},
+	    {"now", no_argument, NULL, 'N'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -76,6 +81,10 @@ static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts
 			o->force = 1;
 		else if (c == 'R')
 			o->resume = 1;
+		else if (c == 'A')
+			o->after = optarg;
+		else if (c == 'N')
+			o->now = 1;
 		else if (c == 'h')
 			fputs(usage, stdout), exit(0);
 		else
@@ -259,15 +268,103 @@ int cmd_status(int argc, char **argv)
 	return show(&o, NULL);
 }
 
+static const char keys_usage[] =
+    "Usage: kekfs keys list MOUNTPOINT|BACKING\n"
+    "       kekfs keys retire N [--force] MOUNTPOINT|BACKING\n"
+    "       kekfs keys restore N MOUNTPOINT|BACKING\n"
+    "       kekfs keys destroy N [--after DURATION | --now] [--force] MOUNTPOINT|BACKING\n"
+    "       kekfs keys cancel N MOUNTPOINT|BACKING\n"
+    "\n"
+    "States of an old KEK version: decrypt-only (after a rotation), retired (refused,\n"
+    "reversible with restore), pending destruction (refused; destroyed at the date unless\n"
+    "cancelled; default --after 7d), destroyed (material erased, a tombstone stays).\n"
+    "Retire and destroy are refused while any file or the name key still uses the version\n"
+    "(they are listed); --force goes past that and makes those files unreadable.\n"
+    "On an unmounted volume give --key-file, --passphrase-file and --keyring as for mount.\n";
+
+/* "7d", "12h", "30m", "45s", "2w" in seconds; 0 if malformed. */
+static uint64_t parse_duration(const char *s)
+{
+	static const uint64_t scale[] = {1, 60, 3600, 86400, 604800};
+	const char *units = "smhdw", *u;
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+
+	u = *end ? strchr(units, *end) : units;
+	if (!u || (*end && end[1]) || v == 0)
+		return 0;
+	return v * scale[u - units];
+}
+
+/* Applies one key-state change, through the daemon or on the unmounted volume. */
+static int keys_change(struct keys_opts *o, enum kek_change change, uint32_t version)
+{
+	struct volume vol = {0};
+	struct keyring *kr = NULL;
+	struct kekfs_mount m;
+	struct volume_paths paths;
+	uint64_t delay = o->after ? parse_duration(o->after) : 7 * 86400;
+	char cmd[128], msg[8192];
+	int fd, rc;
+
+	if (change == KEK_DESTROY_LATER && o->now)
+		change = KEK_DESTROY_NOW;
+	if (change == KEK_DESTROY_LATER && !delay)
+		return cli_error("--after takes a duration such as 7d, 12h or 30m"), 1;
+	snprintf(cmd, sizeof(cmd), "keys %d %u %d %llu", (int)change, version, o->force,
+		 (unsigned long long)time(NULL) + (unsigned long long)delay);
+	if (kekfs_mount_find(o->target, 0, &m) || kekfs_mount_find(o->target, 1, &m))
+		return online(&m, cmd, NULL);
+	if (volume_unlock_all(o->target, o->keyring, &o->src, &vol, &kr) != 0)
+		return 1;
+	volume_paths_get(o->target, o->keyring, &paths);
+	fd = open(o->target, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	rc = fd < 0 ? -1
+		    : census_change_kek(fd, &vol, kr, paths.keyring, version, change,
+					(uint64_t)time(NULL) + delay, o->force, msg, sizeof(msg));
+	if (fd >= 0)
+		close(fd);
+	if (rc == 0)
+		puts(msg);
+	else
+		cli_error("%s", fd < 0 ? strerror(errno) : msg);
+	keyring_free(kr);
+	volume_clear(&vol);
+	return rc == 0 ? 0 : 1;
+}
+
 int cmd_keys(int argc, char **argv)
 {
+	static const struct {
+		const char *verb;
+		enum kek_change change;
+	} verbs[] = {{"retire", KEK_RETIRE},
+		     {"restore", KEK_RESTORE},
+		     {"cancel", KEK_RESTORE},
+		     {"destroy", KEK_DESTROY_LATER}};
 	struct keys_opts o;
+	unsigned long version;
+	char *end;
 
-	if (argc < 2 || strcmp(argv[1], "list") != 0)
-		return cli_error("usage: kekfs keys list MOUNTPOINT|BACKING (more key commands are "
-				 "coming: see the README)"),
-		       argc < 2 ? 2 : 1;
-	if (keys_parse(argc - 1, argv + 1, status_usage, &o) != 0)
-		return 1;
-	return show(&o, "KEK ");
+	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+		fputs(keys_usage, argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (strcmp(argv[1], "list") == 0)
+		return keys_parse(argc - 1, argv + 1, keys_usage, &o) ? 1 : show(&o, "KEK ");
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+		if (strcmp(argv[1], verbs[i].verb) != 0)
+			continue;
+		version = argc > 2 ? strtoul(argv[2], &end, 10) : 0;
+		if (argc < 3 || *end || version == 0 || version > UINT32_MAX) {
+			cli_error("keys %s needs a KEK version number (see 'kekfs keys list')",
+				  verbs[i].verb);
+			return 1;
+		}
+		if (keys_parse(argc - 2, argv + 2, keys_usage, &o) != 0)
+			return 1;
+		return keys_change(&o, verbs[i].change, (uint32_t)version);
+	}
+	cli_error("unknown keys command '%s': see 'kekfs keys --help'", argv[1]);
+	return 2;
 }

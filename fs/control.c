@@ -14,9 +14,11 @@
 #include <sodium.h>
 
 #include "../crypto/aead.h"
+#include "census.h"
 #include "log.h"
 
 #define CONTROL_LINE_MAX 256
+#define CONTROL_REPLY_MAX 16384
 
 struct control {
 	struct control_info info;
@@ -117,6 +119,28 @@ void volume_status_print(FILE *out, const struct control_info *info)
 		rewrap_status_print(out, info->rot);
 }
 
+/* "keys CHANGE VERSION FORCE WHEN": a census-guarded change of an old KEK's state. */
+static void control_keys(struct control *c, const char *args, FILE *out)
+{
+	unsigned change, version, force;
+	unsigned long long when;
+	char msg[8192];
+
+	if (sscanf(args, "%u %u %u %llu", &change, &version, &force, &when) != 4 ||
+	    change > KEK_DESTROY_NOW) {
+		fputs("error malformed key command\n", out);
+		return;
+	}
+	if (census_change_kek(c->info.backing_fd, c->info.vol, c->info.kr, c->info.keyring_path,
+			      version, (enum kek_change)change, when, (int)force, msg,
+			      sizeof(msg)) != 0) {
+		fprintf(out, "error %s\n", msg);
+		return;
+	}
+	log_msg(LOG_NOTICE, "%s", msg);
+	fprintf(out, "ok\n%s\n", msg);
+}
+
 /* Runs one command; the reply goes to out, which the caller sends. */
 static void control_dispatch(struct control *c, const char *cmd, FILE *out)
 {
@@ -142,6 +166,10 @@ static void control_dispatch(struct control *c, const char *cmd, FILE *out)
 				"ok\nKEK v%u is active; re-wrapping every file header in the "
 				"background ('kekfs status' shows progress)\n",
 				version);
+		return;
+	}
+	if (strncmp(cmd, "keys ", 5) == 0) {
+		control_keys(c, cmd + 5, out);
 		return;
 	}
 	fprintf(out, "error unknown command\n");
@@ -278,7 +306,7 @@ int control_request(const char *mountpoint, uid_t uid, const char *command, FILE
 		    size_t err_size)
 {
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	char buf[4096], *body;
+	char buf[CONTROL_REPLY_MAX], *body;
 	size_t got = 0;
 	ssize_t n;
 	int fd;

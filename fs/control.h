@@ -14,7 +14,9 @@
 
 struct control_info {
 	const char *backing;
-	const char *mountpoint; /* NULL when describing an unmounted volume */
+	int backing_fd;		  /* O_PATH, for key commands' census */
+	const char *keyring_path; /* where key changes are saved */
+	const char *mountpoint;	  /* NULL when describing an unmounted volume */
 	struct volume *vol;
 	struct keyring *kr;
 	struct rotation *rot;

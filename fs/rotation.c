@@ -1,6 +1,5 @@
 #include "rotation.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -13,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "walk.h"
 
 struct rotation {
 	struct rotation_config cfg;
@@ -24,8 +24,6 @@ struct rotation {
 	volatile int stop;
 };
 
-typedef void (*file_fn)(struct rotation *r, int dirfd, const char *name);
-
 static double seconds_since(const struct timespec *t0)
 {
 	struct timespec now;
@@ -34,56 +32,15 @@ static double seconds_since(const struct timespec *t0)
 	return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-/* Backing entries that are not user files: the volume's own directory at the root. */
-static int entry_skipped(int is_root, const char *name)
+static void walk_volume(struct rotation *r, walk_fn fn)
 {
-	if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
-		return 1;
-	return is_root && strcmp(name, VOLUME_DIR) == 0;
+	walk_regular_files(r->cfg.backing_fd, &r->stop, fn, r);
 }
 
-/* Calls fn for every regular file below dirfd (which it closes), depth first. */
-static void walk_dir(struct rotation *r, int dirfd, int is_root, file_fn fn)
+static void count_file(void *ctx, int dirfd, const char *name)
 {
-	DIR *d = fdopendir(dirfd);
-	struct dirent *de;
+	struct rotation *r = ctx;
 
-	if (!d) {
-		close(dirfd);
-		return;
-	}
-	while (!r->stop && (de = readdir(d)) != NULL) {
-		unsigned char type = de->d_type;
-		struct stat st;
-
-		if (entry_skipped(is_root, de->d_name))
-			continue;
-		if (type == DT_UNKNOWN && fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
-			type = S_ISDIR(st.st_mode)   ? DT_DIR
-			       : S_ISREG(st.st_mode) ? DT_REG
-						     : DT_UNKNOWN;
-		if (type == DT_REG) {
-			fn(r, dirfd, de->d_name);
-		} else if (type == DT_DIR) {
-			int sub = openat(dirfd, de->d_name,
-					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (sub >= 0)
-				walk_dir(r, sub, 0, fn);
-		}
-	}
-	closedir(d);
-}
-
-static void walk_volume(struct rotation *r, file_fn fn)
-{
-	int root = openat(r->cfg.backing_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (root >= 0)
-		walk_dir(r, root, 1, fn);
-}
-
-static void count_file(struct rotation *r, int dirfd, const char *name)
-{
 	(void)dirfd;
 	(void)name;
 	pthread_mutex_lock(&r->lock);
@@ -125,8 +82,9 @@ static void log_rewrap_failure(int dirfd, const char *name, const char *why)
  * Re-wraps one file. Mounted, it holds the file's inode lock for the header's sake only:
  * readers and writers of other files, and of this one's chunks before and after, go on.
  */
-static void rewrap_file(struct rotation *r, int dirfd, const char *name)
+static void rewrap_file(void *ctx, int dirfd, const char *name)
 {
+	struct rotation *r = ctx;
 	struct kinode *ino = NULL;
 	struct stat st;
 	int hdr_err = HDR_OK, rc;

@@ -408,6 +408,88 @@ int keyring_rotate(struct keyring *kr, const char *path, uint32_t *version)
 	return rc;
 }
 
+static struct kr_kek *kek_find(struct keyring *kr, uint32_t version)
+{
+	for (size_t i = 0; i < kr->nkeks; i++)
+		if (kr->keks[i].version == version)
+			return &kr->keks[i];
+	return NULL;
+}
+
+/* The state a change leads to from k's state, or a KR_ERR_* why it cannot. */
+static int kek_next_state(const struct kr_kek *k, enum kek_change change)
+{
+	if (k->state == KEK_ACTIVE)
+		return KR_ERR_KEK_ACTIVE;
+	if (k->state == KEK_DESTROYED)
+		return KR_ERR_KEK_DESTROYED;
+	switch (change) {
+	case KEK_RETIRE:
+		return k->state == KEK_DECRYPT_ONLY ? KEK_RETIRED : KR_ERR_KEK_STATE;
+	case KEK_RESTORE:
+		return k->state != KEK_DECRYPT_ONLY ? KEK_DECRYPT_ONLY : KR_ERR_KEK_STATE;
+	case KEK_DESTROY_LATER:
+		return KEK_PENDING_DESTRUCTION;
+	case KEK_DESTROY_NOW:
+		return KEK_DESTROYED;
+	}
+	return KR_ERR_KEK_STATE;
+}
+
+int keyring_kek_change_allowed(const struct keyring *kr, uint32_t version, enum kek_change change)
+{
+	struct kr_kek *k;
+	int next;
+
+	kr_rdlock(kr);
+	k = kek_find((struct keyring *)kr, version);
+	next = k ? kek_next_state(k, change) : KR_ERR_NO_KEK;
+	kr_unlock(kr);
+	return next < 0 ? next : KR_OK;
+}
+
+int keyring_change_kek(struct keyring *kr, const char *path, uint32_t version,
+		       enum kek_change change, uint64_t when)
+{
+	struct kr_kek *k, saved;
+	int next, rc;
+
+	pthread_rwlock_wrlock(&kr->lock);
+	k = kek_find(kr, version);
+	next = k ? kek_next_state(k, change) : KR_ERR_NO_KEK;
+	if (next < 0) {
+		pthread_rwlock_unlock(&kr->lock);
+		return next;
+	}
+	saved = *k;
+	k->state = (uint8_t)next;
+	k->destroy_after = change == KEK_DESTROY_LATER ? when : 0;
+	if (next == KEK_DESTROYED)
+		sodium_memzero(k->wrapped, sizeof(k->wrapped));
+	rc = keyring_save_locked(kr, path);
+	if (rc != KR_OK)
+		*k = saved;
+	else if (next == KEK_DESTROYED && k->key)
+		sodium_memzero(k->key,
+			       KEYWRAP_KEY_LEN); /* freed with the keyring: no reader races */
+	pthread_rwlock_unlock(&kr->lock);
+	return rc;
+}
+
+int keyring_expire(struct keyring *kr, const char *path, uint64_t now)
+{
+	int rc = KR_OK;
+
+	for (size_t i = 0; rc == KR_OK && i < keyring_kek_count(kr); i++) {
+		struct kek_info k;
+
+		keyring_kek_info(kr, i, &k);
+		if (k.state == KEK_PENDING_DESTRUCTION && k.destroy_after <= now)
+			rc = keyring_change_kek(kr, path, k.version, KEK_DESTROY_NOW, 0);
+	}
+	return rc;
+}
+
 /* Structural decode of everything but the key material; checks sizes and checksum. */
 static int keyring_decode(struct keyring *kr, const uint8_t *buf, size_t len)
 {
@@ -557,6 +639,14 @@ const char *keyring_strerror(int err)
 		return "not enough memory to unlock the keyring";
 	case KR_ERR_UNSUPPORTED:
 		return "the keyring was written by a newer kekfs";
+	case KR_ERR_NO_KEK:
+		return "the keyring has no KEK of that version ('kekfs keys list' shows them)";
+	case KR_ERR_KEK_ACTIVE:
+		return "that is the active KEK: rotate first ('kekfs rotate')";
+	case KR_ERR_KEK_DESTROYED:
+		return "that KEK is destroyed; its material is gone for good";
+	case KR_ERR_KEK_STATE:
+		return "that change does not apply to the KEK's present state";
 	default:
 		return "unknown keyring error";
 	}

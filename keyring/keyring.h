@@ -14,15 +14,19 @@
 
 enum keyring_err {
 	KR_OK = 0,
-	KR_ERR_IO = -1,		  /* see errno */
-	KR_ERR_MISSING = -2,	  /* no keyring file at that path */
-	KR_ERR_CORRUPT = -3,	  /* not a keyring, truncated or damaged (checksum) */
-	KR_ERR_WRONG_SECRET = -4, /* no slot of this kind opens with the given secret */
-	KR_ERR_NO_SLOT = -5,	  /* the keyring has no slot of the kind offered */
-	KR_ERR_TAMPERED = -6,	  /* a slot opened but the keyring's MAC does not verify */
-	KR_ERR_WRONG_VOLUME = -7, /* the keyring belongs to another volume */
-	KR_ERR_NOMEM = -8,	  /* secure memory or Argon2 memory could not be had */
-	KR_ERR_UNSUPPORTED = -9,  /* a newer keyring format */
+	KR_ERR_IO = -1,		    /* see errno */
+	KR_ERR_MISSING = -2,	    /* no keyring file at that path */
+	KR_ERR_CORRUPT = -3,	    /* not a keyring, truncated or damaged (checksum) */
+	KR_ERR_WRONG_SECRET = -4,   /* no slot of this kind opens with the given secret */
+	KR_ERR_NO_SLOT = -5,	    /* the keyring has no slot of the kind offered */
+	KR_ERR_TAMPERED = -6,	    /* a slot opened but the keyring's MAC does not verify */
+	KR_ERR_WRONG_VOLUME = -7,   /* the keyring belongs to another volume */
+	KR_ERR_NOMEM = -8,	    /* secure memory or Argon2 memory could not be had */
+	KR_ERR_UNSUPPORTED = -9,    /* a newer keyring format */
+	KR_ERR_NO_KEK = -10,	    /* no KEK of that version */
+	KR_ERR_KEK_ACTIVE = -11,    /* the active KEK cannot be retired or destroyed */
+	KR_ERR_KEK_DESTROYED = -12, /* a destroyed KEK stays destroyed */
+	KR_ERR_KEK_STATE = -13,	    /* the change does not apply to the KEK's present state */
 };
 
 enum kr_secret_type {
@@ -70,6 +74,27 @@ struct kek_info {
 	uint64_t created;	/* Unix time */
 	uint64_t destroy_after; /* Unix time, for KEK_PENDING_DESTRUCTION */
 };
+
+/* What a person asks of an old KEK version. */
+enum kek_change {
+	KEK_RETIRE,	   /* decrypt-only -> retired: refused for unwrapping, reversible */
+	KEK_RESTORE,	   /* retired or pending destruction -> decrypt-only */
+	KEK_DESTROY_LATER, /* -> pending destruction until `when`, refused meanwhile */
+	KEK_DESTROY_NOW,   /* -> destroyed: material erased, a tombstone stays */
+};
+
+/*
+ * Applies a change to KEK version and saves the keyring to path; if the save fails nothing
+ * changed. Material is erased only once the keyring without it is on disk.
+ */
+int keyring_change_kek(struct keyring *kr, const char *path, uint32_t version,
+		       enum kek_change change, uint64_t when);
+
+/* KR_OK if change applies to KEK version now, else the KR_ERR_* that says why not. */
+int keyring_kek_change_allowed(const struct keyring *kr, uint32_t version, enum kek_change change);
+
+/* Destroys every KEK pending destruction whose date has come, and saves if any did. */
+int keyring_expire(struct keyring *kr, const char *path, uint64_t now);
 
 size_t keyring_kek_count(const struct keyring *kr);
 

@@ -1,0 +1,100 @@
+#include "census.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "walk.h"
+
+struct census_walk {
+	struct census *c;
+	uint32_t version;
+};
+
+static void census_file(void *ctx, int dirfd, const char *name)
+{
+	struct census_walk *w = ctx;
+	struct census *c = w->c;
+	char proc[64], dir[PATH_MAX];
+	uint32_t version;
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOATIME | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0 || fileio_kek_version(fd, &version) != 0) {
+		c->unreadable++;
+	} else if (version == w->version) {
+		if (c->nexamples < CENSUS_EXAMPLES) {
+			snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dirfd);
+			n = readlink(proc, dir, sizeof(dir) - 1);
+			dir[n > 0 ? n : 0] = '\0';
+			snprintf(c->examples[c->nexamples++], PATH_MAX, "%.2000s/%.1000s", dir,
+				 name);
+		}
+		c->files++;
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+void census_take(int backing_fd, const struct volume *vol, uint32_t version, struct census *c)
+{
+	struct census_walk w = {.c = c, .version = version};
+	volatile int never = 0;
+
+	memset(c, 0, sizeof(*c));
+	c->name_key = vol->cur.kek_version == version;
+	walk_regular_files(backing_fd, &never, census_file, &w);
+}
+
+/* "needed by 3 files and the name key, e.g. /b/x, /b/y" */
+static void census_describe(const struct census *c, char *out, size_t size)
+{
+	size_t n =
+	    (size_t)snprintf(out, size, "needed by %llu file%s%s", (unsigned long long)c->files,
+			     c->files == 1 ? "" : "s", c->name_key ? " and the name key" : "");
+
+	for (unsigned i = 0; i < c->nexamples && n < size; i++)
+		n += (size_t)snprintf(out + n, size - n, "%s%s", i ? ", " : ", e.g. ",
+				      c->examples[i]);
+}
+
+int census_change_kek(int backing_fd, const struct volume *vol, struct keyring *kr,
+		      const char *keyring_path, uint32_t version, enum kek_change change,
+		      uint64_t when, int force, char *msg, size_t msg_size)
+{
+	static const char *const done[] = {"retired", "restored to decrypt-only",
+					   "pending destruction", "destroyed"};
+	char needed[4096] = "";
+	struct census c;
+	int rc;
+
+	rc = keyring_kek_change_allowed(kr, version, change);
+	if (rc != KR_OK) {
+		snprintf(msg, msg_size, "KEK v%u: %s", version, keyring_strerror(rc));
+		return -1;
+	}
+	if (change != KEK_RESTORE) {
+		census_take(backing_fd, vol, version, &c);
+		if (c.files || c.name_key) {
+			census_describe(&c, needed, sizeof(needed));
+			if (!force) {
+				snprintf(msg, msg_size,
+					 "KEK v%u is still %s: rotate and let the re-wrap "
+					 "finish, or use --force to make them unreadable",
+					 version, needed);
+				return -1;
+			}
+		}
+	}
+	rc = keyring_change_kek(kr, keyring_path, version, change, when);
+	if (rc != KR_OK) {
+		snprintf(msg, msg_size, "KEK v%u: %s", version, keyring_strerror(rc));
+		return -1;
+	}
+	snprintf(msg, msg_size, "KEK v%u %s%s%s", version, done[change],
+		 needed[0] ? "; FORCED although it was " : "", needed);
+	return 0;
+}

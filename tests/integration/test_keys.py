@@ -1,0 +1,103 @@
+"""KEK states after a rotation: retire, restore, destroy now or later, cancel. Each change
+that would strand a file is refused with the files named, unless --force; a destroyed KEK
+leaves a tombstone, so a file still wrapped by it says "destroyed", never "unknown"."""
+
+import errno
+import os
+import shutil
+
+from kekfs_harness import (Volume, write_file, read_file, pattern, assert_eq, assert_bytes_eq,
+                           run_kekfs)
+from test_rotation import kekfs_ok, wait_rewrap_finished
+
+
+def kekfs_fails(*args):
+    r = run_kekfs(*args)
+    assert r.returncode != 0, "kekfs %s succeeded" % " ".join(args)
+    lines = r.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kekfs: "), r.stderr
+    return lines[0]
+
+
+def test_destroy_refused_while_in_use_allowed_after_rewrap():
+    """The active KEK cannot go; after re-wraps the old ones can, and a copy of a file wrapped
+    only by destroyed KEKs no longer opens, while the live file does."""
+    with Volume() as v:
+        write_file(v.path("a"), pattern(5000, 1))
+        msg = kekfs_fails("keys", "destroy", "1", "--now", v.mnt)
+        assert "active KEK" in msg, msg
+        v.umount()
+        shutil.copyfile(v.bpath("a"), v.bpath("..", "a.v1"))
+        v.mount()
+        for _ in range(2):
+            kekfs_ok("rotate", v.mnt)
+            wait_rewrap_finished(v)
+        for version in ("1", "2"):
+            kekfs_ok("keys", "destroy", version, "--now", v.mnt)
+        out = kekfs_ok("keys", "list", v.mnt)
+        assert "KEK v1: destroyed" in out and "KEK v2: destroyed" in out, out
+        assert "KEK v3: active" in out, out
+        assert_bytes_eq(read_file(v.path("a")), pattern(5000, 1), "file after the destroys")
+        v.umount()
+        shutil.copyfile(v.bpath("..", "a.v1"), v.bpath("a"))  # an old copy comes back
+        v.mount()
+        try:
+            read_file(v.path("a"))
+        except OSError as e:
+            assert_eq(e.errno, errno.EIO, "reading a file wrapped by a destroyed KEK")
+        else:
+            raise AssertionError("a file wrapped by a destroyed KEK opened")
+        msg = kekfs_fails("keys", "destroy", "3", "--now", v.mnt)
+        assert "active" in msg, msg
+
+
+def test_retire_with_census_and_force_then_restore():
+    """Retire is refused while a file uses the version (it is named); --force makes it
+    unreadable; restore makes it readable again."""
+    with Volume() as v:
+        write_file(v.path("old"), b"old contents")
+        write_file(v.path("keep"), b"keep me")
+        v.umount()
+        with open(v.bpath("old"), "rb") as f:
+            v1_copy = f.read()
+        v.mount()
+        kekfs_ok("rotate", v.mnt)
+        wait_rewrap_finished(v)
+        v.umount()
+        with open(v.bpath("old"), "wb") as f:  # a copy wrapped by v1 alone comes back
+            f.write(v1_copy)
+        v.mount()
+        msg = kekfs_fails("keys", "retire", "1", v.mnt)
+        assert "needed by 1 file" in msg and "/old" in msg, msg
+        out = kekfs_ok("keys", "retire", "1", "--force", v.mnt)
+        assert "FORCED" in out, out
+        try:
+            read_file(v.path("old"))
+        except OSError as e:
+            assert_eq(e.errno, errno.EIO, "reading a file of a retired KEK")
+        else:
+            raise AssertionError("a file wrapped by a retired KEK opened")
+        assert_eq(read_file(v.path("keep")), b"keep me", "a file on the active KEK")
+        kekfs_ok("keys", "restore", "1", v.mnt)
+        assert_eq(read_file(v.path("old")), b"old contents", "file after restore")
+
+
+def test_pending_destruction_cancel_and_expiry():
+    """destroy --after puts a KEK in pending destruction (refused), cancel undoes it, and once
+    the date has passed the next mount destroys it."""
+    with Volume() as v:
+        kekfs_ok("rotate", v.mnt)
+        wait_rewrap_finished(v)
+        out = kekfs_ok("keys", "destroy", "1", "--after", "7d", v.mnt)
+        assert "pending destruction" in out, out
+        assert "KEK v1: pending destruction" in kekfs_ok("keys", "list", v.mnt)
+        kekfs_ok("keys", "cancel", "1", v.mnt)
+        assert "KEK v1: decrypt-only" in kekfs_ok("keys", "list", v.mnt)
+        msg = kekfs_fails("keys", "destroy", "1", "--after", "soon", v.mnt)
+        assert "duration" in msg, msg
+        kekfs_ok("keys", "destroy", "1", "--after", "1s", v.mnt)
+        v.umount()
+        import time
+        time.sleep(1.1)  # the destruction date must pass; this waits for a clock, not a mount
+        v.mount()
+        assert "KEK v1: destroyed" in kekfs_ok("keys", "list", v.mnt)
