@@ -13,6 +13,8 @@
 
 #include "../crypto/aead.h"
 #include "../fs/volume.h"
+#include "../keyring/audit.h"
+
 #include "cli.h"
 #include "secret.h"
 
@@ -169,6 +171,18 @@ static int init_write(const struct init_opts *o, struct volume *vol, struct keyr
 	return 0;
 }
 
+/* The audit log's first record: the volume exists, with KEK v1. */
+static void init_audit(const char *backing, const struct keyring *kr)
+{
+	struct audit_event ev = {.op = "init", .kek = 1, .result = "ok"};
+	char dir[PATH_MAX + 16];
+
+	snprintf(dir, sizeof(dir), "%s/%s", backing, VOLUME_DIR);
+	audit_event_self(&ev);
+	if (audit_append(dir, kr, &ev) != 0)
+		fprintf(stderr, "kekfs: warning: cannot start the audit log in %s\n", dir);
+}
+
 int cmd_init(int argc, char **argv)
 {
 	struct init_opts o;
@@ -190,6 +204,8 @@ int cmd_init(int argc, char **argv)
 	rc = volume_create(&vol, volume_id, o.cipher, o.chunk_shift, NAMES_PLAINTEXT, kr);
 	if (rc == VOL_OK)
 		rc = init_write(&o, &vol, kr);
+	if (rc == VOL_OK)
+		init_audit(o.backing, kr);
 	volume_clear(&vol);
 	keyring_free(kr);
 	if (rc != 0)

@@ -159,7 +159,7 @@ static int rotate_offline(const struct keys_opts *o)
 	int fd = -1, rc = 1, err;
 
 	log_set_level(LOG_ERR);
-	if (volume_unlock_all(o->target, o->keyring, &o->src, &vol, &kr) != 0)
+	if (volume_unlock_all(o->target, o->keyring, &o->src, "rotate", &vol, &kr) != 0)
 		goto out;
 	volume_paths_get(o->target, o->keyring, &paths);
 	fd = open(o->target, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -168,7 +168,8 @@ static int rotate_offline(const struct keys_opts *o)
 							      .volume_path = paths.volume,
 							      .keyring_path = paths.keyring,
 							      .vol = &vol,
-							      .kr = kr});
+							      .kr = kr,
+							      .audit_dir = paths.audit_dir});
 	if (!rot) {
 		cli_error("cannot open %s: %s", o->target, strerror(errno));
 		goto out;
@@ -179,7 +180,7 @@ static int rotate_offline(const struct keys_opts *o)
 			  o->target);
 		goto out;
 	}
-	err = o->resume ? rotation_resume(rot) : rotation_start(rot, 1, &version);
+	err = o->resume ? rotation_resume(rot) : rotation_start(rot, 1, NULL, &version);
 	if (err != 0) {
 		cli_error("rotation failed: %s; nothing changed", strerror(-err));
 		goto out;
@@ -238,7 +239,7 @@ static int show(const struct keys_opts *o, const char *only_prefix)
 
 	if (kekfs_mount_find(o->target, 0, &m) || kekfs_mount_find(o->target, 1, &m))
 		return online(&m, "status", only_prefix);
-	if (volume_unlock_all(o->target, o->keyring, &o->src, &vol, &kr) != 0)
+	if (volume_unlock_all(o->target, o->keyring, &o->src, "status", &vol, &kr) != 0)
 		return 1;
 	out = open_memstream(&body, &len);
 	if (out) {
@@ -266,6 +267,43 @@ int cmd_status(int argc, char **argv)
 	if (keys_parse(argc, argv, status_usage, &o) != 0)
 		return 1;
 	return show(&o, NULL);
+}
+
+static const char audit_usage[] =
+    "Usage: kekfs audit verify MOUNTPOINT|BACKING\n"
+    "\n"
+    "Checks the chain of MACs over the audit log (.kekfs/audit.log): an edited, deleted,\n"
+    "inserted or reordered record is found and named. Lines cut from the end are not.\n"
+    "On an unmounted volume give --key-file, --passphrase-file and --keyring as for mount.\n";
+
+int cmd_audit(int argc, char **argv)
+{
+	struct keys_opts o;
+	struct kekfs_mount m;
+	struct volume vol = {0};
+	struct keyring *kr = NULL;
+	struct volume_paths paths;
+	unsigned long lines = 0;
+	char msg[512];
+	int rc;
+
+	if (argc < 2 || strcmp(argv[1], "verify") != 0)
+		return cli_error("usage: kekfs audit verify MOUNTPOINT|BACKING"), 2;
+	if (keys_parse(argc - 1, argv + 1, audit_usage, &o) != 0)
+		return 1;
+	if (kekfs_mount_find(o.target, 0, &m) || kekfs_mount_find(o.target, 1, &m))
+		return online(&m, "audit verify", NULL);
+	if (volume_unlock_all(o.target, o.keyring, &o.src, "audit", &vol, &kr) != 0)
+		return 1;
+	volume_paths_get(o.target, o.keyring, &paths);
+	rc = audit_verify(paths.audit_dir, kr, &lines, msg, sizeof(msg));
+	if (rc == 0)
+		printf("audit log: %lu records, chain intact\n", lines);
+	else
+		cli_error("audit log: %s", msg);
+	keyring_free(kr);
+	volume_clear(&vol);
+	return rc == 0 ? 0 : 1;
 }
 
 static const char keys_usage[] =
@@ -315,12 +353,13 @@ static int keys_change(struct keys_opts *o, enum kek_change change, uint32_t ver
 		 (unsigned long long)time(NULL) + (unsigned long long)delay);
 	if (kekfs_mount_find(o->target, 0, &m) || kekfs_mount_find(o->target, 1, &m))
 		return online(&m, cmd, NULL);
-	if (volume_unlock_all(o->target, o->keyring, &o->src, &vol, &kr) != 0)
+	if (volume_unlock_all(o->target, o->keyring, &o->src, "keys", &vol, &kr) != 0)
 		return 1;
 	volume_paths_get(o->target, o->keyring, &paths);
 	fd = open(o->target, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	rc = fd < 0 ? -1
-		    : census_change_kek(fd, &vol, kr, paths.keyring, version, change,
+		    : census_change_kek(fd, &vol, kr, paths.keyring, paths.audit_dir,
+					&(struct audit_actor){getuid(), getpid()}, version, change,
 					(uint64_t)time(NULL) + delay, o->force, msg, sizeof(msg));
 	if (fd >= 0)
 		close(fd);

@@ -264,7 +264,10 @@ static void services_start(struct daemon_services *svc, const struct mount_opts 
 				      .keyring_path = svc->paths.keyring,
 				      .vol = vol,
 				      .kr = kr,
-				      .inodes = kekfs_fs_inodes(fs)};
+				      .inodes = kekfs_fs_inodes(fs),
+				      .audit_dir = svc->paths.audit_dir};
+	if (o->read_only) /* no re-wrap, no key changes, no audit records: nothing written */
+		return;
 	svc->rot = rotation_new(&rc);
 	if (!svc->rot) {
 		log_msg(LOG_ERR, "out of memory: rotation is not available on this mount");
@@ -277,6 +280,7 @@ static void services_start(struct daemon_services *svc, const struct mount_opts 
 	ci = (struct control_info){.backing = o->backing,
 				   .backing_fd = kekfs_fs_backing_fd(fs),
 				   .keyring_path = svc->paths.keyring,
+				   .audit_dir = svc->paths.audit_dir,
 				   .mountpoint = o->mountpoint,
 				   .vol = vol,
 				   .kr = kr,
@@ -304,7 +308,8 @@ static int mount_run(struct mount_opts *o, int status_fd)
 	int rc = -1, backing_fd = -1, mounted = 0;
 
 	if (mountpoint_check(o->mountpoint) != 0 || fuse_device_check() != 0 ||
-	    volume_unlock_all(o->backing, o->keyring, &o->src, &vol, &kr) != 0)
+	    volume_unlock_all(o->backing, o->keyring, &o->src, o->read_only ? NULL : "mount",
+			      &vol, &kr) != 0)
 		goto out;
 	if (o->log_file && log_open(LOG_TO_FILE, o->log_file) != 0) {
 		cli_error("cannot open log file %s: %s", o->log_file, strerror(errno));

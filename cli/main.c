@@ -17,7 +17,8 @@ static const char usage[] =
     "  umount MOUNTPOINT             unmount a kekfs mount\n"
     "  rotate MOUNTPOINT|BACKING     make a new KEK active and re-wrap every file under it\n"
     "  status MOUNTPOINT|BACKING     KEK versions and states, re-wrap progress\n"
-    "  keys list MOUNTPOINT|BACKING  the KEK versions and their states\n"
+    "  keys list|retire|restore|destroy|cancel ...  KEK states (see 'kekfs keys --help')\n"
+    "  audit verify MOUNTPOINT|BACKING  check the audit log's chain of MACs\n"
     "\n"
     "Options:\n"
     "  -h, --help                    show this help (or 'kekfs COMMAND --help')\n"
@@ -65,6 +66,8 @@ int main(int argc, char **argv)
 		return cmd_status(argc - 1, argv + 1);
 	if (strcmp(argv[1], "keys") == 0)
 		return cmd_keys(argc - 1, argv + 1);
+	if (strcmp(argv[1], "audit") == 0)
+		return cmd_audit(argc - 1, argv + 1);
 	cli_error("unknown command '%s': see 'kekfs --help'", argv[1]);
 	return 2;
 }

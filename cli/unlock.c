@@ -2,11 +2,13 @@
 
 #include <stdio.h>
 
+#include "../keyring/audit.h"
 #include "cli.h"
 
 void volume_paths_get(const char *backing, const char *keyring_opt, struct volume_paths *p)
 {
 	snprintf(p->volume, sizeof(p->volume), "%s/%s/%s", backing, VOLUME_DIR, VOLUME_FILE);
+	snprintf(p->audit_dir, sizeof(p->audit_dir), "%s/%s", backing, VOLUME_DIR);
 	if (keyring_opt)
 		snprintf(p->keyring, sizeof(p->keyring), "%s", keyring_opt);
 	else
@@ -15,8 +17,9 @@ void volume_paths_get(const char *backing, const char *keyring_opt, struct volum
 }
 
 int volume_unlock_all(const char *backing, const char *keyring_opt, const struct secret_source *src,
-		      struct volume *vol, struct keyring **kr)
+		      const char *purpose, struct volume *vol, struct keyring **kr)
 {
+	struct audit_event ev = {.op = "unlock", .detail = purpose, .result = "ok"};
 	struct volume_paths p;
 	struct kr_secret secret;
 	int rc;
@@ -33,6 +36,9 @@ int volume_unlock_all(const char *backing, const char *keyring_opt, const struct
 		return -1;
 	rc = keyring_load(p.keyring, vol->id, &secret, kr);
 	secret_free(&secret);
+	audit_event_self(&ev);
+	if (purpose && (rc == KR_ERR_WRONG_SECRET || rc == KR_ERR_TAMPERED || rc == KR_ERR_NO_SLOT))
+		audit_note_failure(p.audit_dir, &ev);
 	if (rc == KR_ERR_MISSING && !keyring_opt)
 		return cli_error("no keyring at %s: if it is kept elsewhere, give --keyring PATH",
 				 p.keyring);
@@ -41,5 +47,9 @@ int volume_unlock_all(const char *backing, const char *keyring_opt, const struct
 	rc = volume_unlock(vol, *kr);
 	if (rc != VOL_OK)
 		return cli_error("%s: %s", p.volume, volume_strerror(rc));
+	ev.kek = keyring_active_version(*kr);
+	if (purpose && audit_append(p.audit_dir, *kr, &ev) != 0)
+		fprintf(stderr, "kekfs: warning: cannot append to the audit log in %s\n",
+			p.audit_dir);
 	return 0;
 }

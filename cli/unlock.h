@@ -11,12 +11,17 @@
 struct volume_paths {
 	char volume[PATH_MAX + 32];
 	char keyring[PATH_MAX + 32];
+	char audit_dir[PATH_MAX + 16]; /* BACKING/.kekfs */
 };
 
 void volume_paths_get(const char *backing, const char *keyring_opt, struct volume_paths *p);
 
-/* Loads the config and unlocks keyring and name key; one clear message per failure, -1. */
+/*
+ * Loads the config and unlocks keyring and name key; one clear message per failure, -1.
+ * The unlock, or its failure, goes to the audit log with purpose ("mount", "rotate", ...);
+ * with purpose NULL nothing is written (a read-only mount leaves the backing untouched).
+ */
 int volume_unlock_all(const char *backing, const char *keyring_opt, const struct secret_source *src,
-		      struct volume *vol, struct keyring **kr);
+		      const char *purpose, struct volume *vol, struct keyring **kr);
 
 #endif

@@ -62,11 +62,14 @@ static void census_describe(const struct census *c, char *out, size_t size)
 }
 
 int census_change_kek(int backing_fd, const struct volume *vol, struct keyring *kr,
-		      const char *keyring_path, uint32_t version, enum kek_change change,
+		      const char *keyring_path, const char *audit_dir,
+		      const struct audit_actor *actor, uint32_t version, enum kek_change change,
 		      uint64_t when, int force, char *msg, size_t msg_size)
 {
 	static const char *const done[] = {"retired", "restored to decrypt-only",
 					   "pending destruction", "destroyed"};
+	static const char *const ops[] = {"retire", "restore", "destroy-pending", "destroy"};
+	struct audit_event ev = {.kek = version, .result = "ok"};
 	char needed[4096] = "";
 	struct census c;
 	int rc;
@@ -96,5 +99,10 @@ int census_change_kek(int backing_fd, const struct volume *vol, struct keyring *
 	}
 	snprintf(msg, msg_size, "KEK v%u %s%s%s", version, done[change],
 		 needed[0] ? "; FORCED although it was " : "", needed);
+	ev.op = ops[change];
+	ev.detail = needed[0] ? "forced while still in use" : NULL;
+	ev.uid = actor->uid;
+	ev.pid = actor->pid;
+	audit_append(audit_dir, kr, &ev);
 	return 0;
 }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../keyring/audit.h"
 #include "volume.h"
 
 #define CENSUS_EXAMPLES 10
@@ -30,7 +31,8 @@ void census_take(int backing_fd, const struct volume *vol, uint32_t version, str
  * Returns 0 or -1.
  */
 int census_change_kek(int backing_fd, const struct volume *vol, struct keyring *kr,
-		      const char *keyring_path, uint32_t version, enum kek_change change,
+		      const char *keyring_path, const char *audit_dir,
+		      const struct audit_actor *actor, uint32_t version, enum kek_change change,
 		      uint64_t when, int force, char *msg, size_t msg_size);
 
 #endif

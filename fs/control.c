@@ -120,7 +120,8 @@ void volume_status_print(FILE *out, const struct control_info *info)
 }
 
 /* "keys CHANGE VERSION FORCE WHEN": a census-guarded change of an old KEK's state. */
-static void control_keys(struct control *c, const char *args, FILE *out)
+static void control_keys(struct control *c, const struct audit_actor *actor, const char *args,
+			 FILE *out)
 {
 	unsigned change, version, force;
 	unsigned long long when;
@@ -132,8 +133,8 @@ static void control_keys(struct control *c, const char *args, FILE *out)
 		return;
 	}
 	if (census_change_kek(c->info.backing_fd, c->info.vol, c->info.kr, c->info.keyring_path,
-			      version, (enum kek_change)change, when, (int)force, msg,
-			      sizeof(msg)) != 0) {
+			      c->info.audit_dir, actor, version, (enum kek_change)change, when,
+			      (int)force, msg, sizeof(msg)) != 0) {
 		fprintf(out, "error %s\n", msg);
 		return;
 	}
@@ -142,8 +143,12 @@ static void control_keys(struct control *c, const char *args, FILE *out)
 }
 
 /* Runs one command; the reply goes to out, which the caller sends. */
-static void control_dispatch(struct control *c, const char *cmd, FILE *out)
+static void control_dispatch(struct control *c, const struct audit_actor *actor, const char *cmd,
+			     FILE *out)
 {
+	unsigned long lines;
+	char msg[512];
+
 	uint32_t version;
 	int rc;
 
@@ -153,7 +158,7 @@ static void control_dispatch(struct control *c, const char *cmd, FILE *out)
 		return;
 	}
 	if (strcmp(cmd, "rotate") == 0 || strcmp(cmd, "rotate force") == 0) {
-		rc = rotation_start(c->info.rot, strcmp(cmd, "rotate force") == 0, &version);
+		rc = rotation_start(c->info.rot, strcmp(cmd, "rotate force") == 0, actor, &version);
 		if (rc == -EBUSY)
 			fputs("error a re-wrap is still running (see 'kekfs status'); wait for it, "
 			      "or "
@@ -169,7 +174,14 @@ static void control_dispatch(struct control *c, const char *cmd, FILE *out)
 		return;
 	}
 	if (strncmp(cmd, "keys ", 5) == 0) {
-		control_keys(c, cmd + 5, out);
+		control_keys(c, actor, cmd + 5, out);
+		return;
+	}
+	if (strcmp(cmd, "audit verify") == 0) {
+		if (audit_verify(c->info.audit_dir, c->info.kr, &lines, msg, sizeof(msg)) != 0)
+			fprintf(out, "error audit log: %s\n", msg);
+		else
+			fprintf(out, "ok\naudit log: %lu records, chain intact\n", lines);
 		return;
 	}
 	fprintf(out, "error unknown command\n");
@@ -212,7 +224,8 @@ static void control_serve_one(struct control *c, int fd)
 	    (cred.uid != 0 && cred.uid != c->uid))
 		fputs("error only root and the user who mounted may control this volume\n", out);
 	else if (read_line(fd, line, sizeof(line)) == 0)
-		control_dispatch(c, line, out);
+		control_dispatch(c, &(struct audit_actor){.uid = cred.uid, .pid = cred.pid}, line,
+				 out);
 	fclose(out);
 	if (reply)
 		(void)!send(fd, reply, reply_len, MSG_NOSIGNAL);

@@ -16,6 +16,7 @@ struct control_info {
 	const char *backing;
 	int backing_fd;		  /* O_PATH, for key commands' census */
 	const char *keyring_path; /* where key changes are saved */
+	const char *audit_dir;	  /* BACKING/.kekfs */
 	const char *mountpoint;	  /* NULL when describing an unmounted volume */
 	struct volume *vol;
 	struct keyring *kr;

@@ -141,6 +141,22 @@ int rotation_pending(int backing_fd)
 	return faccessat(backing_fd, path, F_OK, 0) == 0;
 }
 
+/* One audit record of this rotation's; a log that cannot be written is logged, not fatal. */
+static void rotation_audit(struct rotation *r, const struct audit_actor *actor, const char *op,
+			   uint32_t kek, const char *detail, const char *result)
+{
+	struct audit_event ev = {.op = op, .kek = kek, .detail = detail, .result = result};
+
+	if (actor) {
+		ev.uid = actor->uid;
+		ev.pid = actor->pid;
+	} else {
+		audit_event_self(&ev);
+	}
+	if (r->cfg.audit_dir && audit_append(r->cfg.audit_dir, r->cfg.kr, &ev) != 0)
+		log_msg(LOG_ERR, "cannot append to the audit log in %s", r->cfg.audit_dir);
+}
+
 /* The walk: count, re-wrap every header, then the name key, sync, and clear the marker. */
 static void *rewrap_thread(void *arg)
 {
@@ -163,6 +179,15 @@ static void *rewrap_thread(void *arg)
 	pthread_mutex_unlock(&r->lock);
 	if (!r->stop && name_rc >= 0 && r->st.failed == 0)
 		marker_set(r, 0);
+	if (!r->stop) {
+		char detail[96];
+
+		snprintf(detail, sizeof(detail), "%llu files, %llu re-wrapped, %llu failed",
+			 (unsigned long long)r->st.done, (unsigned long long)r->st.rewrapped,
+			 (unsigned long long)r->st.failed);
+		rotation_audit(r, NULL, "rewrap-done", r->st.target, detail,
+			       r->st.failed || name_rc < 0 ? "incomplete" : "ok");
+	}
 	log_msg(r->st.failed || name_rc < 0 ? LOG_ERR : LOG_INFO,
 		"re-wrap to KEK v%u %s: %llu files, %llu re-wrapped, %llu failed, %.1f s",
 		r->st.target, r->stop ? "stopped" : "finished", (unsigned long long)r->st.done,
@@ -206,7 +231,8 @@ struct rotation *rotation_new(const struct rotation_config *cfg)
 	return r;
 }
 
-int rotation_start(struct rotation *r, int force, uint32_t *version)
+int rotation_start(struct rotation *r, int force, const struct audit_actor *actor,
+		   uint32_t *version)
 {
 	int rc;
 
@@ -221,6 +247,8 @@ int rotation_start(struct rotation *r, int force, uint32_t *version)
 	rc = marker_set(r, 1);
 	if (rc == 0 && keyring_rotate(r->cfg.kr, r->cfg.keyring_path, version) != KR_OK)
 		rc = errno ? -errno : -EIO;
+	if (rc == 0)
+		rotation_audit(r, actor, "rotate", *version, force ? "forced" : NULL, "ok");
 	pthread_mutex_lock(&r->lock);
 	if (rc == 0)
 		rc = walk_start(r);

@@ -11,6 +11,7 @@
 
 #include "fileio.h"
 #include "inode_table.h"
+#include "../keyring/audit.h"
 #include "volume.h"
 
 #define REWRAP_MARKER "rewrap-pending"
@@ -22,6 +23,7 @@ struct rotation_config {
 	struct volume *vol;	    /* unlocked */
 	struct keyring *kr;	    /* unlocked */
 	struct inode_table *inodes; /* the daemon's inodes when mounted, NULL offline */
+	const char *audit_dir;	    /* BACKING/.kekfs, where audit.log lives */
 };
 
 struct rotation_status {
@@ -43,7 +45,8 @@ struct rotation *rotation_new(const struct rotation_config *cfg);
  * Rotates the keyring and starts the re-wrap. -EBUSY if one is running and !force (with
  * force the running walk is stopped and a new one starts). Returns 0 and the new version.
  */
-int rotation_start(struct rotation *r, int force, uint32_t *version);
+int rotation_start(struct rotation *r, int force, const struct audit_actor *actor,
+		   uint32_t *version);
 
 /* Starts a re-wrap left unfinished (the marker is there); 0 if none was needed. */
 int rotation_resume(struct rotation *r);

@@ -616,6 +616,11 @@ int keyring_load(const char *path, const uint8_t volume_id[KEYRING_VOLUME_ID_LEN
 	return KR_OK;
 }
 
+void keyring_subkey(const struct keyring *kr, const char *label, uint8_t out[32])
+{
+	kdf_subkey(kr->keyring_key, label, out);
+}
+
 const char *keyring_strerror(int err)
 {
 	switch (err) {

@@ -117,6 +117,9 @@ const uint8_t *keyring_active_kek(const struct keyring *kr, uint32_t *version);
  */
 const uint8_t *keyring_kek(const struct keyring *kr, uint32_t version, int *state);
 
+/* A 32-byte key for one purpose (label), derived from the keyring key. */
+void keyring_subkey(const struct keyring *kr, const char *label, uint8_t out[32]);
+
 /* One sentence for a person, naming what is wrong. */
 const char *keyring_strerror(int err);
 
