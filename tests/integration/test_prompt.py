@@ -26,7 +26,8 @@ def run_on_tty(argv, answers, timeout=60):
             if not data:
                 break
             screen += data
-            if pending and screen.rstrip().endswith(b":"):
+            # a fresh prompt ("...: "), not the newline echoed after the previous answer
+            if pending and screen.rstrip(b" ").endswith(b":"):
                 os.write(fd, pending.pop(0).encode() + b"\n")
     else:
         os.kill(pid, 9)
