@@ -158,5 +158,86 @@ def test_mount8_named_types_as_installed():
     assert not find_daemon_pids(mnt), "a daemon outlived the namespace"
 
 
+
+def unit_commands(dest):
+    """The installed service's ExecStart= and ExecStopPost= lines, '-' prefix removed."""
+    cmds = {}
+    for line in open(os.path.join(dest, UNIT)):
+        for key in ("ExecStart=", "ExecStopPost="):
+            if line.startswith(key):
+                cmds[key[:-1]] = line[len(key):].strip().lstrip("-")
+    return cmds
+
+
+def expand(cmd, env, instance_path):
+    """Enough of systemd's command-line expansion for our unit: ${VAR} is one word, %f the
+    unescaped instance path; then shell-like word splitting."""
+    import shlex
+    words = []
+    for w in shlex.split(cmd):
+        for k, v in env.items():
+            w = w.replace("${%s}" % k, v)
+        words.append(w.replace("%f", instance_path))
+    return words
+
+
+def test_service_command_lines_as_systemd_runs_them():
+    """The unit's ExecStart= with a credential and an empty KEKFS_OPTIONS: READY=1 on our
+    NOTIFY_SOCKET once mounted, SIGTERM stops it cleanly. Its ExecStopPost= drops a dead mount
+    left by a killed daemon, and leaves a live mount alone."""
+    import signal
+    import socket
+    dest = make_tempdir("dest")
+    make_install(dest)
+    cmds = unit_commands(dest)
+    base = make_tempdir("svc")
+    backing, mnt = os.path.join(base, "backing"), os.path.join(base, "mnt")
+    os.mkdir(mnt)
+    creds = os.path.join(base, "creds")
+    os.mkdir(creds, 0o700)
+    key = make_key_file(creds, name="kekfs.key")
+    assert_eq(run_kekfs("init", "--key-file", key, backing).returncode, 0, "init")
+    start = expand(cmds["ExecStart"], {"KEKFS_OPTIONS": "", "KEKFS_BACKING": backing}, mnt)
+    assert_eq(start[0], PREFIX + "/bin/kekfs", "ExecStart program")
+    start[0] = kekfs_bin()
+    stop_post = expand(cmds["ExecStopPost"], {}, mnt)
+    sock_path = os.path.join(base, "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(30)
+    env = dict(os.environ, NOTIFY_SOCKET=sock_path, CREDENTIALS_DIRECTORY=creds,
+               INVOCATION_ID="00112233445566778899aabbccddeeff")
+    p = None
+    try:
+        for round_ in ("sigterm", "sigkill"):
+            p = subprocess.Popen(start, env=env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+            msg = sock.recv(4096).decode()
+            assert "READY=1" in msg.split("\n"), "not READY=1: %r" % msg
+            assert is_mounted(mnt), "READY=1 before the mount"
+            if round_ == "sigterm":
+                p.send_signal(signal.SIGTERM)
+                assert_eq(p.wait(timeout=UMOUNT_TIMEOUT), 0, "exit status on SIGTERM")
+                assert not is_mounted(mnt), "SIGTERM left the mount"
+                assert "STOPPING=1" in sock.recv(4096).decode().split("\n"), "no STOPPING=1"
+                continue
+            # a live mount: ExecStopPost must not touch it
+            subprocess.run(stop_post, timeout=30)
+            assert is_mounted(mnt), "ExecStopPost unmounted a live mount"
+            p.kill()
+            p.wait()
+            assert is_mounted(mnt), "expected a dead mount after SIGKILL"
+            r = subprocess.run(stop_post, timeout=30)
+            assert_eq(r.returncode, 0, "ExecStopPost on a dead mount")
+            assert not is_mounted(mnt), "ExecStopPost left the dead mount"
+    finally:
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+        sock.close()
+        force_unmount(mnt)
+
+
 if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "inner":
     inner_named_types(*sys.argv[2:5])
