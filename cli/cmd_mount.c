@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <dirent.h>
 
+#include "../crypto/secmem.h"
 #include "../fs/fuse_ops.h"
 #include "../fs/log.h"
 #include "cli.h"
@@ -237,6 +238,7 @@ static int volume_unlock_all(const struct mount_opts *o, struct volume *vol, str
 		return -1;
 	rc = keyring_load(o->keyring ? o->keyring : kpath, vol->id, &secret, kr);
 	secret_free(&secret);
+	secmem_wipe_stack(); /* what the KDF left of the secret in dead stack frames */
 	if (rc == KR_ERR_MISSING && !o->keyring)
 		return cli_error("no keyring at %s: if it is kept elsewhere, give --keyring PATH",
 				 kpath);

@@ -212,3 +212,33 @@ def test_systemd_ask_password_without_a_terminal():
         stop.set()
         agent.join()
         force_unmount(mnt)
+
+
+def test_key_command_output_wiped_from_daemon_memory():
+    """Neither the key-command's hex output nor the key it decodes to stays in the daemon's
+    memory once the keyring is unlocked; a credential's bytes neither."""
+    from test_keys_memory import readable_memory
+    base, backing, mnt, key = volume()
+    hexcmd = script(base, "hex", "echo %s\n" % key.hex())
+    creds = os.path.join(base, "creds")
+    os.mkdir(creds, 0o700)
+    write_file(os.path.join(creds, "kekfs.key"), key, 0o400)
+    try:
+        for argv, env in ((["-o", "key-command=" + hexcmd], None),
+                          ([], dict(os.environ, CREDENTIALS_DIRECTORY=creds))):
+            r = run_kekfs("mount", *argv, backing, mnt, env=env)
+            assert_eq(r.returncode, 0, "mount: %r" % r)
+            write_file(os.path.join(mnt, "f"), b"x" * 10000)
+            read_file(os.path.join(mnt, "f"))
+            pids = find_daemon_pids(mnt)
+            assert_eq(len(pids), 1, "daemons")
+            memory = list(readable_memory(pids[0]))
+            assert any(os.path.realpath(backing).encode() in c for c in memory), \
+                "memory scan saw nothing"
+            for secret, what in ((key, "key bytes"), (key.hex().encode(), "hex output")):
+                hits = sum(c.count(secret) for c in memory)
+                assert_eq(hits, 0, "%s found in daemon memory (%r)" % (what, argv))
+            force_unmount(mnt)
+            assert wait_for(lambda: all(not pid_alive(p) for p in pids), UMOUNT_TIMEOUT)
+    finally:
+        force_unmount(mnt)
