@@ -119,6 +119,19 @@ def test_fstab_line_in_a_temporary_fstab():
         assert_eq(rc, 0, "mount --fstab -a: %s" % err)
         assert_eq(read_file(os.path.join(mnt, "x")), b"fstab", "content after mount -a")
         unmount_and_wait(mnt)
+        # a key-command with an argument: fstab writes the space as \040, and it must reach
+        # the program as a separate argument through mount(8), mount.fuse3 and its shell
+        cmd = os.path.join(base, "kms")
+        with open(cmd, "w") as f:
+            f.write('#!/bin/sh\n[ "$#" = 1 ] || exit 9\ncat "$1"\n')
+        os.chmod(cmd, 0o755)
+        with open(fstab, "w") as f:
+            f.write("%s %s fuse.%s key-command=%s\\040%s,nofail 0 0\n"
+                    % (backing, mnt, kekfs_bin(), cmd, key))
+        rc, err = run_mount(["mount", "-T", fstab, mnt])
+        assert_eq(rc, 0, "mount -T with key-command: %s" % err)
+        assert_eq(read_file(os.path.join(mnt, "x")), b"fstab", "content (key-command)")
+        unmount_and_wait(mnt)
     finally:
         force_unmount(mnt)
 
