@@ -25,7 +25,7 @@ FSCORE_SRC  := fs/volume.c fs/header.c fs/chunk.c fs/fileio.c fs/objcrypt.c fs/l
 	       fs/walk.c fs/census.c
 FUSE_SRC    := fs/fuse_ops.c
 CLI_SRC     := cli/main.c cli/secret.c cli/unlock.c cli/mounts.c cli/cmd_init.c \
-	       cli/cmd_mount.c cli/cmd_keys.c
+	       cli/cmd_mount.c cli/cmd_keys.c cli/notify.c cli/keysource.c cli/mount_helper.c
 LIB_SRC     := $(CRYPTO_SRC) $(KEYRING_SRC) $(FSCORE_SRC)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 
@@ -33,7 +33,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 APP_OBJ  := $(FUSE_SRC:%.c=$(BUILD)/%.o) $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/test_%.c=$(BUILD)/tests/unit_%)
 
-.PHONY: all deps test demo cipher-speed format clean
+.PHONY: all deps test demo cipher-speed format clean install
 all: $(BUILD)/kekfs $(UNIT_BIN)
 
 deps:
@@ -71,6 +71,29 @@ cipher-speed: $(BUILD)/cipher_speed
 
 $(BUILD)/cipher_speed: tools/cipher_speed.c $(LIB_OBJ)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+
+# make install [PREFIX=/usr/local] [DESTDIR=...]: the binary, mount.kekfs in /sbin (where
+# mount(8) looks for helpers), man pages, the systemd template unit, and example units.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= /sbin
+MANDIR     ?= $(PREFIX)/share/man
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+EXAMPLEDIR ?= $(PREFIX)/share/doc/kekfs/examples
+SYSCONFDIR ?= /etc
+SUBST       = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+
+install: $(BUILD)/kekfs
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(EXAMPLEDIR)
+	install -m 0755 $(BUILD)/kekfs $(DESTDIR)$(BINDIR)/kekfs
+	ln -sf $(BINDIR)/kekfs $(DESTDIR)$(SBINDIR)/mount.kekfs
+	install -m 0644 docs/man/kekfs.1 $(DESTDIR)$(MANDIR)/man1/kekfs.1
+	install -m 0644 docs/man/mount.kekfs.8 $(DESTDIR)$(MANDIR)/man8/mount.kekfs.8
+	$(SUBST) mount-helpers/kekfs@.service.in > $(DESTDIR)$(UNITDIR)/kekfs@.service
+	$(SUBST) mount-helpers/srv-vault.mount.in > $(DESTDIR)$(EXAMPLEDIR)/srv-vault.mount
+	install -m 0644 mount-helpers/srv-vault.automount $(DESTDIR)$(EXAMPLEDIR)/
+	chmod 0644 $(DESTDIR)$(UNITDIR)/kekfs@.service $(DESTDIR)$(EXAMPLEDIR)/srv-vault.mount
 
 format:
 	clang-format -i $(LIB_SRC) $(FUSE_SRC) $(CLI_SRC) $(UNIT_SRC) */*.h

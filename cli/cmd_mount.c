@@ -17,12 +17,15 @@
 #include <unistd.h>
 #include <dirent.h>
 
+#include "../crypto/secmem.h"
 #include "../fs/fuse_ops.h"
 #include "../fs/log.h"
 #include "../fs/control.h"
 #include "../fs/rotation.h"
 #include "cli.h"
 #include "mounts.h"
+#include "mount_helper.h"
+#include "notify.h"
 #include "secret.h"
 #include "unlock.h"
 
@@ -34,7 +37,12 @@ static const char mount_usage[] =
     "\n"
     "  -f, --foreground         stay in the foreground, log to stderr\n"
     "  -o OPTS                  comma-separated: allow_other (implies default_permissions),\n"
-    "                           default_permissions, ro, keyfile=F, passfile=F, keyring=P\n"
+    "                           default_permissions, ro, keyfile=F, passfile=F, keyring=P,\n"
+    "                           key-command=PROG [ARGS] (prints a 32-byte key or 64 hex\n"
+    "                           characters), key-command-timeout=SECONDS (30),\n"
+    "                           credential=NAME (a systemd credential holding the key),\n"
+    "                           nosuid, nodev, noexec; nofail, _netdev, x-systemd.* and\n"
+    "                           the like are accepted and ignored\n"
     "  --key-file FILE          unlock with a 32-byte key file\n"
     "  --passphrase-file FILE   unlock with the passphrase on the first line of FILE\n"
     "                           (without either, the passphrase is asked on the terminal)\n"
@@ -42,7 +50,10 @@ static const char mount_usage[] =
     "  --log-file FILE          append the daemon's log to FILE (default: syslog)\n"
     "  -h, --help               show this help\n"
     "\n"
-    "Unmount with 'kekfs umount MOUNTPOINT', 'fusermount3 -u MOUNTPOINT' or SIGTERM.\n";
+    "Without a key option: $CREDENTIALS_DIRECTORY/kekfs.key or kekfs.passphrase, else the\n"
+    "terminal, else (under systemd) systemd-ask-password. With $NOTIFY_SOCKET set, READY=1\n"
+    "is sent once mounted. Unmount with 'kekfs umount MOUNTPOINT', 'umount MOUNTPOINT' or\n"
+    "SIGTERM. See kekfs(1) and mount.kekfs(8).\n";
 
 struct mount_opts {
 	struct secret_source src;
@@ -50,8 +61,34 @@ struct mount_opts {
 	const char *log_file;
 	int foreground;
 	int allow_other, default_permissions, read_only;
+	char kernel_opts[256]; /* nosuid, nodev, ... passed on to FUSE as they are */
 	char backing[PATH_MAX], mountpoint[PATH_MAX];
 };
+
+/* Key sources for unattended mounts, and the options mount(8) and systemd pass along. */
+static int parse_o_more(struct mount_opts *o, char *opt)
+{
+	size_t used = strlen(o->kernel_opts);
+
+	if (strncmp(opt, "key-command=", 12) == 0)
+		o->src.key_command = opt + 12;
+	else if (strncmp(opt, "key-command-timeout=", 20) == 0) {
+		char *end;
+		long s = strtol(opt + 20, &end, 10);
+		if (*end || s < 1 || s > 3600)
+			return cli_error("key-command-timeout must be 1 to 3600 seconds, not '%s'",
+					 opt + 20);
+		o->src.key_command_timeout = (int)s;
+	} else if (strncmp(opt, "credential=", 11) == 0)
+		o->src.credential = opt + 11;
+	else if (mount_opt_generic(opt) == GENERIC_KERNEL) {
+		if (used + strlen(opt) + 2 > sizeof(o->kernel_opts))
+			return cli_error("too many mount options");
+		snprintf(o->kernel_opts + used, sizeof(o->kernel_opts) - used, ",%s", opt);
+	} else if (mount_opt_generic(opt) == GENERIC_UNKNOWN)
+		return cli_error("unknown mount option '%s': see 'kekfs mount --help'", opt);
+	return 0;
+}
 
 /* Splits -o into kekfs's own options and the FUSE mount options it passes on. */
 static int parse_o(struct mount_opts *o, char *opts)
@@ -73,9 +110,8 @@ static int parse_o(struct mount_opts *o, char *opts)
 			o->read_only = 1;
 		else if (strcmp(opt, "rw") == 0)
 			o->read_only = 0;
-		else
-			return cli_error("unknown mount option '%s': see 'kekfs mount --help'",
-					 opt);
+		else if (parse_o_more(o, opt) != 0)
+			return -1;
 	}
 	return 0;
 }
@@ -129,6 +165,7 @@ static int mount_parse(int argc, char **argv, struct mount_opts *o)
 	if (!realpath(argv[optind + 1], o->mountpoint))
 		return cli_error("mount point %s does not exist: create it with 'mkdir %s'",
 				 argv[optind + 1], argv[optind + 1]);
+	o->src.label = o->backing;
 	return 0;
 }
 
@@ -194,7 +231,9 @@ static struct fuse_session *session_create(const struct mount_opts *o, struct ke
 	if (fuse_opt_add_arg(&args, "kekfs") != 0 || fuse_opt_add_arg(&args, opt) != 0 ||
 	    (o->allow_other && fuse_opt_add_arg(&args, "-oallow_other") != 0) ||
 	    (o->default_permissions && fuse_opt_add_arg(&args, "-odefault_permissions") != 0) ||
-	    (o->read_only && fuse_opt_add_arg(&args, "-oro") != 0)) {
+	    (o->read_only && fuse_opt_add_arg(&args, "-oro") != 0) ||
+	    (o->kernel_opts[0] && (fuse_opt_add_arg(&args, "-o") != 0 ||
+				   fuse_opt_add_arg(&args, o->kernel_opts + 1) != 0))) {
 		fuse_opt_free_args(&args);
 		return NULL;
 	}
@@ -346,7 +385,9 @@ static int mount_run(struct mount_opts *o, int status_fd)
 	services_start(&svc, o, fs, &vol, kr);
 	report_parent(status_fd, 0);
 	status_fd = -1;
+	notify_send("READY=1\nSTATUS=mounted");
 	rc = session_serve(se);
+	notify_send("STOPPING=1");
 	log_msg(LOG_INFO, "unmounting %s", o->mountpoint);
 	services_stop(&svc);
 out:

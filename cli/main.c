@@ -5,6 +5,7 @@
 
 #include "../crypto/secmem.h"
 #include "cli.h"
+#include "mount_helper.h"
 
 static const char usage[] =
     "Usage: kekfs COMMAND [OPTIONS] ...\n"
@@ -68,6 +69,8 @@ int main(int argc, char **argv)
 		return cmd_keys(argc - 1, argv + 1);
 	if (strcmp(argv[1], "audit") == 0)
 		return cmd_audit(argc - 1, argv + 1);
+	if (mount_helper_wanted(argc, argv)) /* from mount(8), mount.fuse3 or fstab */
+		return cmd_mount_helper(argc, argv);
 	cli_error("unknown command '%s': see 'kekfs --help'", argv[1]);
 	return 2;
 }

@@ -13,6 +13,7 @@
 #include "../crypto/kdf.h"
 #include "../crypto/secmem.h"
 #include "cli.h"
+#include "keysource.h"
 
 #define PASSPHRASE_MAX 1024
 
@@ -120,6 +121,7 @@ static ssize_t tty_read_hidden(int tty, const char *prompt, uint8_t *buf, size_t
 		return -errno;
 	quiet = old;
 	quiet.c_lflag &= ~(tcflag_t)ECHO;
+	/* Echo goes off before the prompt shows: an answer typed (or sent) at once is hidden. */
 	tcsetattr(tty, TCSAFLUSH, &quiet);
 	/* The prompt comes after the flush, so an answer typed as soon as it shows is kept. */
 	(void)!write(tty, prompt, strlen(prompt));
@@ -166,13 +168,27 @@ static int passphrase_prompt(int confirm, struct kr_secret *secret)
 
 int secret_read(const struct secret_source *src, int confirm, struct kr_secret *secret)
 {
+	int rc;
+
 	memset(secret, 0, sizeof(*secret));
-	if (src->key_file && src->passphrase_file)
-		return cli_error("give either --key-file or --passphrase-file, not both");
+	if (!!src->key_file + !!src->passphrase_file + !!src->key_command + !!src->credential > 1)
+		return cli_error("give one key source (key file, passphrase file, key-command or "
+				 "credential), not several");
 	if (src->key_file)
 		return key_file_read(src->key_file, secret);
 	if (src->passphrase_file)
 		return passphrase_file_read(src->passphrase_file, secret);
+	if (src->key_command)
+		return keysource_command(src->key_command, src->key_command_timeout, src->label,
+					 secret);
+	if (src->credential)
+		return keysource_credential(src->credential, secret);
+	/* Nothing given: what systemd handed over, else a person at a terminal or console. */
+	rc = keysource_default_credential(secret);
+	if (rc != 0)
+		return rc < 0 ? -1 : 0;
+	if (keysource_ask_password_wanted())
+		return keysource_ask_password(src->label, secret);
 	return passphrase_prompt(confirm, secret);
 }
 

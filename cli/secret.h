@@ -4,15 +4,21 @@
 
 #include "../keyring/keyring.h"
 
-/* Where the secret comes from; at most one of the paths is set. */
+/* Where the secret comes from; at most one of the sources is set. */
 struct secret_source {
 	const char *key_file;
 	const char *passphrase_file;
+	const char *key_command; /* a program that prints the key (see keysource.h) */
+	int key_command_timeout; /* seconds; 0 = the default */
+	const char *credential;	 /* a systemd credential name in $CREDENTIALS_DIRECTORY */
+	const char *label;	 /* what to name in a password prompt (the backing dir) */
 };
 
 /*
- * Fills secret (bytes in secure memory) from the source, or prompts on the terminal when
- * none is given (twice when confirm is set). Prints one clear line and returns -1 on error.
+ * Fills secret (bytes in secure memory) from the source. When none is given: a systemd
+ * credential kekfs.key or kekfs.passphrase, else a prompt on the terminal (twice when confirm
+ * is set), else, under systemd, systemd-ask-password. Prints one clear line and returns -1 on
+ * error.
  */
 int secret_read(const struct secret_source *src, int confirm, struct kr_secret *secret);
 

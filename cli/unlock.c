@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 
+#include "../crypto/secmem.h"
 #include "../keyring/audit.h"
 #include "cli.h"
 
@@ -36,6 +37,7 @@ int volume_unlock_all(const char *backing, const char *keyring_opt, const struct
 		return -1;
 	rc = keyring_load(p.keyring, vol->id, &secret, kr);
 	secret_free(&secret);
+	secmem_wipe_stack(); /* what the KDF left of the secret in dead stack frames */
 	audit_event_self(&ev);
 	if (purpose && (rc == KR_ERR_WRONG_SECRET || rc == KR_ERR_TAMPERED || rc == KR_ERR_NO_SLOT))
 		audit_note_failure(p.audit_dir, &ev);

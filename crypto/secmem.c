@@ -33,3 +33,12 @@ void secmem_wipe(void *p, size_t n)
 {
 	sodium_memzero(p, n);
 }
+
+/* noinline: the buffer must be a new frame below the caller's, where its callees' were. */
+__attribute__((noinline)) void secmem_wipe_stack(void)
+{
+	unsigned char below[SECMEM_STACK_WIPE];
+
+	sodium_memzero(below, sizeof(below));
+	__asm__ __volatile__("" : : "r"(below) : "memory");
+}

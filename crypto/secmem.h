@@ -16,4 +16,12 @@ void secmem_free(void *p);
 /* Wipes a stack or heap buffer in a way the compiler cannot elide. */
 void secmem_wipe(void *p, size_t n);
 
+/*
+ * Zeroes the SECMEM_STACK_WIPE bytes of stack below the caller: hash and KDF code inside
+ * libraries (libsodium's BLAKE2b rounds) leaves copies of its input in stack frames it never
+ * wipes. Call after a function that handled a root secret has returned.
+ */
+#define SECMEM_STACK_WIPE 65536
+void secmem_wipe_stack(void);
+
 #endif

@@ -1,0 +1,404 @@
+/*
+ * Unattended key sources. A key-command is how users plug in what kekfs does not know (a
+ * cloud KMS, Vault, clevis/tang, a TPM): it is run without a shell, so no quoting or
+ * injection through a mount option, with a timeout so a hung KMS cannot hang the boot, and
+ * its output is read straight into secure memory and wiped after use.
+ */
+#include "keysource.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "../crypto/kdf.h"
+#include "../crypto/secmem.h"
+#include "cli.h"
+
+#define KEY_OUTPUT_MAX 130   /* 64 hex characters and a newline, with room to see more */
+#define PASS_OUTPUT_MAX 1024 /* as for a passphrase file */
+#define ARGV_MAX 32
+#define ASK_PASSWORD "/usr/bin/systemd-ask-password"
+#define ASK_TIMEOUT 90 /* systemd-ask-password's own default */
+
+/* What a finished program left: its output length, and how it ended. */
+struct run_result {
+	size_t len;
+	int overflow; /* printed more than the buffer holds */
+	int timed_out;
+	int wstatus;
+};
+
+static long ms_left(const struct timespec *deadline)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
+}
+
+/* The child: own process group (so a timeout kills its children too), stdin from /dev/null,
+ * stdout to the pipe, stderr inherited, no other descriptor, only the environment given. */
+static void child_exec(char *const argv[], char *const envp[], int out_fd)
+{
+	int null = open("/dev/null", O_RDONLY);
+	sigset_t none;
+
+	setpgid(0, 0);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0)
+		_exit(127);
+	close_range(3, ~0U, 0);
+	execve(argv[0], argv, envp);
+	_exit(127);
+}
+
+/* Reads the child's stdout into buf until EOF or the deadline; extra output is counted. */
+static void read_output(int fd, const struct timespec *deadline, uint8_t *buf, size_t max,
+			struct run_result *r)
+{
+	uint8_t scratch[256]; /* swallows output past max; wiped below */
+
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		long left = ms_left(deadline);
+		ssize_t n;
+
+		if (left <= 0 || poll(&p, 1, (int)left) == 0) {
+			r->timed_out = 1;
+			break;
+		}
+		if (r->len < max)
+			n = read(fd, buf + r->len, max - r->len);
+		else
+			n = read(fd, scratch, sizeof(scratch));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (r->len < max)
+			r->len += (size_t)n;
+		else
+			r->overflow = 1;
+	}
+	sodium_memzero(scratch, sizeof(scratch));
+}
+
+/* Waits for the child until the deadline (a pidfd makes the wait pollable), else kills it. */
+static void reap(pid_t pid, const struct timespec *deadline, struct run_result *r)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+	if (!r->timed_out && pidfd >= 0) {
+		struct pollfd p = {.fd = pidfd, .events = POLLIN};
+		long left = ms_left(deadline);
+		if (left <= 0 || poll(&p, 1, (int)left) == 0)
+			r->timed_out = 1;
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+	if (r->timed_out)
+		kill(-pid, SIGKILL);
+	while (waitpid(pid, &r->wstatus, 0) < 0 && errno == EINTR)
+		;
+}
+
+/* Runs argv, capturing at most max bytes of stdout into buf (secure memory). */
+static int run_capture(char *const argv[], char *const envp[], int timeout_s, uint8_t *buf,
+		       size_t max, struct run_result *r)
+{
+	struct timespec deadline;
+	int pipefd[2];
+	pid_t pid;
+
+	memset(r, 0, sizeof(*r));
+	if (pipe2(pipefd, O_CLOEXEC) != 0)
+		return cli_error("cannot create a pipe: %s", strerror(errno));
+	pid = fork();
+	if (pid < 0) {
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return cli_error("cannot fork: %s", strerror(errno));
+	}
+	if (pid == 0)
+		child_exec(argv, envp, pipefd[1]);
+	close(pipefd[1]);
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_s;
+	read_output(pipefd[0], &deadline, buf, max, r);
+	close(pipefd[0]);
+	reap(pid, &deadline, r);
+	return 0;
+}
+
+/* Turns a run that did not end well into one message; 0 if it exited with status 0. */
+static int run_verdict(const char *what, const struct run_result *r, int timeout_s)
+{
+	if (r->timed_out)
+		return cli_error("%s did not finish within %d s and was killed", what, timeout_s);
+	if (WIFSIGNALED(r->wstatus))
+		return cli_error("%s was killed by signal %d", what, WTERMSIG(r->wstatus));
+	if (WIFEXITED(r->wstatus) && WEXITSTATUS(r->wstatus) == 127 && r->len == 0)
+		return cli_error("cannot run %s", what);
+	if (!WIFEXITED(r->wstatus) || WEXITSTATUS(r->wstatus) != 0)
+		return cli_error("%s failed (exit status %d)", what, WEXITSTATUS(r->wstatus));
+	return 0;
+}
+
+/* 32 raw bytes, or 64 hex characters with at most one trailing newline, become the key. */
+static int key_from_bytes(uint8_t *buf, size_t len, int overflow, const char *what,
+			  struct kr_secret *secret)
+{
+	uint8_t *key;
+	size_t hexlen = len, bin = 0;
+
+	if (hexlen > 0 && buf[hexlen - 1] == '\n')
+		hexlen--;
+	if (!overflow && len != KDF_KEYFILE_LEN && hexlen != 2 * KDF_KEYFILE_LEN)
+		return cli_error("%s gave %s%zu bytes: it must give a 32-byte key or 64 hex "
+				 "characters",
+				 what, overflow ? "more than " : "", len);
+	if (overflow)
+		return cli_error("%s gave more than %zu bytes: it must give a 32-byte key or 64 "
+				 "hex characters",
+				 what, len);
+	key = secmem_alloc(KDF_KEYFILE_LEN);
+	if (!key)
+		return cli_error("out of secure memory");
+	if (len == KDF_KEYFILE_LEN)
+		memcpy(key, buf, KDF_KEYFILE_LEN);
+	else if (sodium_hex2bin(key, KDF_KEYFILE_LEN, (const char *)buf, hexlen, NULL, &bin,
+				NULL) != 0 ||
+		 bin != KDF_KEYFILE_LEN) {
+		secmem_free(key);
+		return cli_error("%s gave 64 characters that are not hex: it must give a 32-byte "
+				 "key or 64 hex characters",
+				 what);
+	}
+	secret->type = KR_SECRET_KEYFILE;
+	secret->bytes = key;
+	secret->len = KDF_KEYFILE_LEN;
+	return 0;
+}
+
+/* Splits CMD on spaces into argv (pointing into copy); the program must be absolute. */
+static int split_command(const char *cmd, char *copy, size_t size, char **argv)
+{
+	char *save = NULL;
+	int n = 0;
+
+	if (strlen(cmd) >= size)
+		return cli_error("key-command is too long");
+	strcpy(copy, cmd);
+	for (char *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+		if (n == ARGV_MAX - 1)
+			return cli_error("key-command has more than %d arguments", ARGV_MAX - 2);
+		argv[n++] = w;
+	}
+	argv[n] = NULL;
+	if (n == 0 || argv[0][0] != '/')
+		return cli_error("key-command must start with an absolute path (it is run "
+				 "without a shell), not '%s'",
+				 cmd);
+	if (access(argv[0], X_OK) != 0)
+		return cli_error("cannot run key-command %s: %s", argv[0], strerror(errno));
+	return 0;
+}
+
+/* The environment a key-command gets: a fixed PATH, the volume, and systemd's credentials. */
+static void command_env(char **envp, char *backing_var, size_t bsize, char *cred_var, size_t csize,
+			const char *label)
+{
+	const char *cred = getenv("CREDENTIALS_DIRECTORY");
+	int n = 0;
+
+	envp[n++] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	envp[n++] = "LC_ALL=C";
+	if (label) {
+		snprintf(backing_var, bsize, "KEKFS_BACKING=%s", label);
+		envp[n++] = backing_var;
+	}
+	if (cred) {
+		snprintf(cred_var, csize, "CREDENTIALS_DIRECTORY=%s", cred);
+		envp[n++] = cred_var;
+	}
+	envp[n] = NULL;
+}
+
+int keysource_command(const char *cmd, int timeout_s, const char *label, struct kr_secret *secret)
+{
+	char copy[4096], what[4200], backing_var[4200], cred_var[4200];
+	char *argv[ARGV_MAX], *envp[5];
+	struct run_result r;
+	uint8_t *buf;
+	int rc;
+
+	if (timeout_s <= 0)
+		timeout_s = KEY_COMMAND_TIMEOUT;
+	if (split_command(cmd, copy, sizeof(copy), argv) != 0)
+		return -1;
+	command_env(envp, backing_var, sizeof(backing_var), cred_var, sizeof(cred_var), label);
+	snprintf(what, sizeof(what), "key-command %s", argv[0]);
+	buf = secmem_alloc(KEY_OUTPUT_MAX);
+	if (!buf)
+		return cli_error("out of secure memory");
+	rc = run_capture(argv, envp, timeout_s, buf, KEY_OUTPUT_MAX, &r);
+	if (rc == 0)
+		rc = run_verdict(what, &r, timeout_s);
+	if (rc == 0)
+		rc = key_from_bytes(buf, r.len, r.overflow, what, secret);
+	secmem_free(buf); /* wipes the output: only the parsed key lives on */
+	return rc;
+}
+
+/* Reads a credential file into secure memory; *len is its size. */
+static uint8_t *credential_read(const char *name, size_t max, size_t *len, int *overflow)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	char path[4096];
+	uint8_t *buf;
+	ssize_t n;
+	int fd;
+
+	if (!dir)
+		return cli_error("credential=%s given but $CREDENTIALS_DIRECTORY is not set "
+				 "(use LoadCredential= in the unit)",
+				 name),
+		       NULL;
+	if (strchr(name, '/') || !name[0])
+		return cli_error("credential name '%s' must not be empty or contain '/'", name),
+		       NULL;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cli_error("cannot read credential %s: %s", path, strerror(errno)), NULL;
+	buf = secmem_alloc(max + 1);
+	if (!buf) {
+		close(fd);
+		return cli_error("out of secure memory"), NULL;
+	}
+	*len = 0;
+	while (*len <= max && (n = read(fd, buf + *len, max + 1 - *len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			cli_error("cannot read credential %s: %s", path, strerror(errno));
+			close(fd);
+			secmem_free(buf);
+			return NULL;
+		}
+		*len += (size_t)n;
+	}
+	close(fd);
+	*overflow = *len > max;
+	if (*overflow)
+		*len = max;
+	return buf;
+}
+
+int keysource_credential(const char *name, struct kr_secret *secret)
+{
+	char what[300];
+	size_t len;
+	int overflow, rc;
+	uint8_t *buf = credential_read(name, KEY_OUTPUT_MAX, &len, &overflow);
+
+	if (!buf)
+		return -1;
+	snprintf(what, sizeof(what), "credential %.200s", name);
+	rc = key_from_bytes(buf, len, overflow, what, secret);
+	secmem_free(buf);
+	return rc;
+}
+
+/* Keeps the first line of buf (secure memory, taken over) as the passphrase. */
+static int passphrase_from_bytes(uint8_t *buf, size_t len, const char *what,
+				 struct kr_secret *secret)
+{
+	size_t n = 0;
+
+	while (n < len && buf[n] != '\n' && buf[n] != '\r')
+		n++;
+	if (n == 0) {
+		secmem_free(buf);
+		return cli_error("the passphrase from %s is empty", what);
+	}
+	secret->type = KR_SECRET_PASSPHRASE;
+	secret->bytes = buf;
+	secret->len = n;
+	return 0;
+}
+
+int keysource_default_credential(struct kr_secret *secret)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	char path[4096];
+	size_t len;
+	int overflow;
+	uint8_t *buf;
+
+	if (!dir)
+		return 0;
+	snprintf(path, sizeof(path), "%s/kekfs.key", dir);
+	if (access(path, F_OK) == 0)
+		return keysource_credential("kekfs.key", secret) == 0 ? 1 : -1;
+	snprintf(path, sizeof(path), "%s/kekfs.passphrase", dir);
+	if (access(path, F_OK) != 0)
+		return 0;
+	buf = credential_read("kekfs.passphrase", PASS_OUTPUT_MAX, &len, &overflow);
+	if (!buf)
+		return -1;
+	return passphrase_from_bytes(buf, len, "credential kekfs.passphrase", secret) == 0 ? 1 : -1;
+}
+
+int keysource_ask_password_wanted(void)
+{
+	int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
+
+	if (tty >= 0) {
+		close(tty);
+		return 0;
+	}
+	return getenv("INVOCATION_ID") != NULL && access(ASK_PASSWORD, X_OK) == 0;
+}
+
+int keysource_ask_password(const char *label, struct kr_secret *secret)
+{
+	char id[4200], msg[4200];
+	char *argv[] = {ASK_PASSWORD,
+			"--no-tty",
+			"--timeout="
+			"90",
+			id,
+			msg,
+			NULL};
+	char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL};
+	struct run_result r;
+	uint8_t *buf = secmem_alloc(PASS_OUTPUT_MAX);
+	int rc;
+
+	if (!buf)
+		return cli_error("out of secure memory");
+	snprintf(id, sizeof(id), "--id=kekfs:%s", label ? label : "");
+	snprintf(msg, sizeof(msg), "Passphrase for kekfs volume %s:", label ? label : "");
+	rc = run_capture(argv, envp, ASK_TIMEOUT + 5, buf, PASS_OUTPUT_MAX, &r);
+	if (rc == 0)
+		rc = run_verdict("systemd-ask-password", &r, ASK_TIMEOUT + 5);
+	if (rc != 0) {
+		secmem_free(buf);
+		return -1;
+	}
+	return passphrase_from_bytes(buf, r.len, "systemd-ask-password", secret);
+}
