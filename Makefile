@@ -21,7 +21,7 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 CRYPTO_SRC  := crypto/secmem.c crypto/aead.c crypto/kdf.c crypto/keywrap.c
 KEYRING_SRC := keyring/keyring.c keyring/wrapslot.c keyring/atomic_file.c
 FSCORE_SRC  := fs/volume.c fs/header.c fs/chunk.c fs/fileio.c fs/objcrypt.c fs/log.c \
-	       fs/inode_table.c fs/names.c
+	       fs/inode_table.c fs/names.c fs/namedir.c
 FUSE_SRC    := fs/fuse_ops.c
 CLI_SRC     := cli/main.c cli/secret.c cli/cmd_init.c cli/cmd_mount.c
 LIB_SRC     := $(CRYPTO_SRC) $(KEYRING_SRC) $(FSCORE_SRC)

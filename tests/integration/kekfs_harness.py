@@ -441,7 +441,7 @@ class Volume(object):
 
     def __init__(self, cipher=None, chunk_size=None, passphrase=None,
                  keyring_outside=False, mount_opts=None, do_init=True,
-                 do_mount=True, init_args=(), foreground=False):
+                 do_mount=True, init_args=(), foreground=False, names="plaintext"):
         self.cipher = cipher
         self.chunk_size = chunk_size
         self.passphrase = passphrase
@@ -451,6 +451,11 @@ class Volume(object):
         self.do_mount = do_mount
         self.init_args = list(init_args)
         self.foreground = foreground
+        # "plaintext" (init --plaintext-names: backing names are the plaintext names, so
+        # bpath(name) finds a file's backing object) or "encrypted" (kekfs's default; use
+        # backing_path() to map a plaintext path)
+        assert names in ("plaintext", "encrypted")
+        self.names = names
         self.base = None
         self.daemon_pids = []
         self.fg_proc = None
@@ -525,6 +530,8 @@ class Volume(object):
             a += ["--cipher", self.cipher]
         if self.chunk_size:
             a += ["--chunk-size", str(self.chunk_size)]
+        if self.names == "plaintext":
+            a += ["--plaintext-names"]
         return a + self.init_args + [self.backing]
 
     def init(self):
