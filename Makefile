@@ -23,7 +23,7 @@ KEYRING_SRC := keyring/keyring.c keyring/wrapslot.c keyring/atomic_file.c
 FSCORE_SRC  := fs/volume.c fs/header.c fs/chunk.c fs/fileio.c fs/objcrypt.c fs/log.c \
 	       fs/inode_table.c fs/names.c fs/namedir.c
 FUSE_SRC    := fs/fuse_ops.c
-CLI_SRC     := cli/main.c cli/secret.c cli/cmd_init.c cli/cmd_mount.c
+CLI_SRC     := cli/main.c cli/secret.c cli/cmd_init.c cli/cmd_mount.c cli/cmd_path.c
 LIB_SRC     := $(CRYPTO_SRC) $(KEYRING_SRC) $(FSCORE_SRC)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 

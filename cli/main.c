@@ -15,6 +15,7 @@ static const char usage[] =
     "  init BACKING                  create an encrypted volume in an empty directory\n"
     "  mount BACKING MOUNTPOINT      unlock the volume and mount it in plaintext\n"
     "  umount MOUNTPOINT             unmount a kekfs mount\n"
+    "  path encrypt|decrypt BACKING PATH  map a plaintext path to its backing path, or back\n"
     "\n"
     "Options:\n"
     "  -h, --help                    show this help (or 'kekfs COMMAND --help')\n"
@@ -56,6 +57,8 @@ int main(int argc, char **argv)
 		return cmd_mount(argc - 1, argv + 1);
 	if (strcmp(argv[1], "umount") == 0 || strcmp(argv[1], "unmount") == 0)
 		return cmd_umount(argc - 1, argv + 1);
+	if (strcmp(argv[1], "path") == 0)
+		return cmd_path(argc - 1, argv + 1);
 	cli_error("unknown command '%s': see 'kekfs --help'", argv[1]);
 	return 2;
 }

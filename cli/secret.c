@@ -116,12 +116,13 @@ static ssize_t tty_read_hidden(int tty, const char *prompt, uint8_t *buf, size_t
 	struct termios old, quiet;
 	ssize_t n = 0;
 
-	(void)!write(tty, prompt, strlen(prompt));
 	if (tcgetattr(tty, &old) != 0)
 		return -errno;
 	quiet = old;
 	quiet.c_lflag &= ~(tcflag_t)ECHO;
 	tcsetattr(tty, TCSAFLUSH, &quiet);
+	/* The prompt comes after the flush, so an answer typed as soon as it shows is kept. */
+	(void)!write(tty, prompt, strlen(prompt));
 	while ((size_t)n < max) {
 		ssize_t r = read(tty, buf + n, 1);
 		if (r <= 0 || buf[n] == '\n')

@@ -1254,6 +1254,17 @@ static void xattr_key_put(struct xattr_key *xk)
 	close(xk->tmp_fd);
 }
 
+/* The backing name of an xattr: user.* names are sealed on encrypted-name volumes. */
+static int xattr_backing(struct kekfs_fs *fs, const char *name, char out[256])
+{
+	if (fs->nk && xattr_is_encrypted(name))
+		return xattr_name_encrypt(fs->nk, name, out);
+	if (strlen(name) > 255)
+		return -ERANGE;
+	strcpy(out, name);
+	return 0;
+}
+
 static void setxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name, const char *value,
 			    size_t size, int flags)
 {
@@ -1261,9 +1272,13 @@ static void setxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name,
 	struct kinode *ino = inode_of(req, ino_id);
 	struct xattr_key xk;
 	uint8_t *sealed;
-	char proc[64];
-	int rc;
+	char proc[64], bname[256];
+	int rc = xattr_backing(fs, name, bname);
 
+	if (rc != 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	proc_path(proc, ino->fd);
 	if (!xattr_is_encrypted(name)) {
 		rc = setxattr(proc, name, value, size, flags);
@@ -1282,7 +1297,7 @@ static void setxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name,
 	rc = sealed ? xattr_key_get(fs, ino, &xk) : -ENOMEM;
 	if (rc == 0) {
 		xattr_seal(xk.key, xk.file_id, name, value, size, sealed);
-		rc = setxattr(proc, name, sealed, size + OBJ_OVERHEAD, flags) == 0 ? 0 : -errno;
+		rc = setxattr(proc, bname, sealed, size + OBJ_OVERHEAD, flags) == 0 ? 0 : -errno;
 		xattr_key_put(&xk);
 	}
 	free(sealed);
@@ -1297,12 +1312,16 @@ static void getxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name,
 	size_t extra = enc ? OBJ_OVERHEAD : 0;
 	uint8_t *buf = NULL, *plain = NULL;
 	struct xattr_key xk;
-	char proc[64];
+	char proc[64], bname[256];
 	ssize_t n;
-	int rc;
+	int rc = xattr_backing(fs, name, bname);
 
+	if (rc != 0) {
+		fuse_reply_err(req, rc == -ERANGE ? ENODATA : -rc); /* too long to exist */
+		return;
+	}
 	proc_path(proc, ino->fd);
-	n = getxattr(proc, name, NULL, 0);
+	n = getxattr(proc, bname, NULL, 0);
 	if (n < 0) {
 		fuse_reply_err(req, errno);
 		return;
@@ -1320,7 +1339,7 @@ static void getxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name,
 		return;
 	}
 	buf = malloc((size_t)n + 1);
-	n = buf ? getxattr(proc, name, buf, (size_t)n) : -1;
+	n = buf ? getxattr(proc, bname, buf, (size_t)n) : -1;
 	rc = n < 0 ? -(buf ? errno : ENOMEM) : 0;
 	if (rc == 0 && enc) {
 		plain = malloc((size_t)n + 1);
@@ -1342,12 +1361,58 @@ static void getxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name,
 	free(buf);
 }
 
+/*
+ * The plaintext list of a pinned inode's xattr names, in a malloc'ed buffer: user.* names
+ * are decrypted; ones that do not decrypt are not shown. Length or -errno.
+ */
+static ssize_t xattr_list_plain(struct kekfs_fs *fs, const char *proc, char **out)
+{
+	ssize_t n = listxattr(proc, NULL, 0), len = 0;
+	char *raw = n > 0 ? malloc((size_t)n) : NULL, *plain = n > 0 ? malloc((size_t)n) : NULL;
+
+	*out = plain;
+	if (n <= 0) {
+		free(raw);
+		return n < 0 ? -errno : 0;
+	}
+	if (!raw || !plain || (n = listxattr(proc, raw, (size_t)n)) < 0) {
+		len = raw && plain ? -errno : -ENOMEM;
+		n = 0;
+	}
+	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(raw + i) + 1) {
+		char name[256];
+
+		if (!xattr_is_encrypted(raw + i))
+			snprintf(name, sizeof(name), "%s", raw + i);
+		else if (xattr_name_decrypt(fs->nk, raw + i, name) != 0)
+			continue;
+		memcpy(plain + len, name, strlen(name) + 1); /* never longer than its sealed form */
+		len += (ssize_t)strlen(name) + 1;
+	}
+	free(raw);
+	return len;
+}
+
 static void listxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, size_t size)
 {
+	struct kekfs_fs *fs = fs_of(req);
 	char proc[64], *buf = NULL;
 	ssize_t n;
 
 	proc_path(proc, inode_of(req, ino_id)->fd);
+	if (fs->nk) {
+		n = xattr_list_plain(fs, proc, &buf);
+		if (n < 0)
+			fuse_reply_err(req, (int)-n);
+		else if (size == 0)
+			fuse_reply_xattr(req, (size_t)n);
+		else if ((size_t)n > size)
+			fuse_reply_err(req, ERANGE);
+		else
+			fuse_reply_buf(req, buf, (size_t)n);
+		free(buf);
+		return;
+	}
 	if (size == 0) {
 		n = listxattr(proc, NULL, 0);
 		if (n < 0)
@@ -1367,10 +1432,15 @@ static void listxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, size_t size)
 
 static void removexattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name)
 {
-	char proc[64];
+	char proc[64], bname[256];
+	int rc = xattr_backing(fs_of(req), name, bname);
 
+	if (rc != 0) {
+		fuse_reply_err(req, rc == -ERANGE ? ENODATA : -rc);
+		return;
+	}
 	proc_path(proc, inode_of(req, ino_id)->fd);
-	fuse_reply_err(req, removexattr(proc, name) == 0 ? 0 : errno);
+	fuse_reply_err(req, removexattr(proc, bname) == 0 ? 0 : errno);
 }
 
 /* Each xattr operation runs with its inode pinned. */

@@ -242,3 +242,94 @@ int namedir_long_read(int dirfd, const char *backing, char enc[NAME_ENC_SIZE])
 		rc = -EBADMSG;
 	return rc;
 }
+
+/* Appends "/" + name to out; -ENAMETOOLONG if it does not fit. */
+static int path_append(char *out, size_t out_size, size_t *len, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (*len + 1 + n + 1 > out_size)
+		return -ENAMETOOLONG;
+	out[(*len)++] = '/';
+	memcpy(out + *len, name, n + 1);
+	*len += n;
+	return 0;
+}
+
+/* Steps into backing directory name of *dirfd, learning its id. */
+static int path_descend(int *dirfd, const char *name, const struct name_keys *nk,
+			uint8_t id[NAME_DIRID_LEN])
+{
+	int fd = openat(*dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (nk)
+		rc = namedir_read_id(fd, id);
+	close(*dirfd);
+	*dirfd = fd;
+	return rc;
+}
+
+/* Walks path one component at a time; step turns a component into its other form. */
+static int path_walk(int rootfd, const struct name_keys *nk, const uint8_t root_id[NAME_DIRID_LEN],
+		     const char *path, char *out, size_t out_size, int encrypt)
+{
+	uint8_t id[NAME_DIRID_LEN];
+	char comp[NAME_ENC_SIZE], enc[NAME_ENC_SIZE], plain[NAME_PLAIN_MAX + 1];
+	const char *p = path, *next;
+	int dirfd = dup(rootfd), rc = 0;
+	struct bname b;
+	size_t len = 0;
+
+	memcpy(id, root_id, NAME_DIRID_LEN);
+	out[0] = '\0';
+	if (dirfd < 0)
+		return -errno;
+	for (; rc == 0 && *p; p = next) {
+		size_t n = strcspn(p, "/");
+
+		next = p + n + (p[n] == '/');
+		if (n == 0 || (n == 1 && p[0] == '.'))
+			continue;
+		if (n >= sizeof(comp) || (n == 2 && p[0] == '.' && p[1] == '.'))
+			rc = n >= sizeof(comp) ? -ENAMETOOLONG : -EINVAL;
+		if (rc != 0)
+			break;
+		memcpy(comp, p, n);
+		comp[n] = '\0';
+		if (encrypt) {
+			rc = bname_make(nk, id, comp, &b);
+			if (rc == 0)
+				rc = path_append(out, out_size, &len, b.name);
+		} else if (!nk) {
+			rc = path_append(out, out_size, &len, comp);
+		} else {
+			if (name_is_long(comp))
+				rc = namedir_long_read(dirfd, comp, enc);
+			if (rc == 0 &&
+			    name_decrypt(nk, id, name_is_long(comp) ? enc : comp, plain) <= 0)
+				rc = -EBADMSG;
+			if (rc == 0)
+				rc = path_append(out, out_size, &len, plain);
+		}
+		if (rc == 0 && next[strspn(next, "/")] != '\0')
+			rc = path_descend(&dirfd, encrypt ? b.name : comp, nk, id);
+	}
+	close(dirfd);
+	if (rc == 0 && len == 0)
+		rc = -EINVAL;
+	return rc;
+}
+
+int namepath_encrypt(int rootfd, const struct name_keys *nk, const uint8_t root_id[NAME_DIRID_LEN],
+		     const char *plain, char *out, size_t out_size)
+{
+	return path_walk(rootfd, nk, root_id, plain, out, out_size, 1);
+}
+
+int namepath_decrypt(int rootfd, const struct name_keys *nk, const uint8_t root_id[NAME_DIRID_LEN],
+		     const char *backing, char *out, size_t out_size)
+{
+	return path_walk(rootfd, nk, root_id, backing, out, out_size, 0);
+}

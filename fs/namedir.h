@@ -57,4 +57,16 @@ void namedir_long_remove(int dirfd, const struct bname *b);
 /* Reads and checks the full encoding of a long backing name. 0, or -EBADMSG / -errno. */
 int namedir_long_read(int dirfd, const char *backing, char enc[NAME_ENC_SIZE]);
 
+/*
+ * Maps a plaintext path (relative to the volume root; "/" separated) to its backing path
+ * relative to the backing directory rootfd, or back. Every directory on the way must exist
+ * (the last component need not, when encrypting). nk NULL: plaintext names (copied).
+ * 0, -EINVAL (".." or an empty path), -ENOENT, -EBADMSG (a name that does not decrypt),
+ * -ENAMETOOLONG, or -errno.
+ */
+int namepath_encrypt(int rootfd, const struct name_keys *nk, const uint8_t root_id[NAME_DIRID_LEN],
+		     const char *plain, char *out, size_t out_size);
+int namepath_decrypt(int rootfd, const struct name_keys *nk, const uint8_t root_id[NAME_DIRID_LEN],
+		     const char *backing, char *out, size_t out_size);
+
 #endif

@@ -482,6 +482,16 @@ class Volume(object):
     def bpath(self, *parts):
         return os.path.join(self.backing, *parts)
 
+    def backing_path(self, *parts):
+        """Backing path of a plaintext path inside the volume (`kekfs path encrypt`)."""
+        if self.names == "plaintext":
+            return self.bpath(*parts)
+        r = run_kekfs("path", "encrypt", *(self.key_args() + [self.backing,
+                                                              os.path.join(*parts)]))
+        if r.returncode != 0:
+            raise AssertionError("kekfs path encrypt failed: %r" % (r,))
+        return os.fsdecode(r.stdout.rstrip(b"\n"))
+
     # ---- key args
     def key_args(self):
         a = []
