@@ -441,7 +441,7 @@ class Volume(object):
 
     def __init__(self, cipher=None, chunk_size=None, passphrase=None,
                  keyring_outside=False, mount_opts=None, do_init=True,
-                 do_mount=True, init_args=(), foreground=False, names="plaintext"):
+                 do_mount=True, init_args=(), foreground=False, names=None):
         self.cipher = cipher
         self.chunk_size = chunk_size
         self.passphrase = passphrase
@@ -454,6 +454,8 @@ class Volume(object):
         # "plaintext" (init --plaintext-names: backing names are the plaintext names, so
         # bpath(name) finds a file's backing object) or "encrypted" (kekfs's default; use
         # backing_path() to map a plaintext path)
+        # KEKFS_TEST_NAMES=encrypted runs every test that does not choose on encrypted names
+        names = names or os.environ.get("KEKFS_TEST_NAMES", "plaintext")
         assert names in ("plaintext", "encrypted")
         self.names = names
         self.base = None
