@@ -14,5 +14,6 @@ int cmd_rotate(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_path(int argc, char **argv);
 
 #endif

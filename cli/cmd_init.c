@@ -29,6 +29,7 @@ static const char init_usage[] =
     "                           (without either, the passphrase is asked on the terminal)\n"
     "  --keyring PATH           keep the keyring at PATH, outside the backing directory\n"
     "  --cipher NAME            xchacha20-poly1305 (default) or aes-256-gcm\n"
+    "  --plaintext-names        store file names as given (default: encrypted with AES-SIV)\n"
     "  --chunk-size N           plaintext bytes per chunk, a power of two from 512 to 1M\n"
     "                           (default 4096; K and M suffixes allowed)\n"
     "  -h, --help               show this help\n";
@@ -84,6 +85,7 @@ struct init_opts {
 	const char *keyring;
 	int cipher;
 	unsigned chunk_shift;
+	int name_mode;
 	const char *backing;
 };
 
@@ -95,6 +97,7 @@ static int init_parse(int argc, char **argv, struct init_opts *o)
 	    {"keyring", required_argument, NULL, 'r'},
 	    {"cipher", required_argument, NULL, 'c'},
 	    {"chunk-size", required_argument, NULL, 's'},
+	    {"plaintext-names", no_argument, NULL, 'P'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -103,6 +106,7 @@ static int init_parse(int argc, char **argv, struct init_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->cipher = AEAD_XCHACHA20_POLY1305;
 	o->chunk_shift = 12;
+	o->name_mode = NAMES_AES_SIV;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'k':
@@ -126,6 +130,9 @@ static int init_parse(int argc, char **argv, struct init_opts *o)
 			if (!o->chunk_shift)
 				return cli_error(
 				    "chunk size '%s' is not a power of two from 512 to 1M", optarg);
+			break;
+		case 'P':
+			o->name_mode = NAMES_PLAINTEXT;
 			break;
 		case 'h':
 			fputs(init_usage, stdout);
@@ -201,7 +208,7 @@ int cmd_init(int argc, char **argv)
 	secret_free(&secret);
 	if (rc != KR_OK)
 		return cli_error("cannot create keyring: %s", keyring_strerror(rc)), 1;
-	rc = volume_create(&vol, volume_id, o.cipher, o.chunk_shift, NAMES_PLAINTEXT, kr);
+	rc = volume_create(&vol, volume_id, o.cipher, o.chunk_shift, o.name_mode, kr);
 	if (rc == VOL_OK)
 		rc = init_write(&o, &vol, kr);
 	if (rc == VOL_OK)
@@ -210,8 +217,9 @@ int cmd_init(int argc, char **argv)
 	keyring_free(kr);
 	if (rc != 0)
 		return 1;
-	printf("kekfs: created volume in %s (cipher %s, chunk size %u, keyring %s)\n", o.backing,
-	       aead_cipher_name(o.cipher), 1u << o.chunk_shift,
+	printf("kekfs: created volume in %s (cipher %s, chunk size %u, %s names, keyring %s)\n",
+	       o.backing, aead_cipher_name(o.cipher), 1u << o.chunk_shift,
+	       o.name_mode == NAMES_AES_SIV ? "encrypted" : "plaintext",
 	       o.keyring ? o.keyring : "inside the backing directory");
 	return 0;
 }

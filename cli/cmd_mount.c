@@ -347,8 +347,8 @@ static int mount_run(struct mount_opts *o, int status_fd)
 	int rc = -1, backing_fd = -1, mounted = 0;
 
 	if (mountpoint_check(o->mountpoint) != 0 || fuse_device_check() != 0 ||
-	    volume_unlock_all(o->backing, o->keyring, &o->src, o->read_only ? NULL : "mount",
-			      &vol, &kr) != 0)
+	    volume_unlock_all(o->backing, o->keyring, &o->src, o->read_only ? NULL : "mount", &vol,
+			      &kr) != 0)
 		goto out;
 	if (o->log_file && log_open(LOG_TO_FILE, o->log_file) != 0) {
 		cli_error("cannot open log file %s: %s", o->log_file, strerror(errno));

@@ -20,6 +20,7 @@ static const char usage[] =
     "  status MOUNTPOINT|BACKING     KEK versions and states, re-wrap progress\n"
     "  keys list|retire|restore|destroy|cancel ...  KEK states (see 'kekfs keys --help')\n"
     "  audit verify MOUNTPOINT|BACKING  check the audit log's chain of MACs\n"
+    "  path encrypt|decrypt BACKING PATH  map a plaintext path to its backing path, or back\n"
     "\n"
     "Options:\n"
     "  -h, --help                    show this help (or 'kekfs COMMAND --help')\n"
@@ -61,6 +62,8 @@ int main(int argc, char **argv)
 		return cmd_mount(argc - 1, argv + 1);
 	if (strcmp(argv[1], "umount") == 0 || strcmp(argv[1], "unmount") == 0)
 		return cmd_umount(argc - 1, argv + 1);
+	if (strcmp(argv[1], "path") == 0)
+		return cmd_path(argc - 1, argv + 1);
 	if (strcmp(argv[1], "rotate") == 0)
 		return cmd_rotate(argc - 1, argv + 1);
 	if (strcmp(argv[1], "status") == 0)

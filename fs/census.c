@@ -46,7 +46,7 @@ void census_take(int backing_fd, const struct volume *vol, uint32_t version, str
 
 	memset(c, 0, sizeof(*c));
 	c->name_key = vol->cur.kek_version == version;
-	walk_regular_files(backing_fd, &never, census_file, &w);
+	walk_regular_files(backing_fd, vol->name_mode == NAMES_AES_SIV, &never, census_file, &w);
 }
 
 /* "needed by 3 files and the name key, e.g. /b/x, /b/y" */

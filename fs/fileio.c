@@ -341,7 +341,7 @@ static int fileio_rekey(int fd, const struct volume_keys *vk, struct file_crypt 
 	if (rc != 0)
 		fileio_drop(fc); /* the disk may hold either header now: reload on next open */
 	else
-		rc = xattr_rekey_fd(fd, old.dek, old.hdr.file_id, fc->dek, fc->hdr.file_id);
+		rc = xattr_rekey_fd(fd, vk->nk, old.dek, old.hdr.file_id, fc->dek, fc->hdr.file_id);
 	fileio_drop(&old);
 	return rc;
 }

@@ -11,6 +11,7 @@
 
 #include "chunk.h"
 #include "header.h"
+#include "names.h"
 #include "volume.h"
 
 /* What an open inode needs to read and write its contents. */
@@ -26,6 +27,7 @@ struct volume_keys {
 	const struct volume *vol;
 	const struct keyring *kr;
 	struct chunk_geom geom;
+	const struct name_keys *nk; /* NULL on plaintext-name volumes */
 };
 
 /* Gives a new backing file a fresh file id and DEK (fc holds none yet), and an empty final chunk.

@@ -24,6 +24,7 @@
 #include "fileio.h"
 #include "inode_table.h"
 #include "log.h"
+#include "namedir.h"
 #include "objcrypt.h"
 
 #define ATTR_TIMEOUT 1.0
@@ -47,6 +48,8 @@ struct kdir {
 	DIR *dp;
 	off_t offset;
 	struct dirent *entry;
+	uint8_t dir_id[NAME_DIRID_LEN]; /* encrypted names only */
+	int warned;			/* one log line per directory for names that fail */
 };
 
 struct kekfs_fs {
@@ -54,6 +57,7 @@ struct kekfs_fs {
 	struct volume *vol;
 	struct keyring *kr;
 	struct volume_keys vk;
+	struct name_keys *nk; /* NULL on plaintext-name volumes */
 	int is_root;
 	int dont_mask; /* the kernel leaves the umask to us (FUSE_CAP_DONT_MASK) */
 	pthread_mutex_t handles_lock;
@@ -100,10 +104,19 @@ static void proc_path(char buf[64], int fd)
 	snprintf(buf, 64, "/proc/self/fd/%d", fd);
 }
 
-/* Names under the root that the mount never shows: the volume's own directory. */
-static int name_hidden(fuse_ino_t parent, const char *name)
+/* Plaintext names the mount refuses: .kekfs at the root, when names are stored as given. */
+static int name_hidden(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	return parent == FUSE_ROOT_ID && strcmp(name, VOLUME_DIR) == 0;
+	return !fs_of(req)->nk && parent == FUSE_ROOT_ID && strcmp(name, VOLUME_DIR) == 0;
+}
+
+/* Backing entries the mount never shows: .kekfs, and with encrypted names every dot name
+ * (directory ids, long-name side files, directories being made). */
+static int backing_hidden(struct kekfs_fs *fs, fuse_ino_t parent, const char *bname)
+{
+	if (fs->nk)
+		return name_is_internal(bname);
+	return parent == FUSE_ROOT_ID && strcmp(bname, VOLUME_DIR) == 0;
 }
 
 /* Backing path of an inode for log lines: it names the file, never a key. */
@@ -154,6 +167,44 @@ static void attr_from_backing(struct kekfs_fs *fs, struct stat *st)
 	} else if (S_ISLNK(st->st_mode)) {
 		st->st_size = (off_t)symlink_plain_len((size_t)st->st_size);
 	}
+}
+
+static void log_file_error(struct kekfs_fs *fs, struct kinode *ino, const char *what);
+
+/* A pinned directory's id: the volume's root id, else read once from its id file. */
+static int dir_id_get(struct kekfs_fs *fs, struct kinode *dir, uint8_t id[NAME_DIRID_LEN])
+{
+	int rc = 0;
+
+	if (dir == inode_table_root(fs->inodes)) {
+		memcpy(id, fs->vol->root_dir_id, NAME_DIRID_LEN);
+		return 0;
+	}
+	pthread_rwlock_rdlock(&dir->lock);
+	if (dir->dir_id_known)
+		memcpy(id, dir->dir_id, NAME_DIRID_LEN);
+	pthread_rwlock_unlock(&dir->lock);
+	if (dir->dir_id_known)
+		return 0;
+	rc = namedir_read_id(dir->fd, id);
+	if (rc != 0) {
+		log_file_error(fs, dir, "directory id missing or damaged");
+		return rc == -ENOENT ? -EIO : rc;
+	}
+	pthread_rwlock_wrlock(&dir->lock);
+	memcpy(dir->dir_id, id, NAME_DIRID_LEN);
+	dir->dir_id_known = 1;
+	pthread_rwlock_unlock(&dir->lock);
+	return 0;
+}
+
+/* The backing form of a plaintext name in a pinned directory. 0 or -errno. */
+static int backing_name(struct kekfs_fs *fs, struct kinode *dir, const char *name, struct bname *b)
+{
+	uint8_t id[NAME_DIRID_LEN];
+	int rc = fs->nk ? dir_id_get(fs, dir, id) : 0;
+
+	return rc ? rc : bname_make(fs->nk, id, name, b);
 }
 
 static int inode_stat(struct kekfs_fs *fs, struct kinode *ino, struct stat *st)
@@ -237,21 +288,19 @@ static void unpin2(struct kekfs_fs *fs, struct kinode *a, struct kinode *b)
 
 /* ---- lookup and attributes ---- */
 
-static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name,
-		     struct fuse_entry_param *e)
+/* Looks up a backing entry of dir (pinning it): a new lookup of its inode, in e. */
+static int do_lookup_backing(struct kekfs_fs *fs, struct kinode *dir, const char *bname,
+			     struct fuse_entry_param *e)
 {
-	struct kekfs_fs *fs = fs_of(req);
-	struct kinode *dir = inode_of(req, parent), *ino;
+	struct kinode *ino;
 	struct stat st;
 	int fd;
 
 	memset(e, 0, sizeof(*e));
-	if (name_hidden(parent, name))
-		return ENOENT;
 	fd = pin(fs, dir);
 	if (fd < 0)
 		return -fd;
-	fd = openat(dir->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	fd = openat(dir->fd, bname, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		fd = -errno;
 	unpin(fs, dir);
@@ -271,6 +320,28 @@ static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name,
 	e->attr_timeout = ATTR_TIMEOUT;
 	e->entry_timeout = ATTR_TIMEOUT;
 	return 0;
+}
+
+/* Looks up a plaintext name: positive errno, ENOENT for a name that is not there. */
+static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     struct fuse_entry_param *e)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *dir = inode_of(req, parent);
+	struct bname b;
+	int rc;
+
+	memset(e, 0, sizeof(*e));
+	if (name_hidden(req, parent, name))
+		return ENOENT;
+	rc = pin(fs, dir);
+	if (rc != 0)
+		return -rc;
+	rc = backing_name(fs, dir, name, &b);
+	if (rc == 0)
+		rc = -do_lookup_backing(fs, dir, b.name, e);
+	unpin(fs, dir);
+	return -rc;
 }
 
 static void kekfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -462,19 +533,48 @@ static int create_regular(fuse_req_t req, struct kinode *dir, const char *name, 
 
 /* Finishes a create-type operation in a pinned directory: chown, then reply with the
  * entry's final attributes. */
-static void reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int rc)
+static void reply_new_entry(fuse_req_t req, fuse_ino_t parent, const struct bname *b, int rc)
 {
 	struct kinode *dir = inode_of(req, parent);
 	struct fuse_entry_param e;
 
 	if (rc == 0)
-		rc = set_owner(fs_of(req), req, dir, -1, name);
+		rc = set_owner(fs_of(req), req, dir, -1, b->name);
 	if (rc == 0)
-		rc = -do_lookup(req, parent, name, &e);
+		rc = -do_lookup_backing(fs_of(req), dir, b->name, &e);
 	if (rc != 0)
 		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_entry(req, &e);
+}
+
+/*
+ * Starts making a new name in parent: pins the directory, works out the backing name and
+ * writes a long name's side file before the entry exists. hidden_err: for refused names.
+ */
+static int new_name_begin(fuse_req_t req, fuse_ino_t parent, const char *name, int hidden_err,
+			  struct bname *b)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *dir = inode_of(req, parent);
+	int rc = name_hidden(req, parent, name) ? hidden_err : pin(fs, dir);
+
+	if (rc != 0)
+		return rc;
+	rc = backing_name(fs, dir, name, b);
+	if (rc == 0)
+		rc = namedir_long_write(dir->fd, b);
+	if (rc != 0)
+		unpin(fs, dir);
+	return rc;
+}
+
+/* Ends it: a side file whose entry was not made goes again; unpins the directory. */
+static void new_name_end(struct kekfs_fs *fs, struct kinode *dir, const struct bname *b, int rc)
+{
+	if (rc != 0 && rc != -EEXIST)
+		namedir_long_remove(dir->fd, b);
+	unpin(fs, dir);
 }
 
 static void kekfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -483,40 +583,45 @@ static void kekfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *dir = inode_of(req, parent);
 	struct file_crypt fc = {0};
-	int rc = name_hidden(parent, name) ? -EPERM : pin(fs, dir), fd;
+	struct bname b;
+	int rc = new_name_begin(req, parent, name, -EPERM, &b), fd;
 
 	if (rc != 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	if (S_ISREG(mode)) { /* mknod(2) of a regular file: it still needs its header */
-		fd = create_regular(req, dir, name, mode, &fc);
+		fd = create_regular(req, dir, b.name, mode, &fc);
 		fileio_drop(&fc);
 		if (fd < 0)
 			rc = fd;
 		else
 			close(fd);
-	} else if (mknodat(dir->fd, name, creation_mode(req, dir, mode), rdev) != 0) {
+	} else if (mknodat(dir->fd, b.name, creation_mode(req, dir, mode), rdev) != 0) {
 		rc = -errno;
 	}
-	reply_new_entry(req, parent, name, rc);
-	unpin(fs, dir);
+	reply_new_entry(req, parent, &b, rc);
+	new_name_end(fs, dir, &b, rc);
 }
 
 static void kekfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *dir = inode_of(req, parent);
-	int rc = name_hidden(parent, name) ? -EEXIST : pin(fs, dir);
+	struct bname b;
+	int rc = new_name_begin(req, parent, name, -EEXIST, &b);
 
 	if (rc != 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	if (mkdirat(dir->fd, name, creation_mode(req, dir, mode)) != 0)
+	mode = creation_mode(req, dir, mode);
+	if (fs->nk)
+		rc = namedir_mkdir(dir->fd, b.name, mode);
+	else if (mkdirat(dir->fd, b.name, mode) != 0)
 		rc = -errno;
-	reply_new_entry(req, parent, name, rc);
-	unpin(fs, dir);
+	reply_new_entry(req, parent, &b, rc);
+	new_name_end(fs, dir, &b, rc);
 }
 
 static void kekfs_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
@@ -524,20 +629,19 @@ static void kekfs_symlink(fuse_req_t req, const char *target, fuse_ino_t parent,
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *dir = inode_of(req, parent);
 	char enc[4096];
-	int rc = name_hidden(parent, name) ? -EEXIST : 0;
+	struct bname b;
+	int rc = symlink_seal(fs->vol->name_key, fs->vol->id, target, enc, sizeof(enc));
 
 	if (rc == 0)
-		rc = symlink_seal(fs->vol->name_key, fs->vol->id, target, enc, sizeof(enc));
-	if (rc == 0)
-		rc = pin(fs, dir);
+		rc = new_name_begin(req, parent, name, -EEXIST, &b);
 	if (rc != 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	if (symlinkat(enc, dir->fd, name) != 0)
+	if (symlinkat(enc, dir->fd, b.name) != 0)
 		rc = -errno;
-	reply_new_entry(req, parent, name, rc);
-	unpin(fs, dir);
+	reply_new_entry(req, parent, &b, rc);
+	new_name_end(fs, dir, &b, rc);
 }
 
 static void kekfs_readlink(fuse_req_t req, fuse_ino_t ino_id)
@@ -573,21 +677,25 @@ static void kekfs_link(fuse_req_t req, fuse_ino_t ino_id, fuse_ino_t parent, con
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *ino = inode_of(req, ino_id), *dir = inode_of(req, parent);
 	struct fuse_entry_param e;
+	struct bname b;
 	char proc[64];
-	int err = name_hidden(parent, name) ? EEXIST : -pin2(fs, ino, dir);
+	int rc = new_name_begin(req, parent, name, -EEXIST, &b);
 
-	if (err) {
-		fuse_reply_err(req, err);
+	if (rc == 0 && (rc = pin(fs, ino)) != 0)
+		new_name_end(fs, dir, &b, rc);
+	if (rc != 0) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	proc_path(proc, ino->fd);
-	if (linkat(AT_FDCWD, proc, dir->fd, name, AT_SYMLINK_FOLLOW) != 0)
-		err = errno;
-	if (!err)
-		err = do_lookup(req, parent, name, &e);
-	unpin2(fs, ino, dir);
-	if (err)
-		fuse_reply_err(req, err);
+	if (linkat(AT_FDCWD, proc, dir->fd, b.name, AT_SYMLINK_FOLLOW) != 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = -do_lookup_backing(fs, dir, b.name, &e);
+	unpin(fs, ino);
+	new_name_end(fs, dir, &b, rc);
+	if (rc != 0)
+		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_entry(req, &e);
 }
@@ -596,16 +704,23 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
 {
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *dir = inode_of(req, parent);
-	int rc = name_hidden(parent, name) ? EPERM : -pin(fs, dir);
+	int rc = name_hidden(req, parent, name) ? EPERM : -pin(fs, dir);
+	struct bname b;
 	struct stat st;
 
+	if (!rc && (rc = -backing_name(fs, dir, name, &b)) != 0)
+		unpin(fs, dir);
 	if (!rc) {
-		if (flags || fstatat(dir->fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		if (flags || fstatat(dir->fd, b.name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 			st.st_nlink = 0; /* only a last name frees anything */
-		if (unlinkat(dir->fd, name, flags) != 0)
+		if (flags && fs->nk)
+			rc = -namedir_rmdir(dir->fd, b.name);
+		else if (unlinkat(dir->fd, b.name, flags) != 0)
 			rc = errno;
-		else if (st.st_nlink == 1)
+		if (!rc && st.st_nlink == 1)
 			inode_table_unlinked(fs->inodes, st.st_dev, st.st_ino);
+		if (!rc)
+			namedir_long_remove(dir->fd, &b);
 		unpin(fs, dir);
 	}
 	fuse_reply_err(req, rc);
@@ -621,6 +736,59 @@ static void kekfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	remove_entry(req, parent, name, AT_REMOVEDIR);
 }
 
+/*
+ * A directory renamed over an empty one: with encrypted names the victim still holds its id
+ * file, which must go first (and come back if the rename fails). 1 if it went.
+ */
+static int rename_victim_prepare(struct kekfs_fs *fs, struct kinode *to, const char *dst,
+				 const struct stat *src_st, const struct stat *victim,
+				 unsigned flags, uint8_t saved[NAME_DIRID_LEN])
+{
+	if (!fs->nk || (flags & (RENAME_EXCHANGE | RENAME_NOREPLACE)) || victim->st_nlink == 0 ||
+	    !S_ISDIR(victim->st_mode) || !S_ISDIR(src_st->st_mode) ||
+	    (src_st->st_dev == victim->st_dev && src_st->st_ino == victim->st_ino))
+		return 0;
+	return namedir_victim_prepare(to->fd, dst, saved);
+}
+
+/* Renames with both directories pinned; only the moved entry's own name is re-encrypted. */
+static int rename_pinned(struct kekfs_fs *fs, struct kinode *from, const char *name,
+			 struct kinode *to, const char *newname, unsigned flags)
+{
+	int exchange = (flags & RENAME_EXCHANGE) != 0, rc, had_id = 0;
+	struct stat victim = {.st_nlink = 0}, src_st;
+	uint8_t saved[NAME_DIRID_LEN];
+	struct bname src, dst;
+
+	rc = backing_name(fs, from, name, &src);
+	if (rc == 0)
+		rc = backing_name(fs, to, newname, &dst);
+	if (rc == 0 && fstatat(from->fd, src.name, &src_st, AT_SYMLINK_NOFOLLOW) != 0)
+		rc = -errno;
+	if (rc == 0 && !exchange && fstatat(to->fd, dst.name, &victim, AT_SYMLINK_NOFOLLOW) != 0)
+		victim.st_nlink = 0;
+	if (rc == 0 && !exchange)
+		rc = namedir_long_write(to->fd, &dst);
+	if (rc != 0)
+		return rc;
+	had_id = rename_victim_prepare(fs, to, dst.name, &src_st, &victim, flags, saved);
+	if (had_id < 0)
+		rc = had_id;
+	else if (renameat2(from->fd, src.name, to->fd, dst.name, flags) != 0)
+		rc = -errno;
+	if (rc != 0 && had_id > 0)
+		namedir_victim_restore(to->fd, dst.name, saved);
+	if (rc != 0 && !exchange && victim.st_nlink == 0)
+		namedir_long_remove(to->fd, &dst);
+	if (rc != 0 || exchange)
+		return rc;
+	if (!(src_st.st_dev == victim.st_dev && src_st.st_ino == victim.st_ino))
+		namedir_long_remove(from->fd, &src); /* else the rename did nothing */
+	if (victim.st_nlink == 1 && !S_ISDIR(victim.st_mode))
+		inode_table_unlinked(fs->inodes, victim.st_dev, victim.st_ino);
+	return 0;
+}
+
 static void kekfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 			 const char *newname, unsigned int flags)
 {
@@ -628,20 +796,12 @@ static void kekfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fu
 	struct kinode *from = inode_of(req, parent), *to = inode_of(req, newparent);
 	int rc = 0;
 
-	if (name_hidden(parent, name) || name_hidden(newparent, newname))
+	if (name_hidden(req, parent, name) || name_hidden(req, newparent, newname))
 		rc = EPERM;
 	else if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE))
 		rc = EINVAL;
 	else if ((rc = -pin2(fs, from, to)) == 0) {
-		struct stat victim = {.st_nlink = 0};
-
-		if (!(flags & RENAME_EXCHANGE) &&
-		    fstatat(to->fd, newname, &victim, AT_SYMLINK_NOFOLLOW) != 0)
-			victim.st_nlink = 0;
-		if (renameat2(from->fd, name, to->fd, newname, flags) != 0)
-			rc = errno;
-		else if (victim.st_nlink == 1 && !S_ISDIR(victim.st_mode))
-			inode_table_unlinked(fs->inodes, victim.st_dev, victim.st_ino);
+		rc = -rename_pinned(fs, from, name, to, newname, flags);
 		unpin2(fs, from, to);
 	}
 	fuse_reply_err(req, rc);
@@ -705,13 +865,14 @@ static void kekfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 	struct fuse_entry_param e;
 	struct file_crypt fc = {0};
 	struct kinode *ino, *dir = inode_of(req, parent);
-	int fd = name_hidden(parent, name) ? -EPERM : pin(fs, dir), err = 0;
+	struct bname b;
+	int fd = new_name_begin(req, parent, name, -EPERM, &b), err = 0;
 
 	if (fd == 0) {
-		fd = create_regular(req, dir, name, mode, &fc);
+		fd = create_regular(req, dir, b.name, mode, &fc);
 		if (fd >= 0)
-			err = do_lookup(req, parent, name, &e);
-		unpin(fs, dir);
+			err = do_lookup_backing(fs, dir, b.name, &e);
+		new_name_end(fs, dir, &b, fd < 0 ? fd : 0);
 	}
 	if (fd < 0) {
 		fuse_reply_err(req, -fd);
@@ -852,29 +1013,38 @@ static struct kdir *dir_of(struct fuse_file_info *fi)
 	return (struct kdir *)(uintptr_t)fi->fh;
 }
 
+/* Opens a pinned directory for reading (and learns its id, to decrypt its names). */
+static int opendir_pinned(struct kekfs_fs *fs, struct kinode *dir, struct kdir *d)
+{
+	int fd, rc = fs->nk ? dir_id_get(fs, dir, d->dir_id) : 0;
+
+	if (rc != 0)
+		return rc;
+	fd = openat(dir->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d->dp = fdopendir(fd);
+	if (!d->dp) {
+		rc = -errno;
+		close(fd);
+	}
+	return rc;
+}
+
 static void kekfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *dir = inode_of(req, ino);
 	struct kdir *d = calloc(1, sizeof(*d));
-	int err = d ? -pin(fs, dir) : ENOMEM, fd = -1;
+	int rc = d ? pin(fs, dir) : -ENOMEM;
 
-	if (d && !err) {
-		fd = openat(dir->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		err = errno;
+	if (rc == 0) {
+		rc = opendir_pinned(fs, dir, d);
 		unpin(fs, dir);
 	}
-
-	if (fd >= 0) {
-		d->dp = fdopendir(fd);
-		if (!d->dp) {
-			err = errno;
-			close(fd);
-		}
-	}
-	if (!d || !d->dp) {
+	if (rc != 0) {
 		free(d);
-		fuse_reply_err(req, err);
+		fuse_reply_err(req, errno_for_kernel(rc));
 		return;
 	}
 	handle_track(fs_of(req), &d->link, 1);
@@ -885,6 +1055,36 @@ static void kekfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 static int is_dot_or_dotdot(const char *name)
 {
 	return name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
+}
+
+/*
+ * The plaintext name of a backing entry, into plain (NAME_PLAIN_MAX + 1 bytes). NULL for
+ * entries the mount never shows: kekfs's own files, and names that do not decrypt (logged
+ * once per directory: tampered, or files not written through kekfs).
+ */
+static const char *entry_name(struct kekfs_fs *fs, fuse_ino_t ino, struct kinode *dir,
+			      struct kdir *d, const char *bname, char *plain)
+{
+	char enc[NAME_ENC_SIZE];
+	int rc = 0;
+
+	if (is_dot_or_dotdot(bname))
+		return bname;
+	if (backing_hidden(fs, ino, bname))
+		return NULL;
+	if (!fs->nk)
+		return bname;
+	if (name_is_long(bname))
+		rc = namedir_long_read(dirfd(d->dp), bname, enc);
+	if (rc == 0 &&
+	    name_decrypt(fs->nk, d->dir_id, name_is_long(bname) ? enc : bname, plain) > 0)
+		return plain;
+	if (!d->warned) {
+		d->warned = 1;
+		log_file_error(fs, dir,
+			       "skipping entries whose names do not decrypt (tampered or foreign)");
+	}
+	return NULL;
 }
 
 /* One readdir reply; with plus, each entry carries attributes and counts as a lookup. */
@@ -907,7 +1107,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 	}
 	for (;;) {
 		struct fuse_entry_param e = {0};
-		const char *name;
+		char plain[NAME_PLAIN_MAX + 1];
+		const char *name, *bname;
 		size_t entsize;
 		off_t next;
 
@@ -919,15 +1120,16 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 				break;
 			}
 		}
-		name = d->entry->d_name;
+		bname = d->entry->d_name;
 		next = d->entry->d_off;
-		if (name_hidden(ino, name)) {
+		name = entry_name(fs_of(req), ino, inode_of(req, ino), d, bname, plain);
+		if (!name) {
 			d->entry = NULL;
 			d->offset = next;
 			continue;
 		}
 		if (plus && !is_dot_or_dotdot(name)) {
-			err = do_lookup(req, ino, name, &e);
+			err = do_lookup_backing(fs_of(req), inode_of(req, ino), bname, &e);
 			if (err == ENOENT) { /* removed since readdir saw it */
 				err = 0;
 				d->entry = NULL;
@@ -1052,6 +1254,17 @@ static void xattr_key_put(struct xattr_key *xk)
 	close(xk->tmp_fd);
 }
 
+/* The backing name of an xattr: user.* names are sealed on encrypted-name volumes. */
+static int xattr_backing(struct kekfs_fs *fs, const char *name, char out[256])
+{
+	if (fs->nk && xattr_is_encrypted(name))
+		return xattr_name_encrypt(fs->nk, name, out);
+	if (strlen(name) > 255)
+		return -ERANGE;
+	strcpy(out, name);
+	return 0;
+}
+
 static void setxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name, const char *value,
 			    size_t size, int flags)
 {
@@ -1059,9 +1272,13 @@ static void setxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name,
 	struct kinode *ino = inode_of(req, ino_id);
 	struct xattr_key xk;
 	uint8_t *sealed;
-	char proc[64];
-	int rc;
+	char proc[64], bname[256];
+	int rc = xattr_backing(fs, name, bname);
 
+	if (rc != 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	proc_path(proc, ino->fd);
 	if (!xattr_is_encrypted(name)) {
 		rc = setxattr(proc, name, value, size, flags);
@@ -1080,7 +1297,7 @@ static void setxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name,
 	rc = sealed ? xattr_key_get(fs, ino, &xk) : -ENOMEM;
 	if (rc == 0) {
 		xattr_seal(xk.key, xk.file_id, name, value, size, sealed);
-		rc = setxattr(proc, name, sealed, size + OBJ_OVERHEAD, flags) == 0 ? 0 : -errno;
+		rc = setxattr(proc, bname, sealed, size + OBJ_OVERHEAD, flags) == 0 ? 0 : -errno;
 		xattr_key_put(&xk);
 	}
 	free(sealed);
@@ -1095,12 +1312,16 @@ static void getxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name,
 	size_t extra = enc ? OBJ_OVERHEAD : 0;
 	uint8_t *buf = NULL, *plain = NULL;
 	struct xattr_key xk;
-	char proc[64];
+	char proc[64], bname[256];
 	ssize_t n;
-	int rc;
+	int rc = xattr_backing(fs, name, bname);
 
+	if (rc != 0) {
+		fuse_reply_err(req, rc == -ERANGE ? ENODATA : -rc); /* too long to exist */
+		return;
+	}
 	proc_path(proc, ino->fd);
-	n = getxattr(proc, name, NULL, 0);
+	n = getxattr(proc, bname, NULL, 0);
 	if (n < 0) {
 		fuse_reply_err(req, errno);
 		return;
@@ -1118,7 +1339,7 @@ static void getxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name,
 		return;
 	}
 	buf = malloc((size_t)n + 1);
-	n = buf ? getxattr(proc, name, buf, (size_t)n) : -1;
+	n = buf ? getxattr(proc, bname, buf, (size_t)n) : -1;
 	rc = n < 0 ? -(buf ? errno : ENOMEM) : 0;
 	if (rc == 0 && enc) {
 		plain = malloc((size_t)n + 1);
@@ -1140,12 +1361,58 @@ static void getxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name,
 	free(buf);
 }
 
+/*
+ * The plaintext list of a pinned inode's xattr names, in a malloc'ed buffer: user.* names
+ * are decrypted; ones that do not decrypt are not shown. Length or -errno.
+ */
+static ssize_t xattr_list_plain(struct kekfs_fs *fs, const char *proc, char **out)
+{
+	ssize_t n = listxattr(proc, NULL, 0), len = 0;
+	char *raw = n > 0 ? malloc((size_t)n) : NULL, *plain = n > 0 ? malloc((size_t)n) : NULL;
+
+	*out = plain;
+	if (n <= 0) {
+		free(raw);
+		return n < 0 ? -errno : 0;
+	}
+	if (!raw || !plain || (n = listxattr(proc, raw, (size_t)n)) < 0) {
+		len = raw && plain ? -errno : -ENOMEM;
+		n = 0;
+	}
+	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(raw + i) + 1) {
+		char name[256];
+
+		if (!xattr_is_encrypted(raw + i))
+			snprintf(name, sizeof(name), "%s", raw + i);
+		else if (xattr_name_decrypt(fs->nk, raw + i, name) != 0)
+			continue;
+		memcpy(plain + len, name, strlen(name) + 1); /* never longer than its sealed form */
+		len += (ssize_t)strlen(name) + 1;
+	}
+	free(raw);
+	return len;
+}
+
 static void listxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, size_t size)
 {
+	struct kekfs_fs *fs = fs_of(req);
 	char proc[64], *buf = NULL;
 	ssize_t n;
 
 	proc_path(proc, inode_of(req, ino_id)->fd);
+	if (fs->nk) {
+		n = xattr_list_plain(fs, proc, &buf);
+		if (n < 0)
+			fuse_reply_err(req, (int)-n);
+		else if (size == 0)
+			fuse_reply_xattr(req, (size_t)n);
+		else if ((size_t)n > size)
+			fuse_reply_err(req, ERANGE);
+		else
+			fuse_reply_buf(req, buf, (size_t)n);
+		free(buf);
+		return;
+	}
 	if (size == 0) {
 		n = listxattr(proc, NULL, 0);
 		if (n < 0)
@@ -1165,10 +1432,15 @@ static void listxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, size_t size)
 
 static void removexattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name)
 {
-	char proc[64];
+	char proc[64], bname[256];
+	int rc = xattr_backing(fs_of(req), name, bname);
 
+	if (rc != 0) {
+		fuse_reply_err(req, rc == -ERANGE ? ENODATA : -rc);
+		return;
+	}
 	proc_path(proc, inode_of(req, ino_id)->fd);
-	fuse_reply_err(req, removexattr(proc, name) == 0 ? 0 : errno);
+	fuse_reply_err(req, removexattr(proc, bname) == 0 ? 0 : errno);
 }
 
 /* Each xattr operation runs with its inode pinned. */
@@ -1310,6 +1582,15 @@ struct kekfs_fs *kekfs_fs_new(const struct kekfs_fs_config *cfg)
 	fs->vk.vol = cfg->vol;
 	fs->vk.kr = cfg->kr;
 	geom_init(&fs->vk.geom, cfg->vol->cipher, cfg->vol->chunk_shift);
+	if (cfg->vol->name_mode == NAMES_AES_SIV) {
+		fs->nk = name_keys_new(cfg->vol->name_key);
+		if (!fs->nk) {
+			inode_table_free(fs->inodes);
+			free(fs);
+			return NULL;
+		}
+		fs->vk.nk = fs->nk;
+	}
 	fs->is_root = geteuid() == 0;
 	pthread_mutex_init(&fs->handles_lock, NULL);
 	fs->handles.next = fs->handles.prev = &fs->handles;
@@ -1337,6 +1618,7 @@ void kekfs_fs_free(struct kekfs_fs *fs)
 		return;
 	handles_free(fs);
 	inode_table_free(fs->inodes);
+	name_keys_free(fs->nk);
 	pthread_mutex_destroy(&fs->handles_lock);
 	free(fs);
 }

@@ -31,6 +31,8 @@ struct kinode {
 	pthread_rwlock_t lock; /* contents and crypto state */
 	int opens;	       /* users of fc, under lock held exclusively */
 	struct file_crypt fc;
+	uint8_t dir_id[16]; /* directories on encrypted-name volumes, under lock */
+	int dir_id_known;
 };
 
 struct inode_table;

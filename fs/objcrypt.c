@@ -1,6 +1,7 @@
 #include "objcrypt.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/xattr.h>
@@ -49,25 +50,27 @@ int xattr_open(const uint8_t key[32], const uint8_t *file_id, const char *name, 
 			 in_len, out);
 }
 
-static int xattr_rekey_one(int fd, const char *name, const uint8_t *old_key, const uint8_t *old_id,
-			   const uint8_t *new_key, const uint8_t *new_id, uint8_t *sealed,
-			   uint8_t *plain)
+/* Re-seals one value; pname is the plaintext name its AAD binds (the backing name may differ). */
+static int xattr_rekey_one(int fd, const char *name, const char *pname, const uint8_t *old_key,
+			   const uint8_t *old_id, const uint8_t *new_key, const uint8_t *new_id,
+			   uint8_t *sealed, uint8_t *plain)
 {
 	ssize_t n = fgetxattr(fd, name, sealed, XATTR_VALUE_MAX);
 
 	if (n < 0)
 		return errno == ENODATA ? 0 : -errno;
-	if (xattr_open(old_key, old_id, name, sealed, (size_t)n, plain) != 0)
+	if (xattr_open(old_key, old_id, pname, sealed, (size_t)n, plain) != 0)
 		return -EBADMSG;
-	xattr_seal(new_key, new_id, name, plain, (size_t)n - OBJ_OVERHEAD, sealed);
+	xattr_seal(new_key, new_id, pname, plain, (size_t)n - OBJ_OVERHEAD, sealed);
 	sodium_memzero(plain, (size_t)n);
 	return fsetxattr(fd, name, sealed, (size_t)n, XATTR_REPLACE) == 0 ? 0 : -errno;
 }
 
-int xattr_rekey_fd(int fd, const uint8_t old_key[32], const uint8_t old_id[FILE_ID_LEN],
-		   const uint8_t new_key[32], const uint8_t new_id[FILE_ID_LEN])
+int xattr_rekey_fd(int fd, const struct name_keys *nk, const uint8_t old_key[32],
+		   const uint8_t old_id[FILE_ID_LEN], const uint8_t new_key[32],
+		   const uint8_t new_id[FILE_ID_LEN])
 {
-	char *names = malloc(XATTR_VALUE_MAX);
+	char *names = malloc(XATTR_VALUE_MAX), pname[256];
 	uint8_t *sealed = malloc(2 * XATTR_VALUE_MAX);
 	ssize_t len = (names && sealed) ? flistxattr(fd, names, XATTR_VALUE_MAX) : -1;
 	int rc = 0;
@@ -76,10 +79,16 @@ int xattr_rekey_fd(int fd, const uint8_t old_key[32], const uint8_t old_id[FILE_
 		rc = -ENOMEM;
 	else if (len < 0)
 		rc = errno == ENOTSUP ? 0 : -errno;
-	for (ssize_t i = 0; rc == 0 && i < len; i += (ssize_t)strlen(names + i) + 1)
-		if (xattr_is_encrypted(names + i))
-			rc = xattr_rekey_one(fd, names + i, old_key, old_id, new_key, new_id,
-					     sealed, sealed + XATTR_VALUE_MAX);
+	for (ssize_t i = 0; rc == 0 && i < len; i += (ssize_t)strlen(names + i) + 1) {
+		if (!xattr_is_encrypted(names + i))
+			continue;
+		if (!nk)
+			snprintf(pname, sizeof(pname), "%s", names + i);
+		else if (xattr_name_decrypt(nk, names + i, pname) != 0)
+			continue; /* not ours: left as it is, and never shown */
+		rc = xattr_rekey_one(fd, names + i, pname, old_key, old_id, new_key, new_id, sealed,
+				     sealed + XATTR_VALUE_MAX);
+	}
 	free(names);
 	free(sealed);
 	return rc;

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "header.h"
+#include "names.h"
 
 #define OBJ_OVERHEAD 40
 /* Longest symlink target that still fits the backing filesystem once sealed and encoded. */
@@ -27,9 +28,14 @@ void xattr_seal(const uint8_t key[32], const uint8_t *file_id, const char *name,
 int xattr_open(const uint8_t key[32], const uint8_t *file_id, const char *name, const uint8_t *in,
 	       size_t in_len, void *out);
 
-/* Re-seals every user.* xattr of fd from (old_key, old_id) to (new_key, new_id). -errno. */
-int xattr_rekey_fd(int fd, const uint8_t old_key[32], const uint8_t old_id[FILE_ID_LEN],
-		   const uint8_t new_key[32], const uint8_t new_id[FILE_ID_LEN]);
+/*
+ * Re-seals every user.* xattr of fd from (old_key, old_id) to (new_key, new_id); nk (NULL on
+ * plaintext-name volumes) turns backing xattr names into the plaintext ones values are bound
+ * to. -errno.
+ */
+int xattr_rekey_fd(int fd, const struct name_keys *nk, const uint8_t old_key[32],
+		   const uint8_t old_id[FILE_ID_LEN], const uint8_t new_key[32],
+		   const uint8_t new_id[FILE_ID_LEN]);
 
 /*
  * Seals a symlink target into a base64url string (NUL-terminated) in out (out_size bytes).

@@ -34,7 +34,8 @@ static double seconds_since(const struct timespec *t0)
 
 static void walk_volume(struct rotation *r, walk_fn fn)
 {
-	walk_regular_files(r->cfg.backing_fd, &r->stop, fn, r);
+	walk_regular_files(r->cfg.backing_fd, r->cfg.vol->name_mode == NAMES_AES_SIV, &r->stop, fn,
+			   r);
 }
 
 static void count_file(void *ctx, int dirfd, const char *name)

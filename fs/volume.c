@@ -92,7 +92,8 @@ int volume_load(const char *path, struct volume *v)
 		rc = VOL_ERR_CORRUPT;
 	else if (get_le16(buf + 8) != VOL_FORMAT || !aead_cipher_valid(buf[10]) ||
 		 buf[11] < VOLUME_MIN_CHUNK_SHIFT || buf[11] > VOLUME_MAX_CHUNK_SHIFT ||
-		 buf[12] != NAMES_PLAINTEXT || buf[13] || buf[14] || buf[15])
+		 (buf[12] != NAMES_PLAINTEXT && buf[12] != NAMES_AES_SIV) || buf[13] || buf[14] ||
+		 buf[15])
 		rc = VOL_ERR_UNSUPPORTED;
 	if (rc == VOL_OK) {
 		v->cipher = buf[10];

@@ -20,6 +20,7 @@
 
 enum name_mode {
 	NAMES_PLAINTEXT = 0,
+	NAMES_AES_SIV = 1, /* AES-SIV names, per-directory ids (fs/names.h) */
 };
 
 enum volume_err {

@@ -5,9 +5,11 @@
 typedef void (*walk_fn)(void *ctx, int dirfd, const char *name);
 
 /*
- * Calls fn for each regular file below the backing directory (not in .kekfs), until done
- * or *stop becomes non-zero. dirfd is valid only during the call.
+ * Calls fn for each regular file below the backing directory (not in .kekfs, and not the
+ * directory-id and long-name side files of an encrypted-names volume: encrypted_names),
+ * until done or *stop becomes non-zero. dirfd is valid only during the call.
  */
-void walk_regular_files(int backing_fd, volatile int *stop, walk_fn fn, void *ctx);
+void walk_regular_files(int backing_fd, int encrypted_names, volatile int *stop, walk_fn fn,
+			void *ctx);
 
 #endif

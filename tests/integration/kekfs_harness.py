@@ -441,7 +441,7 @@ class Volume(object):
 
     def __init__(self, cipher=None, chunk_size=None, passphrase=None,
                  keyring_outside=False, mount_opts=None, do_init=True,
-                 do_mount=True, init_args=(), foreground=False):
+                 do_mount=True, init_args=(), foreground=False, names=None):
         self.cipher = cipher
         self.chunk_size = chunk_size
         self.passphrase = passphrase
@@ -451,6 +451,13 @@ class Volume(object):
         self.do_mount = do_mount
         self.init_args = list(init_args)
         self.foreground = foreground
+        # "plaintext" (init --plaintext-names: backing names are the plaintext names, so
+        # bpath(name) finds a file's backing object) or "encrypted" (kekfs's default; use
+        # backing_path() to map a plaintext path)
+        # KEKFS_TEST_NAMES=encrypted runs every test that does not choose on encrypted names
+        names = names or os.environ.get("KEKFS_TEST_NAMES", "plaintext")
+        assert names in ("plaintext", "encrypted")
+        self.names = names
         self.base = None
         self.daemon_pids = []
         self.fg_proc = None
@@ -476,6 +483,16 @@ class Volume(object):
 
     def bpath(self, *parts):
         return os.path.join(self.backing, *parts)
+
+    def backing_path(self, *parts):
+        """Backing path of a plaintext path inside the volume (`kekfs path encrypt`)."""
+        if self.names == "plaintext":
+            return self.bpath(*parts)
+        r = run_kekfs("path", "encrypt", *(self.key_args() + [self.backing,
+                                                              os.path.join(*parts)]))
+        if r.returncode != 0:
+            raise AssertionError("kekfs path encrypt failed: %r" % (r,))
+        return os.fsdecode(r.stdout.rstrip(b"\n"))
 
     # ---- key args
     def key_args(self):
@@ -525,6 +542,8 @@ class Volume(object):
             a += ["--cipher", self.cipher]
         if self.chunk_size:
             a += ["--chunk-size", str(self.chunk_size)]
+        if self.names == "plaintext":
+            a += ["--plaintext-names"]
         return a + self.init_args + [self.backing]
 
     def init(self):

@@ -119,13 +119,21 @@ def _rsync(src, dst, extra=()):
 
 
 def test_rsync_roundtrip():
+    rsync_roundtrip("plaintext")
+
+
+def test_rsync_roundtrip_encrypted_names():
+    rsync_roundtrip("encrypted")
+
+
+def rsync_roundtrip(names):
     require_tools("rsync")
     work = make_tempdir("rsync")
     try:
         src = make_tree(os.path.join(work, "src"))
         _assert_sparse_src(src)
         out = os.path.join(work, "out")
-        with Volume() as v:
+        with Volume(names=names) as v:
             dst = v.path("r")
             _rsync(src, dst)
             compare_trees(src, dst, check_root=True)
@@ -154,6 +162,7 @@ def test_rsync_roundtrip():
 
 
 test_rsync_roundtrip.timeout = 300
+test_rsync_roundtrip_encrypted_names.timeout = 300
 
 
 def _tar_copy(src, dst):
@@ -169,12 +178,20 @@ def _q(s):
 
 
 def test_tar_roundtrip():
+    tar_roundtrip("plaintext")
+
+
+def test_tar_roundtrip_encrypted_names():
+    tar_roundtrip("encrypted")
+
+
+def tar_roundtrip(names):
     require_tools("tar", "bash")
     work = make_tempdir("tar")
     try:
         src = make_tree(os.path.join(work, "src"))
         out = os.path.join(work, "out")
-        with Volume() as v:
+        with Volume(names=names) as v:
             dst = v.path("t")
             _tar_copy(src, dst)
             compare_trees(src, dst, check_root=True)
@@ -190,6 +207,7 @@ def test_tar_roundtrip():
 
 
 test_tar_roundtrip.timeout = 300
+test_tar_roundtrip_encrypted_names.timeout = 300
 
 
 def _unlink_keep_dir_mtime(b, d, n):

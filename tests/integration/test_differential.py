@@ -486,10 +486,10 @@ class DiffTester(object):
         return self.nops
 
 
-def run_differential(seed, nops, cipher=None, chunk_size=None, verbose=False):
+def run_differential(seed, nops, cipher=None, chunk_size=None, verbose=False, names="plaintext"):
     plain_base = make_tempdir("plain")
     try:
-        with Volume(cipher=cipher, chunk_size=chunk_size) as v:
+        with Volume(cipher=cipher, chunk_size=chunk_size, names=names) as v:
             t = DiffTester(os.path.join(v.mnt, "w"), os.path.join(plain_base, "w"), seed,
                            chunk=chunk_size or 4096, remount=v.remount)
             t0 = time.monotonic()
@@ -517,7 +517,17 @@ def test_differential_aes_gcm_chunk_16k():
     run_differential(3, max(1, _ops() // 2), cipher="aes-256-gcm", chunk_size=16384)
 
 
+def test_differential_encrypted_names_seed_1():
+    run_differential(1, _ops(), names="encrypted")
+
+
+def test_differential_encrypted_names_seed_2():
+    run_differential(20240601, _ops(), names="encrypted")
+
+
 test_differential_seed_1.timeout = 300
+test_differential_encrypted_names_seed_1.timeout = 300
+test_differential_encrypted_names_seed_2.timeout = 300
 test_differential_seed_2.timeout = 300
 test_differential_aes_gcm_chunk_16k.timeout = 300
 

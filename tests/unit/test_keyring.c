@@ -316,7 +316,8 @@ static const struct {
     {11, 13, 0, VOL_ERR_TAMPERED},
     {11, 8, 0, VOL_ERR_UNSUPPORTED},
     {11, 21, 0, VOL_ERR_UNSUPPORTED},
-    {12, 1, 0, VOL_ERR_UNSUPPORTED},
+    {12, 1, 0, VOL_ERR_TAMPERED}, /* plaintext -> encrypted names: the wrap catches it */
+    {12, 2, 0, VOL_ERR_UNSUPPORTED},
     {13, 1, 0, VOL_ERR_UNSUPPORTED},
     {8, 2, 0, VOL_ERR_UNSUPPORTED},
     {20, 0x10, 1, VOL_ERR_TAMPERED},

@@ -1,0 +1,152 @@
+/* kekfs path encrypt|decrypt: where a plaintext path lives in the backing directory, and back. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../fs/namedir.h"
+#include "../fs/volume.h"
+#include "cli.h"
+#include "secret.h"
+
+static const char path_usage[] =
+    "Usage: kekfs path encrypt|decrypt [OPTIONS] BACKING PATH\n"
+    "\n"
+    "encrypt: prints the backing path of PATH (a path inside the mounted volume, relative to\n"
+    "its root). decrypt: prints the plaintext path of PATH (a path inside BACKING, relative to\n"
+    "it or absolute). For backups and fsck reports; the volume need not be mounted.\n"
+    "\n"
+    "  --key-file FILE          unlock with a 32-byte key file\n"
+    "  --passphrase-file FILE   unlock with the passphrase on the first line of FILE\n"
+    "  --keyring PATH           the keyring, if it is kept outside BACKING\n"
+    "  -h, --help               show this help\n";
+
+struct path_opts {
+	struct secret_source src;
+	const char *keyring;
+	int encrypt;
+	char backing[PATH_MAX];
+	const char *path;
+};
+
+static int path_parse(int argc, char **argv, struct path_opts *o)
+{
+	static const struct option longopts[] = {
+	    {"key-file", required_argument, NULL, 'k'},
+	    {"passphrase-file", required_argument, NULL, 'p'},
+	    {"keyring", required_argument, NULL, 'r'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (c == 'k')
+			o->src.key_file = optarg;
+		else if (c == 'p')
+			o->src.passphrase_file = optarg;
+		else if (c == 'r')
+			o->keyring = optarg;
+		else if (c == 'h')
+			fputs(path_usage, stdout), exit(0);
+		else
+			return cli_error("see 'kekfs path --help'");
+	}
+	if (optind != argc - 3 ||
+	    (strcmp(argv[optind], "encrypt") != 0 && strcmp(argv[optind], "decrypt") != 0))
+		return cli_error(
+		    "path takes encrypt|decrypt, BACKING and PATH: see 'kekfs path --help'");
+	o->encrypt = strcmp(argv[optind], "encrypt") == 0;
+	if (!realpath(argv[optind + 1], o->backing))
+		return cli_error("backing directory %s: %s", argv[optind + 1], strerror(errno));
+	o->path = argv[optind + 2];
+	return 0;
+}
+
+/* Loads the config and unwraps the name key. */
+static int path_unlock(const struct path_opts *o, struct volume *vol)
+{
+	char vpath[PATH_MAX + 32], kpath[PATH_MAX + 32];
+	struct keyring *kr = NULL;
+	struct kr_secret secret;
+	int rc;
+
+	snprintf(vpath, sizeof(vpath), "%s/%s/%s", o->backing, VOLUME_DIR, VOLUME_FILE);
+	snprintf(kpath, sizeof(kpath), "%s/%s/%s", o->backing, VOLUME_DIR, KEYRING_FILE);
+	rc = volume_load(vpath, vol);
+	if (rc != VOL_OK)
+		return cli_error("%s: %s", vpath, volume_strerror(rc));
+	if (secret_read(&o->src, 0, &secret) != 0)
+		return -1;
+	rc = keyring_load(o->keyring ? o->keyring : kpath, vol->id, &secret, &kr);
+	secret_free(&secret);
+	if (rc != KR_OK)
+		return cli_error("cannot unlock %s: %s", o->keyring ? o->keyring : kpath,
+				 keyring_strerror(rc));
+	rc = volume_unlock(vol, kr);
+	keyring_free(kr);
+	if (rc != VOL_OK)
+		return cli_error("%s: %s", vpath, volume_strerror(rc));
+	return 0;
+}
+
+/* A backing path given absolutely must lie inside BACKING: strip that prefix. */
+static const char *path_inside(const struct path_opts *o)
+{
+	size_t n = strlen(o->backing);
+
+	if (!o->encrypt && strncmp(o->path, o->backing, n) == 0 &&
+	    (o->path[n] == '/' || o->path[n] == '\0'))
+		return o->path + n;
+	return o->path;
+}
+
+static int path_map(const struct path_opts *o, const struct volume *vol, char *out, size_t size)
+{
+	struct name_keys *nk = NULL;
+	int fd = open(o->backing, O_PATH | O_DIRECTORY | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return -errno;
+	if (vol->name_mode == NAMES_AES_SIV && !(nk = name_keys_new(vol->name_key))) {
+		close(fd);
+		return -ENOMEM;
+	}
+	rc = o->encrypt ? namepath_encrypt(fd, nk, vol->root_dir_id, path_inside(o), out, size)
+			: namepath_decrypt(fd, nk, vol->root_dir_id, path_inside(o), out, size);
+	name_keys_free(nk);
+	close(fd);
+	return rc;
+}
+
+int cmd_path(int argc, char **argv)
+{
+	struct path_opts o;
+	struct volume vol = {0};
+	char out[PATH_MAX * 2];
+	int rc;
+
+	if (path_parse(argc, argv, &o) != 0 || path_unlock(&o, &vol) != 0) {
+		volume_clear(&vol);
+		return 1;
+	}
+	rc = path_map(&o, &vol, out, sizeof(out));
+	volume_clear(&vol);
+	if (rc == -EBADMSG)
+		return cli_error("%s: a name on this path does not decrypt (tampered, or not "
+				 "written through kekfs)",
+				 o.path),
+		       1;
+	if (rc != 0)
+		return cli_error("%s: %s", o.path, strerror(-rc)), 1;
+	if (o.encrypt)
+		printf("%s%s\n", o.backing, out);
+	else
+		printf("%s\n", out);
+	return 0;
+}
