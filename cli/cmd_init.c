@@ -169,6 +169,7 @@ static int init_write(const struct init_opts *o, struct volume *vol, struct keyr
 		rmdir(dir);
 		return -1;
 	}
+	vol->generation = keyring_generation(kr);
 	if (volume_save(vol, vpath) != VOL_OK) {
 		cli_error("cannot write %s: %s", vpath, strerror(errno));
 		unlink(o->keyring ? o->keyring : kpath);

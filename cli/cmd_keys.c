@@ -363,6 +363,8 @@ static int keys_change(struct keys_opts *o, enum kek_change change, uint32_t ver
 					(uint64_t)time(NULL) + delay, o->force, msg, sizeof(msg));
 	if (fd >= 0)
 		close(fd);
+	if (rc == 0 && volume_record_generation(&vol, kr, paths.volume) != VOL_OK)
+		cli_error("warning: cannot record the keyring generation in %s", paths.volume);
 	if (rc == 0)
 		puts(msg);
 	else

@@ -314,12 +314,14 @@ static void services_start(struct daemon_services *svc, const struct mount_opts 
 	}
 	if (rotation_resume(svc->rot) != 0)
 		log_msg(LOG_ERR, "cannot resume the unfinished re-wrap");
-	if (keyring_expire(kr, svc->paths.keyring, (uint64_t)time(NULL)) != KR_OK)
+	if (keyring_expire(kr, svc->paths.keyring, (uint64_t)time(NULL)) != KR_OK ||
+	    volume_record_generation(vol, kr, svc->paths.volume) != VOL_OK)
 		log_msg(LOG_ERR, "cannot destroy the KEKs whose destruction date has come");
 	ci = (struct control_info){.backing = o->backing,
 				   .backing_fd = kekfs_fs_backing_fd(fs),
 				   .keyring_path = svc->paths.keyring,
 				   .audit_dir = svc->paths.audit_dir,
+				   .volume_path = svc->paths.volume,
 				   .mountpoint = o->mountpoint,
 				   .vol = vol,
 				   .kr = kr,

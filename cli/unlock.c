@@ -46,6 +46,13 @@ int volume_unlock_all(const char *backing, const char *keyring_opt, const struct
 				 p.keyring);
 	if (rc != KR_OK)
 		return cli_error("cannot unlock %s: %s", p.keyring, keyring_strerror(rc));
+	if (keyring_generation(*kr) < vol->generation)
+		return cli_error(
+		    "the keyring %s is older (generation %llu) than this volume has seen "
+		    "(%llu): it may be a restored copy that brings destroyed keys back; "
+		    "use the current keyring",
+		    p.keyring, (unsigned long long)keyring_generation(*kr),
+		    (unsigned long long)vol->generation);
 	rc = volume_unlock(vol, *kr);
 	if (rc != VOL_OK)
 		return cli_error("%s: %s", p.volume, volume_strerror(rc));

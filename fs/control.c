@@ -138,6 +138,8 @@ static void control_keys(struct control *c, const struct audit_actor *actor, con
 		fprintf(out, "error %s\n", msg);
 		return;
 	}
+	if (volume_record_generation(c->info.vol, c->info.kr, c->info.volume_path) != VOL_OK)
+		log_msg(LOG_ERR, "cannot record the keyring generation in %s", c->info.volume_path);
 	log_msg(LOG_NOTICE, "%s", msg);
 	fprintf(out, "ok\n%s\n", msg);
 }

@@ -17,6 +17,7 @@ struct control_info {
 	int backing_fd;		  /* O_PATH, for key commands' census */
 	const char *keyring_path; /* where key changes are saved */
 	const char *audit_dir;	  /* BACKING/.kekfs */
+	const char *volume_path;  /* BACKING/.kekfs/volume: records the keyring generation */
 	const char *mountpoint;	  /* NULL when describing an unmounted volume */
 	struct volume *vol;
 	struct keyring *kr;

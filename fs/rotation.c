@@ -248,6 +248,9 @@ int rotation_start(struct rotation *r, int force, const struct audit_actor *acto
 	rc = marker_set(r, 1);
 	if (rc == 0 && keyring_rotate(r->cfg.kr, r->cfg.keyring_path, version) != KR_OK)
 		rc = errno ? -errno : -EIO;
+	if (rc == 0 &&
+	    volume_record_generation(r->cfg.vol, r->cfg.kr, r->cfg.volume_path) != VOL_OK)
+		log_msg(LOG_ERR, "cannot record the keyring generation in %s", r->cfg.volume_path);
 	if (rc == 0)
 		rotation_audit(r, actor, "rotate", *version, force ? "forced" : NULL, "ok");
 	pthread_mutex_lock(&r->lock);

@@ -1,6 +1,8 @@
 #include "volume.h"
 
 #include <errno.h>
+#include <pthread.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +19,11 @@
 #define VOL_FORMAT 1
 #define VOL_AAD_LEN 48 /* magic .. root dir id: every field a slot binds */
 #define VOL_SLOTS_OFF 48
-#define VOL_CHECKSUM_OFF 240
+#define VOL_GENERATION_OFF 240
+#define VOL_CHECKSUM_OFF 248
+
+/* The daemon's re-wrap and its control socket may both update and save the config. */
+static pthread_mutex_t volume_save_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void volume_encode_fields(const struct volume *v, uint8_t out[VOL_AAD_LEN])
 {
@@ -63,6 +69,7 @@ int volume_save(const struct volume *v, const char *path)
 
 	volume_encode_fields(v, buf);
 	memcpy(buf + VOL_SLOTS_OFF, v->slots, sizeof(v->slots));
+	put_le64(buf + VOL_GENERATION_OFF, v->generation);
 	put_le64(buf + VOL_CHECKSUM_OFF, XXH64(buf, VOL_CHECKSUM_OFF, 0));
 	rc = atomic_write_file(path, buf, sizeof(buf), 0600);
 	if (rc != 0) {
@@ -102,6 +109,7 @@ int volume_load(const char *path, struct volume *v)
 		memcpy(v->id, buf + 16, VOLUME_ID_LEN);
 		memcpy(v->root_dir_id, buf + 32, VOLUME_ID_LEN);
 		memcpy(v->slots, buf + VOL_SLOTS_OFF, sizeof(v->slots));
+		v->generation = get_le64(buf + VOL_GENERATION_OFF);
 	}
 	free(buf);
 	return rc;
@@ -137,13 +145,31 @@ int volume_rewrap(struct volume *v, const struct keyring *kr, const char *path)
 	volume_encode_fields(v, aad);
 	if (wrap_slot_seal(&slot, kr, v->cur.seq + 1, aad, sizeof(aad), v->name_key) != 0)
 		return VOL_ERR_KEK;
+	pthread_mutex_lock(&volume_save_lock);
 	wrap_slot_encode(&slot, v->slots[spare]);
+	if (keyring_generation(kr) > v->generation)
+		v->generation = keyring_generation(kr);
 	rc = volume_save(v, path);
-	if (rc != VOL_OK)
-		return rc;
-	v->current = spare;
-	v->cur = slot;
-	return 1;
+	if (rc == VOL_OK) {
+		v->current = spare;
+		v->cur = slot;
+	}
+	pthread_mutex_unlock(&volume_save_lock);
+	return rc == VOL_OK ? 1 : rc;
+}
+
+int volume_record_generation(struct volume *v, const struct keyring *kr, const char *path)
+{
+	uint64_t gen = keyring_generation(kr);
+	int rc = VOL_OK;
+
+	pthread_mutex_lock(&volume_save_lock);
+	if (gen > v->generation) {
+		v->generation = gen;
+		rc = volume_save(v, path);
+	}
+	pthread_mutex_unlock(&volume_save_lock);
+	return rc;
 }
 
 void volume_clear(struct volume *v)

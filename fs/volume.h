@@ -14,7 +14,7 @@
 #define VOLUME_FILE "volume"
 #define KEYRING_FILE "keyring"
 #define VOLUME_ID_LEN 16
-#define VOLUME_ENCODED_LEN 248
+#define VOLUME_ENCODED_LEN 256
 #define VOLUME_MIN_CHUNK_SHIFT 9  /* 512 B */
 #define VOLUME_MAX_CHUNK_SHIFT 20 /* 1 MiB */
 
@@ -41,8 +41,9 @@ struct volume {
 	unsigned chunk_shift;
 	int name_mode;
 	uint8_t slots[2][WRAP_SLOT_LEN];
-	uint8_t *name_key; /* secure memory, set by volume_create or volume_unlock */
-	int current;	   /* the name key's current slot */
+	uint8_t *name_key;   /* secure memory, set by volume_create or volume_unlock */
+	uint64_t generation; /* the newest keyring generation this volume has seen */
+	int current;	     /* the name key's current slot */
 	struct wrap_slot cur;
 };
 
@@ -61,6 +62,12 @@ int volume_unlock(struct volume *v, const struct keyring *kr);
  * path. Returns 1 if it was re-wrapped, 0 if it already was on the active KEK, or VOL_ERR_*.
  */
 int volume_rewrap(struct volume *v, const struct keyring *kr, const char *path);
+
+/*
+ * Records the keyring's generation after a key change was saved, so that a keyring restored
+ * from an older copy (which would bring destroyed KEKs back) is refused. 0 or VOL_ERR_IO.
+ */
+int volume_record_generation(struct volume *v, const struct keyring *kr, const char *path);
 
 /* Writes the config atomically. VOL_ERR_IO with errno on failure. */
 int volume_save(const struct volume *v, const char *path);

@@ -101,3 +101,27 @@ def test_pending_destruction_cancel_and_expiry():
         time.sleep(1.1)  # the destruction date must pass; this waits for a clock, not a mount
         v.mount()
         assert "KEK v1: destroyed" in kekfs_ok("keys", "list", v.mnt)
+
+
+def test_restored_old_keyring_is_refused():
+    """A keyring copy from before a key change (which could bring a destroyed KEK back) is
+    refused at mount with one clear line; the current one still mounts."""
+    with Volume() as v:
+        write_file(v.path("f"), b"data")
+        v.umount()
+        kr = v.bpath(".kekfs", "keyring")
+        shutil.copyfile(kr, kr + ".old")
+        v.mount()
+        kekfs_ok("rotate", v.mnt)
+        wait_rewrap_finished(v)
+        kekfs_ok("keys", "destroy", "1", "--now", v.mnt)
+        v.umount()
+        shutil.copyfile(kr, kr + ".current")
+        shutil.copyfile(kr + ".old", kr)
+        r = run_kekfs("mount", *v.key_args(), v.backing, v.mnt)
+        assert r.returncode != 0, "an old keyring copy was accepted"
+        assert b"older (generation 1)" in r.stderr, r.stderr
+        assert not os.path.ismount(v.mnt)
+        shutil.copyfile(kr + ".current", kr)
+        v.mount()
+        assert_eq(read_file(v.path("f")), b"data", "file with the current keyring")

@@ -16,7 +16,7 @@
 #define KR_SUM (KR_MAC + 32)
 #define KR_LEN (KR_SUM + 8)
 #define VOL_SLOT0 48
-#define VOL_SUM 240
+#define VOL_SUM 248
 
 struct kfix {
 	struct test_env *env;
