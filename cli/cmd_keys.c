@@ -13,7 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../crypto/keywrap.h"
+#include "../crypto/secmem.h"
 #include "../fs/census.h"
+
 #include "../fs/control.h"
 #include "../fs/log.h"
 #include "../fs/rotation.h"
@@ -25,7 +28,9 @@ struct keys_opts {
 	struct secret_source src;
 	const char *keyring;
 	int force, resume, now;
-	const char *after; /* a duration: "7d", "12h" */
+	const char *after;	      /* a duration: "7d", "12h" */
+	struct secret_source new_src; /* add-slot, passwd */
+	const char *import_file;      /* keys import --file */
 	char target[PATH_MAX];
 };
 
@@ -53,6 +58,27 @@ static const char status_usage[] =
     "                           unlock an unmounted volume (not needed on a mount point)\n"
     "  -h, --help               show this help\n";
 
+static const char keys_usage[] =
+    "Usage: kekfs keys list MOUNTPOINT|BACKING\n"
+    "       kekfs keys retire N [--force] MOUNTPOINT|BACKING\n"
+    "       kekfs keys restore N MOUNTPOINT|BACKING\n"
+    "       kekfs keys destroy N [--after DURATION | --now] [--force] MOUNTPOINT|BACKING\n"
+    "       kekfs keys cancel N MOUNTPOINT|BACKING\n"
+    "       kekfs keys import --file F BACKING   (BYOK: F's 32 bytes become the next KEK)\n"
+    "       kekfs keys slots BACKING\n"
+    "       kekfs keys add-slot [--new-key-file F | --new-passphrase-file F] BACKING\n"
+    "       kekfs keys remove-slot N BACKING\n"
+    "       kekfs keys passwd [--new-key-file F | --new-passphrase-file F] BACKING\n"
+    "\n"
+    "States of an old KEK version: decrypt-only (after a rotation), retired (refused,\n"
+    "reversible with restore), pending destruction (refused; destroyed at the date unless\n"
+    "cancelled; default --after 7d), destroyed (material erased, a tombstone stays).\n"
+    "Retire and destroy are refused while any file or the name key still uses the version\n"
+    "(they are listed); --force goes past that and makes those files unreadable.\n"
+    "Unlock slots (like LUKS key slots) each wrap the keyring key under one secret; passwd\n"
+    "re-wraps the slot you unlocked with. Slot commands work on an unmounted volume only.\n"
+    "On an unmounted volume give --key-file, --passphrase-file and --keyring as for mount.\n";
+
 static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts *o)
 {
 	static const struct option longopts[] = {
@@ -63,6 +89,9 @@ static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts
 	    {"resume", no_argument, NULL, 'R'},
 	    {"after", required_argument, NULL, 'A'},
 	    {"now", no_argument, NULL, 'N'},
+	    {"new-key-file", required_argument, NULL, 'K'},
+	    {"file", required_argument, NULL, 'I'},
+	    {"new-passphrase-file", required_argument, NULL, 'P'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -85,6 +114,12 @@ static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts
 			o->after = optarg;
 		else if (c == 'N')
 			o->now = 1;
+		else if (c == 'K')
+			o->new_src.key_file = optarg;
+		else if (c == 'I')
+			o->import_file = optarg;
+		else if (c == 'P')
+			o->new_src.passphrase_file = optarg;
 		else if (c == 'h')
 			fputs(usage, stdout), exit(0);
 		else
@@ -147,8 +182,8 @@ static void progress_wait(struct rotation *rot)
 		putchar('\n');
 }
 
-/* Offline rotation (or --resume): unlock, rotate, re-wrap here, report. */
-static int rotate_offline(const struct keys_opts *o)
+/* Offline rotation (or --resume, or BYOK material): unlock, rotate, re-wrap here, report. */
+static int rotate_offline(const struct keys_opts *o, const uint8_t *material)
 {
 	struct volume vol = {0};
 	struct keyring *kr = NULL;
@@ -180,7 +215,7 @@ static int rotate_offline(const struct keys_opts *o)
 			  o->target);
 		goto out;
 	}
-	err = o->resume ? rotation_resume(rot) : rotation_start(rot, 1, NULL, &version);
+	err = o->resume ? rotation_resume(rot) : rotation_start(rot, 1, NULL, material, &version);
 	if (err != 0) {
 		cli_error("rotation failed: %s; nothing changed", strerror(-err));
 		goto out;
@@ -223,7 +258,53 @@ int cmd_rotate(int argc, char **argv)
 		return cli_error("%s is mounted on %s: rotate it there ('kekfs rotate %s')",
 				 o.target, m.mountpoint, m.mountpoint),
 		       1;
-	return rotate_offline(&o);
+	return rotate_offline(&o, NULL);
+}
+
+/* Reads exactly 32 bytes of customer key material into secure memory; NULL after a message. */
+static uint8_t *material_read(const char *path)
+{
+	uint8_t *buf = secmem_alloc(KEYWRAP_KEY_LEN + 1);
+	ssize_t n = -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (buf && fd >= 0)
+		n = read(fd, buf, KEYWRAP_KEY_LEN + 1);
+	if (fd >= 0)
+		close(fd);
+	if (buf && n == KEYWRAP_KEY_LEN)
+		return buf;
+	if (!buf || fd < 0 || n < 0)
+		cli_error("invalid key material: cannot read %s: %s", path,
+			  buf ? strerror(errno) : "out of secure memory");
+	else
+		cli_error("invalid key material: expected 32 bytes, got %s%zd (make it with "
+			  "'openssl rand -out FILE 32')",
+			  n > KEYWRAP_KEY_LEN ? "more than " : "", n > KEYWRAP_KEY_LEN ? 32 : n);
+	secmem_free(buf);
+	return NULL;
+}
+
+/* keys import --file F BACKING: the customer's 32 bytes become the next KEK (BYOK). */
+static int import_command(int argc, char **argv)
+{
+	struct keys_opts o;
+	struct kekfs_mount m;
+	uint8_t *material;
+	int rc;
+
+	if (keys_parse(argc - 1, argv + 1, keys_usage, &o) != 0)
+		return 1;
+	if (!o.import_file)
+		return cli_error("keys import needs --file F (32 bytes of key material)"), 1;
+	if (kekfs_mount_find(o.target, 0, &m) || kekfs_mount_find(o.target, 1, &m))
+		return cli_error("%s is mounted: unmount it first to import a key", m.backing), 1;
+	material = material_read(o.import_file);
+	if (!material)
+		return 1;
+	rc = rotate_offline(&o, material);
+	secmem_free(material);
+	return rc;
 }
 
 /* status and keys list: the daemon's view when mounted, else the keyring's. */
@@ -306,20 +387,6 @@ int cmd_audit(int argc, char **argv)
 	return rc == 0 ? 0 : 1;
 }
 
-static const char keys_usage[] =
-    "Usage: kekfs keys list MOUNTPOINT|BACKING\n"
-    "       kekfs keys retire N [--force] MOUNTPOINT|BACKING\n"
-    "       kekfs keys restore N MOUNTPOINT|BACKING\n"
-    "       kekfs keys destroy N [--after DURATION | --now] [--force] MOUNTPOINT|BACKING\n"
-    "       kekfs keys cancel N MOUNTPOINT|BACKING\n"
-    "\n"
-    "States of an old KEK version: decrypt-only (after a rotation), retired (refused,\n"
-    "reversible with restore), pending destruction (refused; destroyed at the date unless\n"
-    "cancelled; default --after 7d), destroyed (material erased, a tombstone stays).\n"
-    "Retire and destroy are refused while any file or the name key still uses the version\n"
-    "(they are listed); --force goes past that and makes those files unreadable.\n"
-    "On an unmounted volume give --key-file, --passphrase-file and --keyring as for mount.\n";
-
 /* "7d", "12h", "30m", "45s", "2w" in seconds; 0 if malformed. */
 static uint64_t parse_duration(const char *s)
 {
@@ -374,6 +441,70 @@ static int keys_change(struct keys_opts *o, enum kek_change change, uint32_t ver
 	return rc == 0 ? 0 : 1;
 }
 
+/* Slot changes rewrite the keyring, which a mounted volume's daemon holds: offline only. */
+static int slots_change(struct keys_opts *o, const char *verb, unsigned long index)
+{
+	struct volume vol = {0};
+	struct keyring *kr = NULL;
+	struct volume_paths paths;
+	struct kekfs_mount m;
+	struct kr_secret secret = {0};
+	int rc = KR_OK;
+
+	if (kekfs_mount_find(o->target, 0, &m) || kekfs_mount_find(o->target, 1, &m))
+		return cli_error("%s is mounted: unmount it first, the daemon holds the keyring",
+				 m.backing),
+		       1;
+	if (volume_unlock_all(o->target, o->keyring, &o->src, "keys", &vol, &kr) != 0)
+		return 1;
+	volume_paths_get(o->target, o->keyring, &paths);
+	if (strcmp(verb, "slots") == 0) {
+		for (size_t i = 0; i < keyring_slot_count(kr); i++)
+			printf("slot %zu: %s\n", i + 1,
+			       keyring_slot_type(kr, i) == KR_SECRET_KEYFILE ? "key file"
+									     : "passphrase");
+	} else if (strcmp(verb, "remove-slot") == 0) {
+		rc = keyring_slot_remove(kr, paths.keyring, index - 1);
+	} else if (secret_read(&o->new_src, 1, &secret) != 0) {
+		rc = 1;
+	} else {
+		rc = strcmp(verb, "passwd") == 0 ? keyring_passwd(kr, paths.keyring, &secret)
+						 : keyring_slot_add(kr, paths.keyring, &secret);
+		secret_free(&secret);
+	}
+	if (rc != KR_OK && rc != 1)
+		cli_error("%s: %s; nothing changed", verb, keyring_strerror(rc));
+	else if (rc == KR_OK && strcmp(verb, "slots") != 0)
+		printf("%s: done; the keyring now has %zu unlock slot%s\n", verb,
+		       keyring_slot_count(kr), keyring_slot_count(kr) == 1 ? "" : "s");
+	if (rc == KR_OK)
+		volume_record_generation(&vol, kr, paths.volume);
+	keyring_free(kr);
+	volume_clear(&vol);
+	return rc == KR_OK ? 0 : 1;
+}
+
+/* keys slots|add-slot|remove-slot N|passwd */
+static int slots_command(int argc, char **argv)
+{
+	struct keys_opts o;
+	unsigned long index = 0;
+	int skip = 1;
+	char *end;
+
+	if (strcmp(argv[1], "remove-slot") == 0) {
+		index = argc > 2 ? strtoul(argv[2], &end, 10) : 0;
+		if (argc < 3 || *end || index == 0)
+			return cli_error(
+				   "keys remove-slot needs a slot number (see 'kekfs keys slots')"),
+			       1;
+		skip = 2;
+	}
+	if (keys_parse(argc - skip, argv + skip, keys_usage, &o) != 0)
+		return 1;
+	return slots_change(&o, argv[1], index);
+}
+
 int cmd_keys(int argc, char **argv)
 {
 	static const struct {
@@ -393,6 +524,11 @@ int cmd_keys(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "list") == 0)
 		return keys_parse(argc - 1, argv + 1, keys_usage, &o) ? 1 : show(&o, "KEK ");
+	if (strcmp(argv[1], "import") == 0)
+		return import_command(argc, argv);
+	if (strcmp(argv[1], "slots") == 0 || strcmp(argv[1], "add-slot") == 0 ||
+	    strcmp(argv[1], "remove-slot") == 0 || strcmp(argv[1], "passwd") == 0)
+		return slots_command(argc, argv);
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
 		if (strcmp(argv[1], verbs[i].verb) != 0)
 			continue;

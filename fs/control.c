@@ -160,7 +160,8 @@ static void control_dispatch(struct control *c, const struct audit_actor *actor,
 		return;
 	}
 	if (strcmp(cmd, "rotate") == 0 || strcmp(cmd, "rotate force") == 0) {
-		rc = rotation_start(c->info.rot, strcmp(cmd, "rotate force") == 0, actor, &version);
+		rc = rotation_start(c->info.rot, strcmp(cmd, "rotate force") == 0, actor, NULL,
+				    &version);
 		if (rc == -EBUSY)
 			fputs("error a re-wrap is still running (see 'kekfs status'); wait for it, "
 			      "or "

@@ -233,7 +233,7 @@ struct rotation *rotation_new(const struct rotation_config *cfg)
 }
 
 int rotation_start(struct rotation *r, int force, const struct audit_actor *actor,
-		   uint32_t *version)
+		   const uint8_t *material, uint32_t *version)
 {
 	int rc;
 
@@ -246,13 +246,14 @@ int rotation_start(struct rotation *r, int force, const struct audit_actor *acto
 	pthread_mutex_unlock(&r->lock);
 	rotation_join(r);
 	rc = marker_set(r, 1);
-	if (rc == 0 && keyring_rotate(r->cfg.kr, r->cfg.keyring_path, version) != KR_OK)
+	if (rc == 0 && keyring_rotate(r->cfg.kr, r->cfg.keyring_path, material, version) != KR_OK)
 		rc = errno ? -errno : -EIO;
 	if (rc == 0 &&
 	    volume_record_generation(r->cfg.vol, r->cfg.kr, r->cfg.volume_path) != VOL_OK)
 		log_msg(LOG_ERR, "cannot record the keyring generation in %s", r->cfg.volume_path);
 	if (rc == 0)
-		rotation_audit(r, actor, "rotate", *version, force ? "forced" : NULL, "ok");
+		rotation_audit(r, actor, material ? "import" : "rotate", *version,
+			       force ? "forced" : NULL, "ok");
 	pthread_mutex_lock(&r->lock);
 	if (rc == 0)
 		rc = walk_start(r);

@@ -46,7 +46,7 @@ struct rotation *rotation_new(const struct rotation_config *cfg);
  * force the running walk is stopped and a new one starts). Returns 0 and the new version.
  */
 int rotation_start(struct rotation *r, int force, const struct audit_actor *actor,
-		   uint32_t *version);
+		   const uint8_t *material, uint32_t *version);
 
 /* Starts a re-wrap left unfinished (the marker is there); 0 if none was needed. */
 int rotation_resume(struct rotation *r);

@@ -45,6 +45,7 @@ struct kr_kek {
 
 struct keyring {
 	pthread_rwlock_t lock; /* rotation changes keks while the daemon looks keys up */
+	int unlocked_slot;     /* the root slot that opened it (for passwd) */
 	uint8_t volume_id[KEYRING_VOLUME_ID_LEN];
 	uint64_t generation;   /* +1 on every change that is saved */
 	uint64_t rotate_every; /* policy: seconds, 0 = never */
@@ -108,7 +109,7 @@ static int keyring_add_slot(struct keyring *kr, const struct kr_secret *secret)
 	int rc;
 
 	if (kr->nslots >= KEYRING_MAX_SLOTS)
-		return KR_ERR_CORRUPT;
+		return KR_ERR_SLOTS_FULL;
 	memset(s, 0, sizeof(*s));
 	s->type = (uint8_t)secret->type;
 	if (s->type == KR_SECRET_PASSPHRASE) {
@@ -128,7 +129,8 @@ static int keyring_add_slot(struct keyring *kr, const struct kr_secret *secret)
 	return rc;
 }
 
-static int keyring_add_kek(struct keyring *kr, uint32_t version)
+/* Adds KEK version, random or (BYOK) the customer's 32 bytes of material. */
+static int keyring_add_kek(struct keyring *kr, uint32_t version, const uint8_t *material)
 {
 	struct kr_kek *keks = realloc(kr->keks, (kr->nkeks + 1) * sizeof(*keks));
 	struct kr_kek *k;
@@ -142,7 +144,10 @@ static int keyring_add_kek(struct keyring *kr, uint32_t version)
 	k->key = secmem_alloc(KEYWRAP_KEY_LEN);
 	if (!k->key)
 		return KR_ERR_NOMEM;
-	randombytes_buf(k->key, KEYWRAP_KEY_LEN);
+	if (material)
+		memcpy(k->key, material, KEYWRAP_KEY_LEN);
+	else
+		randombytes_buf(k->key, KEYWRAP_KEY_LEN);
 	k->version = version;
 	k->state = KEK_ACTIVE;
 	k->created = (uint64_t)time(NULL);
@@ -178,7 +183,7 @@ int keyring_create(const uint8_t volume_id[KEYRING_VOLUME_ID_LEN], const struct 
 	randombytes_buf(kr->keyring_key, KEYRING_KEY_LEN);
 	rc = keyring_add_slot(kr, secret);
 	if (rc == KR_OK)
-		rc = keyring_add_kek(kr, 1);
+		rc = keyring_add_kek(kr, 1, NULL);
 	if (rc != KR_OK) {
 		keyring_free(kr);
 		return rc;
@@ -374,6 +379,70 @@ int keyring_save(struct keyring *kr, const char *path)
 	return rc;
 }
 
+size_t keyring_slot_count(const struct keyring *kr)
+{
+	return kr->nslots;
+}
+
+int keyring_slot_type(const struct keyring *kr, size_t i)
+{
+	return kr->slots[i].type;
+}
+
+int keyring_slot_add(struct keyring *kr, const char *path, const struct kr_secret *secret)
+{
+	int rc;
+
+	if (kr->nslots >= KEYRING_MAX_SLOTS)
+		return KR_ERR_SLOTS_FULL;
+	pthread_rwlock_wrlock(&kr->lock);
+	rc = keyring_add_slot(kr, secret);
+	if (rc == KR_OK && (rc = keyring_save_locked(kr, path)) != KR_OK)
+		kr->nslots--;
+	pthread_rwlock_unlock(&kr->lock);
+	return rc;
+}
+
+int keyring_slot_remove(struct keyring *kr, const char *path, size_t i)
+{
+	struct kr_slot saved[KEYRING_MAX_SLOTS];
+	int rc;
+
+	if (i >= kr->nslots)
+		return KR_ERR_NO_SLOT;
+	if (kr->nslots == 1)
+		return KR_ERR_LAST_SLOT;
+	pthread_rwlock_wrlock(&kr->lock);
+	memcpy(saved, kr->slots, sizeof(saved));
+	memmove(&kr->slots[i], &kr->slots[i + 1], (kr->nslots - i - 1) * sizeof(kr->slots[0]));
+	kr->nslots--;
+	rc = keyring_save_locked(kr, path);
+	if (rc != KR_OK) {
+		memcpy(kr->slots, saved, sizeof(saved));
+		kr->nslots++;
+	}
+	pthread_rwlock_unlock(&kr->lock);
+	return rc;
+}
+
+int keyring_passwd(struct keyring *kr, const char *path, const struct kr_secret *secret)
+{
+	struct kr_slot saved;
+	size_t i = (size_t)kr->unlocked_slot;
+	int rc;
+
+	pthread_rwlock_wrlock(&kr->lock);
+	saved = kr->slots[i];
+	rc = keyring_add_slot(kr, secret); /* built at the end, then moved into place */
+	if (rc == KR_OK) {
+		kr->slots[i] = kr->slots[--kr->nslots];
+		if ((rc = keyring_save_locked(kr, path)) != KR_OK)
+			kr->slots[i] = saved;
+	}
+	pthread_rwlock_unlock(&kr->lock);
+	return rc;
+}
+
 /* Drops the newest KEK (a rotation whose save failed) and makes prev active again. */
 static void keyring_unrotate(struct keyring *kr, size_t prev)
 {
@@ -383,7 +452,7 @@ static void keyring_unrotate(struct keyring *kr, size_t prev)
 		kr->keks[prev].state = KEK_ACTIVE;
 }
 
-int keyring_rotate(struct keyring *kr, const char *path, uint32_t *version)
+int keyring_rotate(struct keyring *kr, const char *path, const uint8_t *material, uint32_t *version)
 {
 	uint32_t next = 0;
 	size_t prev = SIZE_MAX;
@@ -396,7 +465,7 @@ int keyring_rotate(struct keyring *kr, const char *path, uint32_t *version)
 		if (kr->keks[i].state == KEK_ACTIVE)
 			prev = i;
 	}
-	rc = kr->nkeks < KR_MAX_KEKS ? keyring_add_kek(kr, next + 1) : KR_ERR_CORRUPT;
+	rc = kr->nkeks < KR_MAX_KEKS ? keyring_add_kek(kr, next + 1, material) : KR_ERR_CORRUPT;
 	if (rc == KR_OK && prev != SIZE_MAX)
 		kr->keks[prev].state = KEK_DECRYPT_ONLY;
 	/* Saved before anyone can wrap with it: a KEK that is not on disk must never be used. */
@@ -551,6 +620,7 @@ static int keyring_unlock_slots(struct keyring *kr, const struct kr_secret *secr
 		r = slot_wrapping_key(s, secret, wk);
 		if (r == KR_OK &&
 		    key_unwrap(wk, aad, slot_aad(kr, s, aad), s->wrapped, kr->keyring_key) == 0) {
+			kr->unlocked_slot = (int)i;
 			rc = KR_OK;
 			break;
 		}
@@ -652,6 +722,10 @@ const char *keyring_strerror(int err)
 		return "that KEK is destroyed; its material is gone for good";
 	case KR_ERR_KEK_STATE:
 		return "that change does not apply to the KEK's present state";
+	case KR_ERR_SLOTS_FULL:
+		return "the keyring already has the most unlock slots it can hold (8)";
+	case KR_ERR_LAST_SLOT:
+		return "that is the keyring's last unlock slot: add another one first";
 	default:
 		return "unknown keyring error";
 	}

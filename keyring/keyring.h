@@ -26,7 +26,9 @@ enum keyring_err {
 	KR_ERR_NO_KEK = -10,	    /* no KEK of that version */
 	KR_ERR_KEK_ACTIVE = -11,    /* the active KEK cannot be retired or destroyed */
 	KR_ERR_KEK_DESTROYED = -12, /* a destroyed KEK stays destroyed */
-	KR_ERR_KEK_STATE = -13,	    /* the change does not apply to the KEK's present state */
+	KR_ERR_KEK_STATE = -13,
+	KR_ERR_SLOTS_FULL = -14,
+	KR_ERR_LAST_SLOT = -15, /* the change does not apply to the KEK's present state */
 };
 
 enum kr_secret_type {
@@ -64,9 +66,11 @@ int keyring_save(struct keyring *kr, const char *path);
 
 /*
  * Adds KEK vN+1 as the active key (the previous one becomes decrypt-only) and saves the
- * keyring to path, atomically for every reader: if the save fails nothing changed.
+ * keyring to path, atomically for every reader: if the save fails nothing changed. The
+ * new KEK is random, or the 32 bytes of material a customer brings (BYOK).
  */
-int keyring_rotate(struct keyring *kr, const char *path, uint32_t *version);
+int keyring_rotate(struct keyring *kr, const char *path, const uint8_t *material,
+		   uint32_t *version);
 
 struct kek_info {
 	uint32_t version;
@@ -95,6 +99,19 @@ int keyring_kek_change_allowed(const struct keyring *kr, uint32_t version, enum 
 
 /* Destroys every KEK pending destruction whose date has come, and saves if any did. */
 int keyring_expire(struct keyring *kr, const char *path, uint64_t now);
+
+/* Unlock slots, like LUKS key slots: each wraps the keyring key under one root secret. */
+size_t keyring_slot_count(const struct keyring *kr);
+int keyring_slot_type(const struct keyring *kr, size_t i); /* KR_SECRET_* */
+
+/* Adds a slot for secret and saves; if the save fails nothing changed. */
+int keyring_slot_add(struct keyring *kr, const char *path, const struct kr_secret *secret);
+
+/* Removes slot i and saves; the last slot cannot go (KR_ERR_LAST_SLOT). */
+int keyring_slot_remove(struct keyring *kr, const char *path, size_t i);
+
+/* Re-wraps the keyring key in the slot that unlocked it under a new secret, and saves. */
+int keyring_passwd(struct keyring *kr, const char *path, const struct kr_secret *secret);
 
 size_t keyring_kek_count(const struct keyring *kr);
 

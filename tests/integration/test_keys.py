@@ -7,7 +7,7 @@ import os
 import shutil
 
 from kekfs_harness import (Volume, write_file, read_file, pattern, assert_eq, assert_bytes_eq,
-                           run_kekfs)
+                           run_kekfs, make_key_file, find_daemon_pids)
 from test_rotation import kekfs_ok, wait_rewrap_finished
 
 
@@ -125,3 +125,63 @@ def test_restored_old_keyring_is_refused():
         shutil.copyfile(kr + ".current", kr)
         v.mount()
         assert_eq(read_file(v.path("f")), b"data", "file with the current keyring")
+
+
+def test_unlock_slots_add_remove_passwd():
+    """A second key file unlocks once added; the last slot cannot go; removing a slot locks
+    its secret out; passwd changes a passphrase without touching any file; all offline."""
+    from kekfs_harness import make_passphrase_file
+    with Volume(passphrase="first pass phrase") as v:
+        write_file(v.path("f"), b"slots")
+        assert "unmount it first" in kekfs_fails("keys", "slots", *v.key_args(), v.backing)
+        v.umount()
+        before = read_file(v.bpath("f"))
+        second = make_key_file(v.base, name="second")
+        out = kekfs_ok("keys", "add-slot", "--new-key-file", second, *v.key_args(), v.backing)
+        assert "2 unlock slots" in out, out
+        out = kekfs_ok("keys", "slots", *v.key_args(), v.backing)
+        assert "slot 1: passphrase" in out and "slot 2: key file" in out, out
+        kekfs_ok("mount", "--key-file", second, v.backing, v.mnt)
+        assert_eq(read_file(v.path("f")), b"slots", "file through the added slot")
+        v.daemon_pids = find_daemon_pids(v.mnt)
+        v.umount()
+        newpass = make_passphrase_file(v.base, "second pass phrase", name="newpass")
+        kekfs_ok("keys", "passwd", "--new-passphrase-file", newpass, *v.key_args(), v.backing)
+        assert "wrong passphrase" in kekfs_fails("mount", *v.key_args(), v.backing, v.mnt)
+        kekfs_ok("keys", "remove-slot", "1", "--key-file", second, v.backing)
+        assert "last unlock slot" in kekfs_fails("keys", "remove-slot", "1", "--key-file",
+                                                 second, v.backing)
+        assert "no unlock slot of that kind" in kekfs_fails(
+            "mount", "--passphrase-file", newpass, v.backing, v.mnt)
+        assert_eq(read_file(v.bpath("f")), before, "slot changes touched a file")
+        kekfs_ok("mount", "--key-file", second, v.backing, v.mnt)
+        v.daemon_pids = find_daemon_pids(v.mnt)
+        assert_eq(read_file(v.path("f")), b"slots", "file after the slot changes")
+
+
+def test_byok_import_and_bad_material():
+    """32 bytes of customer material become KEK v2 and every file is re-wrapped under it;
+    wrong lengths and unreadable files give one clear line and change nothing."""
+    with Volume() as v:
+        write_file(v.path("f"), pattern(20000, 3))
+        v.umount()
+        kr_before = read_file(v.bpath(".kekfs", "keyring"))
+        bad = {"31": os.urandom(31), "33": os.urandom(33), "0": b""}
+        for name, data in bad.items():
+            p = os.path.join(v.base, "kek%s.bin" % name)
+            with open(p, "wb") as f:
+                f.write(data)
+            msg = kekfs_fails("keys", "import", "--file", p, *v.key_args(), v.backing)
+            assert "invalid key material" in msg, msg
+        msg = kekfs_fails("keys", "import", "--file", v.base, *v.key_args(), v.backing)
+        assert "invalid key material" in msg, msg
+        assert_eq(read_file(v.bpath(".kekfs", "keyring")), kr_before, "keyring after bad input")
+        good = os.path.join(v.base, "kek.bin")
+        with open(good, "wb") as f:
+            f.write(os.urandom(32))
+        out = kekfs_ok("keys", "import", "--file", good, *v.key_args(), v.backing)
+        assert "KEK v2 is active: 1 files, 1 re-wrapped, 0 failed" in out, out
+        with open(v.bpath(".kekfs", "audit.log")) as f:
+            assert '"op":"import","kek":2' in f.read(), "no audit record of the import"
+        v.mount()
+        assert_bytes_eq(read_file(v.path("f")), pattern(20000, 3), "file after the import")
