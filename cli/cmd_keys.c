@@ -31,6 +31,7 @@ struct keys_opts {
 	const char *after;	      /* a duration: "7d", "12h" */
 	struct secret_source new_src; /* add-slot, passwd */
 	const char *import_file;      /* keys import --file */
+	const char *rotate_every;     /* keys policy --rotate-every */
 	char target[PATH_MAX];
 };
 
@@ -65,6 +66,7 @@ static const char keys_usage[] =
     "       kekfs keys destroy N [--after DURATION | --now] [--force] MOUNTPOINT|BACKING\n"
     "       kekfs keys cancel N MOUNTPOINT|BACKING\n"
     "       kekfs keys import --file F BACKING   (BYOK: F's 32 bytes become the next KEK)\n"
+    "       kekfs keys policy --rotate-every DURATION|never MOUNTPOINT|BACKING\n"
     "       kekfs keys slots BACKING\n"
     "       kekfs keys add-slot [--new-key-file F | --new-passphrase-file F] BACKING\n"
     "       kekfs keys remove-slot N BACKING\n"
@@ -79,6 +81,20 @@ static const char keys_usage[] =
     "re-wraps the slot you unlocked with. Slot commands work on an unmounted volume only.\n"
     "On an unmounted volume give --key-file, --passphrase-file and --keyring as for mount.\n";
 
+/* "7d", "12h", "30m", "45s", "2w" in seconds; 0 if malformed. */
+static uint64_t parse_duration(const char *s)
+{
+	static const uint64_t scale[] = {1, 60, 3600, 86400, 604800};
+	const char *units = "smhdw", *u;
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+
+	u = *end ? strchr(units, *end) : units;
+	if (!u || (*end && end[1]) || v == 0)
+		return 0;
+	return v * scale[u - units];
+}
+
 static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts *o)
 {
 	static const struct option longopts[] = {
@@ -91,6 +107,7 @@ static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts
 	    {"now", no_argument, NULL, 'N'},
 	    {"new-key-file", required_argument, NULL, 'K'},
 	    {"file", required_argument, NULL, 'I'},
+	    {"rotate-every", required_argument, NULL, 'E'},
 	    {"new-passphrase-file", required_argument, NULL, 'P'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -118,6 +135,8 @@ static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts
 			o->new_src.key_file = optarg;
 		else if (c == 'I')
 			o->import_file = optarg;
+		else if (c == 'E')
+			o->rotate_every = optarg;
 		else if (c == 'P')
 			o->new_src.passphrase_file = optarg;
 		else if (c == 'h')
@@ -285,6 +304,46 @@ static uint8_t *material_read(const char *path)
 	return NULL;
 }
 
+/* keys policy --rotate-every D|never: the daemon rotates by itself once the KEK is that old. */
+static int policy_command(int argc, char **argv)
+{
+	struct keys_opts o;
+	struct kekfs_mount m;
+	struct volume vol = {0};
+	struct keyring *kr = NULL;
+	struct volume_paths paths;
+	uint64_t seconds;
+	char cmd[64];
+	int rc;
+
+	if (keys_parse(argc - 1, argv + 1, keys_usage, &o) != 0)
+		return 1;
+	if (!o.rotate_every)
+		return cli_error("keys policy needs --rotate-every DURATION (e.g. 90d) or never"),
+		       1;
+	seconds = strcmp(o.rotate_every, "never") == 0 ? 0 : parse_duration(o.rotate_every);
+	if (!seconds && strcmp(o.rotate_every, "never") != 0)
+		return cli_error(
+			   "--rotate-every takes a duration such as 90d, 12h or 30m, or never"),
+		       1;
+	snprintf(cmd, sizeof(cmd), "policy %llu", (unsigned long long)seconds);
+	if (kekfs_mount_find(o.target, 0, &m) || kekfs_mount_find(o.target, 1, &m))
+		return online(&m, cmd, NULL);
+	if (volume_unlock_all(o.target, o.keyring, &o.src, "keys", &vol, &kr) != 0)
+		return 1;
+	volume_paths_get(o.target, o.keyring, &paths);
+	rc = keyring_set_rotation_period(kr, paths.keyring, seconds);
+	if (rc == KR_OK) {
+		volume_record_generation(&vol, kr, paths.volume);
+		puts("rotation policy saved");
+	} else {
+		cli_error("cannot save the keyring: %s", keyring_strerror(rc));
+	}
+	keyring_free(kr);
+	volume_clear(&vol);
+	return rc == KR_OK ? 0 : 1;
+}
+
 /* keys import --file F BACKING: the customer's 32 bytes become the next KEK (BYOK). */
 static int import_command(int argc, char **argv)
 {
@@ -385,20 +444,6 @@ int cmd_audit(int argc, char **argv)
 	keyring_free(kr);
 	volume_clear(&vol);
 	return rc == 0 ? 0 : 1;
-}
-
-/* "7d", "12h", "30m", "45s", "2w" in seconds; 0 if malformed. */
-static uint64_t parse_duration(const char *s)
-{
-	static const uint64_t scale[] = {1, 60, 3600, 86400, 604800};
-	const char *units = "smhdw", *u;
-	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-
-	u = *end ? strchr(units, *end) : units;
-	if (!u || (*end && end[1]) || v == 0)
-		return 0;
-	return v * scale[u - units];
 }
 
 /* Applies one key-state change, through the daemon or on the unmounted volume. */
@@ -526,6 +571,8 @@ int cmd_keys(int argc, char **argv)
 		return keys_parse(argc - 1, argv + 1, keys_usage, &o) ? 1 : show(&o, "KEK ");
 	if (strcmp(argv[1], "import") == 0)
 		return import_command(argc, argv);
+	if (strcmp(argv[1], "policy") == 0)
+		return policy_command(argc, argv);
 	if (strcmp(argv[1], "slots") == 0 || strcmp(argv[1], "add-slot") == 0 ||
 	    strcmp(argv[1], "remove-slot") == 0 || strcmp(argv[1], "passwd") == 0)
 		return slots_command(argc, argv);

@@ -305,17 +305,14 @@ static void services_start(struct daemon_services *svc, const struct mount_opts 
 				      .kr = kr,
 				      .inodes = kekfs_fs_inodes(fs),
 				      .audit_dir = svc->paths.audit_dir};
-	if (o->read_only) /* no re-wrap, no key changes, no audit records: nothing written */
-		return;
-	svc->rot = rotation_new(&rc);
-	if (!svc->rot) {
+	/* Read-only: no re-wrap, no key changes, no audit records; status still answers. */
+	svc->rot = o->read_only ? NULL : rotation_new(&rc);
+	if (!o->read_only && !svc->rot)
 		log_msg(LOG_ERR, "out of memory: rotation is not available on this mount");
-		return;
-	}
-	if (rotation_resume(svc->rot) != 0)
+	if (svc->rot && rotation_resume(svc->rot) != 0)
 		log_msg(LOG_ERR, "cannot resume the unfinished re-wrap");
-	if (keyring_expire(kr, svc->paths.keyring, (uint64_t)time(NULL)) != KR_OK ||
-	    volume_record_generation(vol, kr, svc->paths.volume) != VOL_OK)
+	if (svc->rot && (keyring_expire(kr, svc->paths.keyring, (uint64_t)time(NULL)) != KR_OK ||
+			 volume_record_generation(vol, kr, svc->paths.volume) != VOL_OK))
 		log_msg(LOG_ERR, "cannot destroy the KEKs whose destruction date has come");
 	ci = (struct control_info){.backing = o->backing,
 				   .backing_fd = kekfs_fs_backing_fd(fs),

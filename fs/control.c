@@ -98,6 +98,26 @@ static void rewrap_status_print(FILE *out, struct rotation *rot)
 		(unsigned long long)st.failed, st.name_key_done ? "done" : "NOT done", st.elapsed);
 }
 
+/* "rotation policy: every 90 days; next due 2027-02-20 (in 89 days)", or OVERDUE. */
+static void policy_print(FILE *out, const struct keyring *kr)
+{
+	uint64_t period = keyring_rotation_period(kr), due = keyring_rotation_due(kr);
+	uint64_t now = (uint64_t)time(NULL);
+
+	if (!period) {
+		fputs("rotation policy: none ('kekfs keys policy --rotate-every 90d' sets one)\n",
+		      out);
+		return;
+	}
+	fprintf(out, "rotation policy: every %llu s (%.1f days); next due ",
+		(unsigned long long)period, (double)period / 86400.0);
+	print_time(out, due);
+	if (due <= now)
+		fprintf(out, " -- OVERDUE by %llu s\n", (unsigned long long)(now - due));
+	else
+		fprintf(out, " (in %.1f days)\n", (double)(due - now) / 86400.0);
+}
+
 void volume_status_print(FILE *out, const struct control_info *info)
 {
 	struct kek_info k;
@@ -115,6 +135,7 @@ void volume_status_print(FILE *out, const struct control_info *info)
 		fputc('\n', out);
 	}
 	fprintf(out, "name key: on KEK v%u\n", info->vol->cur.kek_version);
+	policy_print(out, info->kr);
 	if (info->rot)
 		rewrap_status_print(out, info->rot);
 }
@@ -150,6 +171,13 @@ static void control_dispatch(struct control *c, const struct audit_actor *actor,
 {
 	unsigned long lines;
 	char msg[512];
+	int changes = strncmp(cmd, "rotate", 6) == 0 || strncmp(cmd, "keys ", 5) == 0 ||
+		      strncmp(cmd, "policy ", 7) == 0;
+
+	if (changes && !c->info.rot) {
+		fputs("error the volume is mounted read-only: key changes are refused\n", out);
+		return;
+	}
 
 	uint32_t version;
 	int rc;
@@ -178,6 +206,16 @@ static void control_dispatch(struct control *c, const struct audit_actor *actor,
 	}
 	if (strncmp(cmd, "keys ", 5) == 0) {
 		control_keys(c, actor, cmd + 5, out);
+		return;
+	}
+	if (strncmp(cmd, "policy ", 7) == 0) {
+		unsigned long long seconds = strtoull(cmd + 7, NULL, 10);
+
+		if (keyring_set_rotation_period(c->info.kr, c->info.keyring_path, seconds) != KR_OK)
+			fputs("error cannot save the keyring\n", out);
+		else
+			fputs("ok\nrotation policy saved\n", out);
+		volume_record_generation(c->info.vol, c->info.kr, c->info.volume_path);
 		return;
 	}
 	if (strcmp(cmd, "audit verify") == 0) {
@@ -235,6 +273,29 @@ static void control_serve_one(struct control *c, int fd)
 	free(reply);
 }
 
+/*
+ * The rotation policy: when the active KEK is older than the period, rotate by ourselves.
+ * Returns how long to sleep before looking again (ms, at most a minute).
+ */
+static int policy_check(struct control *c)
+{
+	uint64_t due = keyring_rotation_due(c->info.kr), now = (uint64_t)time(NULL);
+	struct rotation_status st;
+	uint32_t version;
+
+	if (!due || !c->info.rot)
+		return 60000;
+	if (due > now)
+		return due - now < 60 ? (int)(due - now) * 1000 : 60000;
+	rotation_get_status(c->info.rot, &st);
+	if (!st.running && rotation_start(c->info.rot, 0, NULL, NULL, &version) == 0) {
+		volume_record_generation(c->info.vol, c->info.kr, c->info.volume_path);
+		log_msg(LOG_NOTICE, "rotation policy: the active KEK was due; KEK v%u is active",
+			version);
+	}
+	return 1000;
+}
+
 static void *control_thread(void *arg)
 {
 	struct control *c = arg;
@@ -244,7 +305,7 @@ static void *control_thread(void *arg)
 	for (;;) {
 		int fd;
 
-		if (poll(pfds, 2, -1) < 0 && errno != EINTR)
+		if (poll(pfds, 2, policy_check(c)) < 0 && errno != EINTR)
 			break;
 		if (pfds[1].revents)
 			break;

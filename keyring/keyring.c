@@ -379,6 +379,38 @@ int keyring_save(struct keyring *kr, const char *path)
 	return rc;
 }
 
+int keyring_set_rotation_period(struct keyring *kr, const char *path, uint64_t seconds)
+{
+	uint64_t old;
+	int rc;
+
+	pthread_rwlock_wrlock(&kr->lock);
+	old = kr->rotate_every;
+	kr->rotate_every = seconds;
+	if ((rc = keyring_save_locked(kr, path)) != KR_OK)
+		kr->rotate_every = old;
+	pthread_rwlock_unlock(&kr->lock);
+	return rc;
+}
+
+uint64_t keyring_rotation_period(const struct keyring *kr)
+{
+	return kr->rotate_every;
+}
+
+uint64_t keyring_rotation_due(const struct keyring *kr)
+{
+	const struct kr_kek *k;
+	uint64_t due = 0;
+
+	kr_rdlock(kr);
+	k = active_kek(kr);
+	if (k && kr->rotate_every)
+		due = k->created + kr->rotate_every;
+	kr_unlock(kr);
+	return due;
+}
+
 size_t keyring_slot_count(const struct keyring *kr)
 {
 	return kr->nslots;

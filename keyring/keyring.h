@@ -113,6 +113,13 @@ int keyring_slot_remove(struct keyring *kr, const char *path, size_t i);
 /* Re-wraps the keyring key in the slot that unlocked it under a new secret, and saves. */
 int keyring_passwd(struct keyring *kr, const char *path, const struct kr_secret *secret);
 
+/* Rotation policy: rotate when the active KEK is older than seconds (0: never). Saved. */
+int keyring_set_rotation_period(struct keyring *kr, const char *path, uint64_t seconds);
+uint64_t keyring_rotation_period(const struct keyring *kr);
+
+/* When the active KEK is due for rotation (Unix time), or 0 without a policy. */
+uint64_t keyring_rotation_due(const struct keyring *kr);
+
 size_t keyring_kek_count(const struct keyring *kr);
 
 /* Describes the i-th KEK (0 <= i < keyring_kek_count), oldest first. */

@@ -185,3 +185,23 @@ def test_rotation_on_encrypted_names():
         for p, d in data.items():
             assert_bytes_eq(read_file(p), d, p)
         assert_eq(read_file(long_name), b"long", "long name after rotation")
+
+
+def test_rotation_policy_rotates_by_itself():
+    """With --rotate-every 2s the daemon rotates once the active KEK is that old; status shows
+    the policy and when the next rotation is due."""
+    with Volume() as v:
+        write_file(v.path("f"), b"policy")
+        out = kekfs_ok("status", v.mnt)
+        assert "rotation policy: none" in out, out
+        kekfs_ok("keys", "policy", "--rotate-every", "2s", v.mnt)
+        assert "rotation policy: every 2 s" in kekfs_ok("status", v.mnt)
+        assert wait_for(lambda: "KEK v2: active" in kekfs_ok("keys", "list", v.mnt), 30,
+                        interval=0.2), "the daemon did not rotate by itself"
+        kekfs_ok("keys", "policy", "--rotate-every", "never", v.mnt)
+        wait_rewrap_finished(v)
+        assert_eq(read_file(v.path("f")), b"policy", "file after the policy's rotation")
+        with open(v.bpath(".kekfs", "audit.log")) as f:
+            assert '"op":"rotate","kek":2' in f.read(), "the automatic rotation was not audited"
+        r = run_kekfs("keys", "policy", "--rotate-every", "soon", v.mnt)
+        assert r.returncode != 0 and b"duration" in r.stderr, r
