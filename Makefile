@@ -18,7 +18,7 @@ endif
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
-CRYPTO_SRC  := crypto/secmem.c crypto/aead.c crypto/kdf.c crypto/keywrap.c
+CRYPTO_SRC  := crypto/secmem.c crypto/aead.c crypto/kdf.c crypto/keywrap.c crypto/rsa_wrap.c
 KEYRING_SRC := keyring/keyring.c keyring/wrapslot.c keyring/atomic_file.c keyring/audit.c
 FSCORE_SRC  := fs/volume.c fs/header.c fs/chunk.c fs/fileio.c fs/objcrypt.c fs/log.c \
 	       fs/inode_table.c fs/rotation.c fs/control.c \

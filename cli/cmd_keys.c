@@ -68,7 +68,8 @@ static const char keys_usage[] =
     "       kekfs keys import --file F BACKING   (BYOK: F's 32 bytes become the next KEK)\n"
     "       kekfs keys policy --rotate-every DURATION|never MOUNTPOINT|BACKING\n"
     "       kekfs keys slots BACKING\n"
-    "       kekfs keys add-slot [--new-key-file F | --new-passphrase-file F] BACKING\n"
+    "       kekfs keys add-slot [--new-key-file F | --new-passphrase-file F |\n"
+    "                            --rsa-public PUB.pem] BACKING\n"
     "       kekfs keys remove-slot N BACKING\n"
     "       kekfs keys passwd [--new-key-file F | --new-passphrase-file F] BACKING\n"
     "\n"
@@ -100,6 +101,8 @@ static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts
 	static const struct option longopts[] = {
 	    {"key-file", required_argument, NULL, 'k'},
 	    {"passphrase-file", required_argument, NULL, 'p'},
+	    {"rsa-private", required_argument, NULL, 'X'},
+	    {"rsa-public", required_argument, NULL, 'U'},
 	    {"keyring", required_argument, NULL, 'r'},
 	    {"force", no_argument, NULL, 'F'},
 	    {"resume", no_argument, NULL, 'R'},
@@ -121,6 +124,10 @@ static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts
 			o->src.key_file = optarg;
 		else if (c == 'p')
 			o->src.passphrase_file = optarg;
+		else if (c == 'X')
+			o->src.rsa_key = optarg;
+		else if (c == 'U')
+			o->new_src.rsa_key = optarg, o->new_src.rsa_public = 1;
 		else if (c == 'r')
 			o->keyring = optarg;
 		else if (c == 'F')
@@ -486,6 +493,13 @@ static int keys_change(struct keys_opts *o, enum kek_change change, uint32_t ver
 	return rc == 0 ? 0 : 1;
 }
 
+static const char *slot_type_name(int type)
+{
+	return type == KR_SECRET_KEYFILE ? "key file"
+	       : type == KR_SECRET_RSA	 ? "RSA-4096 key pair"
+					 : "passphrase";
+}
+
 /* Slot changes rewrite the keyring, which a mounted volume's daemon holds: offline only. */
 static int slots_change(struct keys_opts *o, const char *verb, unsigned long index)
 {
@@ -505,9 +519,7 @@ static int slots_change(struct keys_opts *o, const char *verb, unsigned long ind
 	volume_paths_get(o->target, o->keyring, &paths);
 	if (strcmp(verb, "slots") == 0) {
 		for (size_t i = 0; i < keyring_slot_count(kr); i++)
-			printf("slot %zu: %s\n", i + 1,
-			       keyring_slot_type(kr, i) == KR_SECRET_KEYFILE ? "key file"
-									     : "passphrase");
+			printf("slot %zu: %s\n", i + 1, slot_type_name(keyring_slot_type(kr, i)));
 	} else if (strcmp(verb, "remove-slot") == 0) {
 		rc = keyring_slot_remove(kr, paths.keyring, index - 1);
 	} else if (secret_read(&o->new_src, 1, &secret) != 0) {

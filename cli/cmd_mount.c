@@ -44,6 +44,7 @@ static const char mount_usage[] =
     "                           nosuid, nodev, noexec; nofail, _netdev, x-systemd.* and\n"
     "                           the like are accepted and ignored\n"
     "  --key-file FILE          unlock with a 32-byte key file\n"
+    "  --rsa-private PRIV.pem   unlock with the private key of an RSA slot\n"
     "  --passphrase-file FILE   unlock with the passphrase on the first line of FILE\n"
     "                           (without either, the passphrase is asked on the terminal)\n"
     "  --keyring PATH           the keyring, if it is kept outside BACKING\n"
@@ -122,6 +123,7 @@ static int mount_parse(int argc, char **argv, struct mount_opts *o)
 	    {"foreground", no_argument, NULL, 'f'},
 	    {"key-file", required_argument, NULL, 'k'},
 	    {"passphrase-file", required_argument, NULL, 'p'},
+	    {"rsa-private", required_argument, NULL, 'R'},
 	    {"keyring", required_argument, NULL, 'r'},
 	    {"log-file", required_argument, NULL, 'l'},
 	    {"help", no_argument, NULL, 'h'},
@@ -144,6 +146,9 @@ static int mount_parse(int argc, char **argv, struct mount_opts *o)
 			break;
 		case 'p':
 			o->src.passphrase_file = optarg;
+			break;
+		case 'R':
+			o->src.rsa_key = optarg;
 			break;
 		case 'r':
 			o->keyring = optarg;

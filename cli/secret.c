@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "../crypto/kdf.h"
+#include "../crypto/rsa_wrap.h"
+
 #include "../crypto/secmem.h"
 #include "cli.h"
 #include "keysource.h"
@@ -33,6 +35,34 @@ static ssize_t read_upto(int fd, uint8_t *buf, size_t max)
 		got += (size_t)n;
 	}
 	return (ssize_t)got;
+}
+
+/* Reads a PEM RSA key into secure memory and checks it is what the command needs. */
+static int rsa_key_read(const char *path, int want_private, struct kr_secret *secret)
+{
+	const size_t max = 16384;
+	uint8_t *buf = secmem_alloc(max);
+	ssize_t n = -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+	if (buf && fd >= 0)
+		n = read_upto(fd, buf, max);
+	if (fd >= 0)
+		close(fd);
+	if (!buf || n < 0) {
+		secmem_free(buf);
+		return cli_error("invalid key material: cannot read %s: %s", path,
+				 buf ? strerror(fd < 0 ? errno : (int)-n) : "out of secure memory");
+	}
+	rc = rsa_key_check(buf, (size_t)n, want_private);
+	if (rc != RSA_OK) {
+		secmem_free(buf);
+		return cli_error("%s: %s", path, rsa_wrap_strerror(rc));
+	}
+	secret->type = KR_SECRET_RSA;
+	secret->bytes = buf;
+	secret->len = (size_t)n;
+	return 0;
 }
 
 static int key_file_read(const char *path, struct kr_secret *secret)
@@ -171,11 +201,15 @@ int secret_read(const struct secret_source *src, int confirm, struct kr_secret *
 	int rc;
 
 	memset(secret, 0, sizeof(*secret));
-	if (!!src->key_file + !!src->passphrase_file + !!src->key_command + !!src->credential > 1)
+	if (!!src->key_file + !!src->passphrase_file + !!src->key_command + !!src->credential +
+		!!src->rsa_key >
+	    1)
 		return cli_error("give one key source (key file, passphrase file, key-command or "
 				 "credential), not several");
 	if (src->key_file)
 		return key_file_read(src->key_file, secret);
+	if (src->rsa_key)
+		return rsa_key_read(src->rsa_key, !src->rsa_public, secret);
 	if (src->passphrase_file)
 		return passphrase_file_read(src->passphrase_file, secret);
 	if (src->key_command)

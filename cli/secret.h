@@ -12,6 +12,8 @@ struct secret_source {
 	int key_command_timeout; /* seconds; 0 = the default */
 	const char *credential;	 /* a systemd credential name in $CREDENTIALS_DIRECTORY */
 	const char *label;	 /* what to name in a password prompt (the backing dir) */
+	const char *rsa_key;	 /* a PEM RSA-4096 key: private to unlock, public to add a slot */
+	int rsa_public;		 /* rsa_key is meant to be a public key (adding a slot) */
 };
 
 /*

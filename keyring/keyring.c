@@ -13,6 +13,8 @@
 #include "../crypto/bytes.h"
 #include "../crypto/kdf.h"
 #include "../crypto/keywrap.h"
+#include "../crypto/rsa_wrap.h"
+
 #include "../crypto/secmem.h"
 #include "atomic_file.h"
 
@@ -25,13 +27,16 @@
 #define KR_KEK_LEN 96
 #define KR_MAC_LEN 32
 #define KR_MAX_KEKS 4096
-#define KR_MAX_FILE (KR_HEAD_LEN + KEYRING_MAX_SLOTS * KR_SLOT_LEN + KR_MAX_KEKS * KR_KEK_LEN + 40)
+#define KR_MAX_FILE                                                                                \
+	(KR_HEAD_LEN + KEYRING_MAX_SLOTS * (KR_SLOT_LEN + RSA_WRAP_LEN) +                          \
+	 KR_MAX_KEKS * KR_KEK_LEN + 40)
 
 struct kr_slot {
 	uint8_t type;
 	uint64_t ops, mem;
 	uint8_t salt[KDF_SALT_LEN];
 	uint8_t wrapped[KEYWRAP_LEN];
+	uint8_t rsa[RSA_WRAP_LEN]; /* RSA slots: the wrapping key, RSA-OAEP encrypted */
 };
 
 struct kr_kek {
@@ -86,6 +91,10 @@ static size_t kek_aad(const struct keyring *kr, const struct kr_kek *k, uint8_t 
 static int slot_wrapping_key(const struct kr_slot *s, const struct kr_secret *secret,
 			     uint8_t out[KDF_KEY_LEN])
 {
+	if (s->type == KR_SECRET_RSA)
+		return rsa_unwrap_key(secret->bytes, secret->len, s->rsa, out) == RSA_OK
+			   ? KR_OK
+			   : KR_ERR_WRONG_SECRET;
 	if (s->type == KR_SECRET_KEYFILE) {
 		if (secret->len != KDF_KEYFILE_LEN)
 			return KR_ERR_WRONG_SECRET;
@@ -120,7 +129,13 @@ static int keyring_add_slot(struct keyring *kr, const struct kr_secret *secret)
 	wk = secmem_alloc(KDF_KEY_LEN);
 	if (!wk)
 		return KR_ERR_NOMEM;
-	rc = slot_wrapping_key(s, secret, wk);
+	if (s->type == KR_SECRET_RSA) { /* a random wrapping key, sealed to the public key */
+		randombytes_buf(wk, KDF_KEY_LEN);
+		rc = rsa_wrap_key(secret->bytes, secret->len, wk, s->rsa) == RSA_OK ? KR_OK
+										    : KR_ERR_RSA;
+	} else {
+		rc = slot_wrapping_key(s, secret, wk);
+	}
 	if (rc == KR_OK) {
 		key_wrap(wk, aad, slot_aad(kr, s, aad), kr->keyring_key, s->wrapped);
 		kr->nslots++;
@@ -309,9 +324,18 @@ static void keyring_mac(const struct keyring *kr, const uint8_t *buf, size_t len
 	secmem_free(mk);
 }
 
+static size_t slot_encoded_len(int type)
+{
+	return KR_SLOT_LEN + (type == KR_SECRET_RSA ? RSA_WRAP_LEN : 0);
+}
+
 static size_t keyring_encoded_len(const struct keyring *kr)
 {
-	return KR_HEAD_LEN + kr->nslots * KR_SLOT_LEN + kr->nkeks * KR_KEK_LEN + KR_MAC_LEN + 8;
+	size_t len = KR_HEAD_LEN + kr->nkeks * KR_KEK_LEN + KR_MAC_LEN + 8;
+
+	for (size_t i = 0; i < kr->nslots; i++)
+		len += slot_encoded_len(kr->slots[i].type);
+	return len;
 }
 
 static void keyring_encode(const struct keyring *kr, uint8_t *buf)
@@ -328,9 +352,12 @@ static void keyring_encode(const struct keyring *kr, uint8_t *buf)
 	put_le64(p + 32, kr->generation);
 	put_le64(p + 40, kr->rotate_every);
 	p += KR_HEAD_LEN;
-	for (size_t i = 0; i < kr->nslots; i++, p += KR_SLOT_LEN) {
+	for (size_t i = 0; i < kr->nslots; i++) {
 		slot_params_encode(&kr->slots[i], p);
 		memcpy(p + KR_SLOT_PARAMS_LEN, kr->slots[i].wrapped, KEYWRAP_LEN);
+		if (kr->slots[i].type == KR_SECRET_RSA)
+			memcpy(p + KR_SLOT_LEN, kr->slots[i].rsa, RSA_WRAP_LEN);
+		p += slot_encoded_len(kr->slots[i].type);
 	}
 	for (size_t i = 0; i < kr->nkeks; i++, p += KR_KEK_LEN) {
 		const struct kr_kek *k = &kr->keks[i];
@@ -605,22 +632,29 @@ static int keyring_decode(struct keyring *kr, const uint8_t *buf, size_t len)
 	kr->nkeks = get_le16(buf + 12);
 	kr->generation = get_le64(buf + 32);
 	kr->rotate_every = get_le64(buf + 40);
-	if (kr->nslots == 0 || kr->nslots > KEYRING_MAX_SLOTS || kr->nkeks == 0 ||
-	    len != keyring_encoded_len(kr))
+	if (kr->nslots == 0 || kr->nslots > KEYRING_MAX_SLOTS || kr->nkeks == 0)
 		return KR_ERR_CORRUPT;
-	kr->keks = calloc(kr->nkeks, sizeof(*kr->keks));
-	if (!kr->keks) {
-		kr->nkeks = 0;
-		return KR_ERR_NOMEM;
-	}
-	for (size_t i = 0; i < kr->nslots; i++, p += KR_SLOT_LEN) {
+	for (size_t i = 0; i < kr->nslots; i++) {
 		struct kr_slot *s = &kr->slots[i];
 
+		if ((size_t)(p - buf) + KR_SLOT_LEN > len ||
+		    (size_t)(p - buf) + slot_encoded_len(p[0]) > len)
+			return KR_ERR_CORRUPT;
 		s->type = p[0];
 		s->ops = get_le64(p + 8);
 		s->mem = get_le64(p + 16);
 		memcpy(s->salt, p + 24, KDF_SALT_LEN);
 		memcpy(s->wrapped, p + KR_SLOT_PARAMS_LEN, KEYWRAP_LEN);
+		if (s->type == KR_SECRET_RSA)
+			memcpy(s->rsa, p + KR_SLOT_LEN, RSA_WRAP_LEN);
+		p += slot_encoded_len(s->type);
+	}
+	if (len != keyring_encoded_len(kr))
+		return KR_ERR_CORRUPT;
+	kr->keks = calloc(kr->nkeks, sizeof(*kr->keks));
+	if (!kr->keks) {
+		kr->nkeks = 0;
+		return KR_ERR_NOMEM;
 	}
 	for (size_t i = 0; i < kr->nkeks; i++, p += KR_KEK_LEN) {
 		struct kr_kek *k = &kr->keks[i];
@@ -756,6 +790,9 @@ const char *keyring_strerror(int err)
 		return "that change does not apply to the KEK's present state";
 	case KR_ERR_SLOTS_FULL:
 		return "the keyring already has the most unlock slots it can hold (8)";
+	case KR_ERR_RSA:
+		return "invalid key material: the RSA public key cannot be used (4096-bit PEM "
+		       "needed)";
 	case KR_ERR_LAST_SLOT:
 		return "that is the keyring's last unlock slot: add another one first";
 	default:

@@ -28,12 +28,14 @@ enum keyring_err {
 	KR_ERR_KEK_DESTROYED = -12, /* a destroyed KEK stays destroyed */
 	KR_ERR_KEK_STATE = -13,
 	KR_ERR_SLOTS_FULL = -14,
-	KR_ERR_LAST_SLOT = -15, /* the change does not apply to the KEK's present state */
+	KR_ERR_LAST_SLOT = -15,
+	KR_ERR_RSA = -16, /* the change does not apply to the KEK's present state */
 };
 
 enum kr_secret_type {
 	KR_SECRET_PASSPHRASE = 1,
 	KR_SECRET_KEYFILE = 2,
+	KR_SECRET_RSA = 3, /* PEM text: the public key to add a slot, the private key to unlock */
 };
 
 /* A root secret as the person gave it; bytes live in secure memory owned by the caller. */

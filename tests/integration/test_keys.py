@@ -185,3 +185,30 @@ def test_byok_import_and_bad_material():
             assert '"op":"import","kek":2' in f.read(), "no audit record of the import"
         v.mount()
         assert_bytes_eq(read_file(v.path("f")), pattern(20000, 3), "file after the import")
+
+
+def test_rsa_slot_unlocks_with_the_private_key_only():
+    """An RSA-4096 slot is added with the public key alone and unlocks with the private key;
+    a public key, a 2048-bit key or a non-PEM file where a key is expected is one clear line."""
+    import subprocess
+    with Volume() as v:
+        write_file(v.path("f"), b"rsa")
+        v.umount()
+        priv, pub, small = (os.path.join(v.base, n) for n in ("rsa.pem", "rsa.pub", "rsa2k.pem"))
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                        "rsa_keygen_bits:4096", "-out", priv], check=True, capture_output=True)
+        subprocess.run(["openssl", "pkey", "-in", priv, "-pubout", "-out", pub], check=True,
+                       capture_output=True)
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                        "rsa_keygen_bits:2048", "-out", small], check=True, capture_output=True)
+        assert "not 4096 bits" in kekfs_fails("keys", "add-slot", "--rsa-public", small,
+                                              *v.key_args(), v.backing)
+        kekfs_ok("keys", "add-slot", "--rsa-public", pub, *v.key_args(), v.backing)
+        assert "RSA-4096 key pair" in kekfs_ok("keys", "slots", *v.key_args(), v.backing)
+        assert "public key where the private" in kekfs_fails("mount", "--rsa-private", pub,
+                                                             v.backing, v.mnt)
+        assert "not a PEM key" in kekfs_fails("mount", "--rsa-private", v.key_file, v.backing,
+                                              v.mnt)
+        kekfs_ok("mount", "--rsa-private", priv, v.backing, v.mnt)
+        v.daemon_pids = find_daemon_pids(v.mnt)
+        assert_eq(read_file(v.path("f")), b"rsa", "file through the RSA slot")
