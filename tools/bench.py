@@ -7,7 +7,8 @@ measured), and the workloads run interleaved: for each repetition, every system 
 repetitions, higher is better. Sizes follow the issue; BENCH_SCALE=0.25 (or any factor)
 shrinks them for a quick run, BENCH_REPS sets the repetitions (at least 3 by default),
 BENCH_SYSTEMS=kekfs,gocryptfs limits the systems, BENCH_OUT=FILE writes the report
-elsewhere than docs/BENCHMARKS.md (BENCH_OUT=- writes none).
+elsewhere than docs/BENCHMARKS.md (BENCH_OUT=- writes none), BENCH_BASELINE=PATH adds a
+system "kekfs-base" run by another kekfs binary, to measure a change before/after.
 """
 import json
 import os
@@ -32,7 +33,7 @@ SMALL_DIRS = 100
 TREE_BYTES = max(32, int(500 * SCALE)) * MIB
 TREE_FILES = max(200, int(2000 * SCALE))
 ALL_SYSTEMS = ["kekfs", "gocryptfs", "securefs", "passthrough", "passthrough-wb", "plain"]
-PEERS = ["gocryptfs", "securefs", "passthrough", "passthrough-wb"]
+PEERS = ["kekfs-base", "gocryptfs", "securefs", "passthrough", "passthrough-wb"]
 
 
 def sh(cmd, **kw):
@@ -66,7 +67,7 @@ class System:
         if self.name == "plain":
             self.mnt = self.backing
             return
-        if self.name == "kekfs":
+        if self.name.startswith("kekfs"):
             sh([self.kekfs, "init", "--key-file", key, self.backing], stdout=subprocess.DEVNULL)
             cmd = [self.kekfs, "mount", "-f", "--key-file", key, self.backing, self.mnt]
         elif self.name == "gocryptfs":
@@ -294,6 +295,9 @@ def main():
         sys.exit("bench: run as root (mounts a tmpfs, drops caches)")
     kekfs = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else ROOT_DIR + "/build/kekfs")
     names = os.environ.get("BENCH_SYSTEMS", ",".join(ALL_SYSTEMS)).split(",")
+    base = os.environ.get("BENCH_BASELINE")
+    if base:
+        names.insert(1, "kekfs-base")
     out = os.environ.get("BENCH_OUT", ROOT_DIR + "/docs/BENCHMARKS.md")
     root = tempfile.mkdtemp(prefix="kekfs-bench.")
     sh(["mount", "-t", "tmpfs", "-o", "size=%dM" % (len(names) * (SEQ_BYTES + TREE_BYTES) // MIB
@@ -305,7 +309,8 @@ def main():
         sh("openssl rand -out '%s/key' 32 && echo benchpass > '%s/pass'" % (root, root))
         make_data(root + "/data")
         for n in names:
-            s = System(n, root, kekfs, root + "/passthrough_ll")
+            binary = os.path.abspath(base) if n == "kekfs-base" else kekfs
+            s = System(n, root, binary, root + "/passthrough_ll")
             s.mount(root)
             systems.append(s)
         results = {s.name: [] for s in systems}
