@@ -34,7 +34,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 APP_OBJ  := $(FUSE_SRC:%.c=$(BUILD)/%.o) $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/test_%.c=$(BUILD)/tests/unit_%)
 
-.PHONY: all deps test demo cipher-speed format clean install
+.PHONY: all deps test demo bench cipher-speed format clean install
 all: $(BUILD)/kekfs $(UNIT_BIN)
 
 deps:
@@ -66,6 +66,14 @@ test: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@./tools/demo.sh $(BUILD)/kekfs
+
+# The side-by-side benchmark (issue 7); never part of `make test`. BENCH_SCALE=0.25 for a
+# quick run; see tools/bench.py for the other knobs.
+bench: deps
+	@$(MAKE) --no-print-directory $(BUILD)/kekfs
+	@for p in fio gocryptfs securefs rsync; do command -v $$p >/dev/null || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$p >/dev/null || exit 1; done
+	@python3 tools/bench.py $(BUILD)/kekfs
 
 cipher-speed: $(BUILD)/cipher_speed
 	@$(BUILD)/cipher_speed

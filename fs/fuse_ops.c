@@ -60,6 +60,7 @@ struct kekfs_fs {
 	struct name_keys *nk; /* NULL on plaintext-name volumes */
 	int is_root;
 	int dont_mask; /* the kernel leaves the umask to us (FUSE_CAP_DONT_MASK) */
+	int writeback; /* the kernel caches writes and owns sizes (FUSE_CAP_WRITEBACK_CACHE) */
 	pthread_mutex_t handles_lock;
 	struct open_handle handles; /* list head */
 };
@@ -809,6 +810,41 @@ static void kekfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fu
 
 /* ---- open files ---- */
 
+/* Whether two stats of a backing file show the same contents: a change made outside the
+ * mount always moves ctime (which no one can set) or the size. */
+static int same_backing(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/*
+ * Keeps the kernel's page cache across opens when the backing file is as it was when the
+ * last handle let go of it: writes through the mount update the cache themselves, so only
+ * a change behind the mount (another process on the backing directory, a restored backup)
+ * must drop it. Caller holds the inode lock exclusively.
+ */
+static void cache_check_open(struct kinode *ino, int fd, struct fuse_file_info *fi)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) != 0) {
+		ino->cached_valid = 0;
+		return;
+	}
+	fi->keep_cache = ino->cached_valid && same_backing(&ino->cached, &st);
+	ino->cached = st;
+	ino->cached_valid = 1;
+}
+
+/* Remembers the backing file as the page cache now knows it (our writes are in it). */
+static void cache_note_release(struct kinode *ino, int fd)
+{
+	pthread_rwlock_wrlock(&ino->lock);
+	ino->cached_valid = fstat(fd, &ino->cached) == 0;
+	pthread_rwlock_unlock(&ino->lock);
+}
+
 /* Attaches an open backing fd to a FUSE handle; honours O_TRUNC. Takes ownership of fd. */
 static int handle_open(struct kekfs_fs *fs, struct kinode *ino, int fd, struct fuse_file_info *fi)
 {
@@ -819,11 +855,11 @@ static int handle_open(struct kekfs_fs *fs, struct kinode *ino, int fd, struct f
 		close(fd);
 		return -ENOMEM;
 	}
-	if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY) {
-		pthread_rwlock_wrlock(&ino->lock);
+	pthread_rwlock_wrlock(&ino->lock);
+	if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY)
 		rc = fileio_truncate(fd, &fs->vk, &ino->fc, 0);
-		pthread_rwlock_unlock(&ino->lock);
-	}
+	cache_check_open(ino, fd, fi);
+	pthread_rwlock_unlock(&ino->lock);
 	if (rc != 0) {
 		crypt_release(ino);
 		close(fd);
@@ -831,7 +867,8 @@ static int handle_open(struct kekfs_fs *fs, struct kinode *ino, int fd, struct f
 		return rc;
 	}
 	h->fd = fd;
-	h->append = (fi->flags & O_APPEND) != 0;
+	/* With the writeback cache the kernel appends itself and sends the right offsets. */
+	h->append = !fs->writeback && (fi->flags & O_APPEND) != 0;
 	handle_track(fs, &h->link, 0);
 	fi->fh = (uintptr_t)h;
 	return 0;
@@ -907,6 +944,7 @@ static void kekfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	struct khandle *h = handle_of(fi);
 
 	handle_untrack(fs_of(req), &h->link);
+	cache_note_release(inode_of(req, ino), h->fd);
 	close(h->fd);
 	crypt_release(inode_of(req, ino));
 	free(h);
@@ -1519,6 +1557,12 @@ static void kekfs_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
+	/* Small writes then cost no read-modify-write round trip each; backing files are
+	 * always opened readable, so the kernel may read through write-only handles. */
+	if (conn->capable & FUSE_CAP_WRITEBACK_CACHE) {
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+		fs->writeback = 1;
+	}
 	if (conn->capable & FUSE_CAP_DONT_MASK) {
 		conn->want |= FUSE_CAP_DONT_MASK;
 		fs->dont_mask = 1;

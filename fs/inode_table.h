@@ -32,6 +32,9 @@ struct kinode {
 	int opens;	       /* users of fc, under lock held exclusively */
 	struct file_crypt fc;
 	uint8_t dir_id[16]; /* directories on encrypted-name volumes, under lock */
+	/* The backing file as the kernel's page cache last knew it (see fuse_ops.c), under lock */
+	struct stat cached;
+	int cached_valid;
 	int dir_id_known;
 };
 
