@@ -71,7 +71,7 @@ def test_shred_open_file():
 
 def test_shredded_copy_put_back_reads_ekeyrevoked():
     """A backing file whose slots were wiped reads as EKEYREVOKED, with a log line saying so."""
-    with Volume(names="plaintext") as v:
+    with Volume(names="plaintext", foreground=True) as v:
         write_file(v.path("f"), b"secret" * 100)
         write_file(v.path("g"), b"other")
         shutil.copy(v.bpath("f"), v.base + "/copy")
@@ -87,6 +87,8 @@ def test_shredded_copy_put_back_reads_ekeyrevoked():
             raise AssertionError("a shredded header opened")
         except OSError as e:
             assert_eq(e.errno, errno.EKEYREVOKED, "open of a shredded header")
+        log = open(v.fg_stderr_path, "rb").read().decode(errors="replace")
+        assert "restored: crypto-shredded" in log and "EKEYREVOKED" in log, log[-2000:]
         # generic damage stays a generic error
         with open(v.bpath("g"), "r+b") as f:
             f.seek(24)
