@@ -374,7 +374,7 @@ static int shred_entry(struct shred_run *r, int dirfd, const char *bname, const 
 		snprintf(plain, sizeof(plain), "%s", bname); /* undecryptable: still shredded */
 	snprintf(rel, sizeof(rel), "%s/%s", parent_rel, plain);
 	if (fstatat(dirfd, bname, &st, AT_SYMLINK_NOFOLLOW) != 0)
-		rc = -errno;
+		rc = errno == ENOENT ? 0 : -errno; /* a hard link removed with an earlier name */
 	else if (S_ISDIR(st.st_mode))
 		rc = shred_dir(r, dirfd, bname, rel, plain);
 	else if (S_ISREG(st.st_mode))
@@ -683,14 +683,16 @@ int seal_resume(struct shred *s)
 void seal_status(struct shred *s, FILE *out)
 {
 	struct rotation_status st;
+	char state[sizeof(s->seal_state)];
 
 	pthread_mutex_lock(&s->lock);
-	if (!s->seal_state[0])
-		fputs("seal: none since mount\n", out);
-	else if (strcmp(s->seal_state, "seal: running") != 0)
-		fprintf(out, "%s\n", s->seal_state);
+	memcpy(state, s->seal_state, sizeof(state));
 	pthread_mutex_unlock(&s->lock);
-	if (strcmp(s->seal_state, "seal: running") != 0)
+	if (!state[0])
+		fputs("seal: none since mount\n", out);
+	else if (strcmp(state, "seal: running") != 0)
+		fprintf(out, "%s\n", state);
+	if (strcmp(state, "seal: running") != 0)
 		return;
 	rotation_get_status(s->cfg.rot, &st);
 	fprintf(out, "seal: running: re-wrap to KEK v%u: %llu of %llu files\n", st.target,

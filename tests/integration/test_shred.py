@@ -123,6 +123,7 @@ def test_shred_tree_of_1000_files():
             os.makedirs(os.path.dirname(p), exist_ok=True)
             write_file(p, b"tree-file-%d" % i)
         write_file(v.path("keep"), b"keep me")
+        os.link(v.path("tree", "d00", "f0000"), v.path("tree", "d05", "link-to-f0000"))
         err = kekfs_fails("shred", v.path("tree"))
         assert "is a directory" in err and "-r" in err, err
         out = kekfs_ok("shred", "-r", v.path("tree"))
