@@ -226,6 +226,14 @@ static void control_dispatch(struct control *c, const struct audit_actor *actor,
 				version);
 		return;
 	}
+	if (c->info.shred && seal_running(c->info.shred) &&
+	    (strncmp(cmd, "rotate", 6) == 0 || strncmp(cmd, "keys ", 5) == 0 ||
+	     strcmp(cmd, "seal") == 0)) {
+		fputs(
+		    "error a seal is running (see 'kekfs shred --seal' or the log); wait for it\n",
+		    out);
+		return;
+	}
 	if (strncmp(cmd, "shred", 5) == 0 || strncmp(cmd, "seal", 4) == 0) {
 		control_shred(c, actor, cmd, out);
 		return;

@@ -238,6 +238,7 @@ static void report_problem(struct shred_run *r, const char *rel, const char *wha
 {
 	if (r->problems++ < SHRED_PROBLEMS_SHOWN)
 		fprintf(r->out, "%s: %s\n", rel, what);
+	log_msg(LOG_ERR, "shred: an entry could not be shredded: %s", what); /* no path: private */
 }
 
 /* Shreds regular file bname of dirfd (plaintext path rel, name plain). 0 or -errno. */
@@ -659,12 +660,24 @@ static int seal_spawn(struct shred *s)
 	return 0;
 }
 
+int seal_running(struct shred *s)
+{
+	int running;
+
+	pthread_mutex_lock(&s->lock);
+	running = strcmp(s->seal_state, "seal: running") == 0;
+	pthread_mutex_unlock(&s->lock);
+	return running;
+}
+
 int seal_start(struct shred *s, const struct audit_actor *actor, uint32_t *version)
 {
 	int rc;
 
 	if (!s->cfg.rot)
 		return -EROFS;
+	if (seal_running(s))
+		return -EBUSY;
 	rc = seal_marker(s->cfg.backing_fd, 1);
 	if (rc == 0)
 		rc = rotation_start(s->cfg.rot, 1, actor, version);

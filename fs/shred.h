@@ -65,6 +65,9 @@ int seal_pending(int backing_fd);
 /* Starts a seal in the background (mounted): marker, rotation, then destroy old KEKs. */
 int seal_start(struct shred *s, const struct audit_actor *actor, uint32_t *version);
 
+/* 1 while a seal runs: key changes (rotate, keys, another seal) wait for it. */
+int seal_running(struct shred *s);
+
 /* Finishes a seal left unfinished, in the background; 0 if none was pending. */
 int seal_resume(struct shred *s);
 
