@@ -15,5 +15,6 @@ int cmd_status(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_path(int argc, char **argv);
+int cmd_shred(int argc, char **argv);
 
 #endif

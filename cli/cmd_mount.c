@@ -22,6 +22,7 @@
 #include "../fs/log.h"
 #include "../fs/control.h"
 #include "../fs/rotation.h"
+#include "../fs/shred.h"
 #include "cli.h"
 #include "mounts.h"
 #include "mount_helper.h"
@@ -292,6 +293,7 @@ static int session_serve(struct fuse_session *se)
 struct daemon_services {
 	struct volume_paths paths;
 	struct rotation *rot;
+	struct shred *shred;
 	struct control *ctl;
 };
 
@@ -316,6 +318,20 @@ static void services_start(struct daemon_services *svc, const struct mount_opts 
 		log_msg(LOG_ERR, "out of memory: rotation is not available on this mount");
 	if (svc->rot && rotation_resume(svc->rot) != 0)
 		log_msg(LOG_ERR, "cannot resume the unfinished re-wrap");
+	if (svc->rot) {
+		svc->shred = shred_new(&(struct shred_config){.backing_fd = rc.backing_fd,
+							      .vol = vol,
+							      .kr = kr,
+							      .keyring_path = svc->paths.keyring,
+							      .audit_dir = svc->paths.audit_dir,
+							      .inodes = rc.inodes,
+							      .invalidate = kekfs_fs_invalidate,
+							      .invalidate_arg = fs,
+							      .rot = svc->rot});
+		if (!svc->shred || seal_resume(svc->shred) != 0)
+			log_msg(LOG_ERR, "shred is not available on this mount, or a seal cannot "
+					 "resume");
+	}
 	if (svc->rot && (keyring_expire(kr, svc->paths.keyring, (uint64_t)time(NULL)) != KR_OK ||
 			 volume_record_generation(vol, kr, svc->paths.volume) != VOL_OK))
 		log_msg(LOG_ERR, "cannot destroy the KEKs whose destruction date has come");
@@ -327,7 +343,8 @@ static void services_start(struct daemon_services *svc, const struct mount_opts 
 				   .mountpoint = o->mountpoint,
 				   .vol = vol,
 				   .kr = kr,
-				   .rot = svc->rot};
+				   .rot = svc->rot,
+				   .shred = svc->shred};
 	svc->ctl = control_start(&ci, geteuid());
 	if (!svc->ctl)
 		log_msg(LOG_ERR, "no control socket (%s): 'kekfs status|rotate %s' will not work",
@@ -337,6 +354,7 @@ static void services_start(struct daemon_services *svc, const struct mount_opts 
 static void services_stop(struct daemon_services *svc)
 {
 	control_stop(svc->ctl);
+	shred_free(svc->shred);
 	rotation_free(svc->rot);
 }
 
@@ -380,6 +398,7 @@ static int mount_run(struct mount_opts *o, int status_fd)
 		goto out;
 	}
 	mounted = 1;
+	kekfs_fs_set_session(fs, se);
 	if (!o->foreground) {
 		if (!o->log_file)
 			log_open(LOG_TO_SYSLOG, NULL);

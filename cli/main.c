@@ -21,6 +21,7 @@ static const char usage[] =
     "  keys list|retire|restore|destroy|cancel ...  KEK states (see 'kekfs keys --help')\n"
     "  audit verify MOUNTPOINT|BACKING  check the audit log's chain of MACs\n"
     "  path encrypt|decrypt BACKING PATH  map a plaintext path to its backing path, or back\n"
+    "  shred [-r] PATH... | --seal | --verify COPY  crypto-shred files (see 'kekfs shred -h')\n"
     "\n"
     "Options:\n"
     "  -h, --help                    show this help (or 'kekfs COMMAND --help')\n"
@@ -70,6 +71,8 @@ int main(int argc, char **argv)
 		return cmd_status(argc - 1, argv + 1);
 	if (strcmp(argv[1], "keys") == 0)
 		return cmd_keys(argc - 1, argv + 1);
+	if (strcmp(argv[1], "shred") == 0)
+		return cmd_shred(argc - 1, argv + 1);
 	if (strcmp(argv[1], "audit") == 0)
 		return cmd_audit(argc - 1, argv + 1);
 	if (mount_helper_wanted(argc, argv)) /* from mount(8), mount.fuse3 or fstab */

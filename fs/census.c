@@ -61,7 +61,7 @@ static void census_describe(const struct census *c, char *out, size_t size)
 				      c->examples[i]);
 }
 
-int census_change_kek(int backing_fd, const struct volume *vol, struct keyring *kr,
+int census_change_kek(int backing_fd, struct volume *vol, struct keyring *kr,
 		      const char *keyring_path, const char *audit_dir,
 		      const struct audit_actor *actor, uint32_t version, enum kek_change change,
 		      uint64_t when, int force, char *msg, size_t msg_size)
@@ -99,6 +99,8 @@ int census_change_kek(int backing_fd, const struct volume *vol, struct keyring *
 	}
 	snprintf(msg, msg_size, "KEK v%u %s%s%s", version, done[change],
 		 needed[0] ? "; FORCED although it was " : "", needed);
+	/* Every saved key change: a keyring copy from before it must now be refused. */
+	volume_record_generation(vol, kr, NULL);
 	ev.op = ops[change];
 	ev.detail = needed[0] ? "forced while still in use" : NULL;
 	ev.uid = actor->uid;

@@ -30,7 +30,7 @@ void census_take(int backing_fd, const struct volume *vol, uint32_t version, str
  * (unless force), or restores it. Writes what it did, or why not, as one line to msg.
  * Returns 0 or -1.
  */
-int census_change_kek(int backing_fd, const struct volume *vol, struct keyring *kr,
+int census_change_kek(int backing_fd, struct volume *vol, struct keyring *kr,
 		      const char *keyring_path, const char *audit_dir,
 		      const struct audit_actor *actor, uint32_t version, enum kek_change change,
 		      uint64_t when, int force, char *msg, size_t msg_size);

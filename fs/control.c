@@ -1,6 +1,7 @@
 #include "control.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -17,7 +18,7 @@
 #include "census.h"
 #include "log.h"
 
-#define CONTROL_LINE_MAX 256
+#define CONTROL_LINE_MAX (PATH_MAX + 64) /* "shred 1 " and a path */
 #define CONTROL_REPLY_MAX 16384
 
 struct control {
@@ -165,6 +166,58 @@ static void control_keys(struct control *c, const struct audit_actor *actor, con
 	fprintf(out, "ok\n%s\n", msg);
 }
 
+/* "shred R PATH", "shred-verify HEX", "seal", "seal status": the work is in fs/shred.c. */
+static void control_shred(struct control *c, const struct audit_actor *actor, const char *cmd,
+			  FILE *out)
+{
+	uint8_t hdr[HEADER_LEN];
+	char *body = NULL, err[PATH_MAX + 128];
+	size_t len = 0;
+	uint32_t version;
+	FILE *rep;
+	int rc;
+
+	if (!c->info.shred) {
+		fputs("error the volume is mounted read-only: shredding needs a read-write mount\n",
+		      out);
+	} else if (strncmp(cmd, "shred-verify ", 13) == 0) {
+		if (sodium_hex2bin(hdr, sizeof(hdr), cmd + 13, strlen(cmd + 13), NULL, NULL,
+				   NULL) != 0)
+			fputs("error malformed header\n", out);
+		else {
+			shred_verify_header(c->info.vol, c->info.kr, hdr, err, sizeof(err));
+			fprintf(out, "ok\n%s\n", err);
+		}
+	} else if (strncmp(cmd, "shred ", 6) == 0 && (cmd[6] == '0' || cmd[6] == '1') &&
+		   cmd[7] == ' ') {
+		rep = open_memstream(&body, &len);
+		rc = rep ? shred_path(c->info.shred, cmd + 8, cmd[6] == '1', actor, rep, err,
+				      sizeof(err))
+			 : -ENOMEM;
+		if (rep)
+			fclose(rep);
+		if (rc != 0)
+			fprintf(out, "error %s\n", rc == -ENOMEM && !rep ? "out of memory" : err);
+		else
+			fprintf(out, "ok\n%s", body ? body : "");
+		free(body);
+	} else if (strcmp(cmd, "seal") == 0) {
+		rc = seal_start(c->info.shred, actor, &version);
+		if (rc != 0)
+			fprintf(out, "error seal failed to start: %s\n", strerror(-rc));
+		else
+			fprintf(out,
+				"ok\nKEK v%u is active; re-wrapping every file, then destroying "
+				"every older KEK\n",
+				version);
+	} else if (strcmp(cmd, "seal status") == 0) {
+		fputs("ok\n", out);
+		seal_status(c->info.shred, out);
+	} else {
+		fputs("error unknown shred command\n", out);
+	}
+}
+
 /* Runs one command; the reply goes to out, which the caller sends. */
 static void control_dispatch(struct control *c, const struct audit_actor *actor, const char *cmd,
 			     FILE *out)
@@ -202,6 +255,18 @@ static void control_dispatch(struct control *c, const struct audit_actor *actor,
 				"ok\nKEK v%u is active; re-wrapping every file header in the "
 				"background ('kekfs status' shows progress)\n",
 				version);
+		return;
+	}
+	if (c->info.shred && seal_running(c->info.shred) &&
+	    (strncmp(cmd, "rotate", 6) == 0 || strncmp(cmd, "keys ", 5) == 0 ||
+	     strcmp(cmd, "seal") == 0)) {
+		fputs(
+		    "error a seal is running (see 'kekfs shred --seal' or the log); wait for it\n",
+		    out);
+		return;
+	}
+	if (strncmp(cmd, "shred", 5) == 0 || strncmp(cmd, "seal", 4) == 0) {
+		control_shred(c, actor, cmd, out);
 		return;
 	}
 	if (strncmp(cmd, "keys ", 5) == 0) {

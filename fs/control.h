@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "rotation.h"
+#include "shred.h"
 
 struct control_info {
 	const char *backing;
@@ -22,6 +23,7 @@ struct control_info {
 	struct volume *vol;
 	struct keyring *kr;
 	struct rotation *rot;
+	struct shred *shred; /* NULL on read-only mounts */
 };
 
 /* The socket path of a mount served by a daemon running as uid. -ENAMETOOLONG if too long. */

@@ -149,12 +149,21 @@ static int empty_file_check(int fd, const struct volume_keys *vk, struct file_cr
 	return rc;
 }
 
+/* Why fc cannot be used for I/O, or 0: a shredded file says so rather than a generic EIO. */
+static int fileio_usable(const struct file_crypt *fc)
+{
+	if (fc->shredded)
+		return -EKEYREVOKED;
+	return fc->dek ? 0 : -EIO;
+}
+
 int fileio_load(int fd, const struct volume_keys *vk, struct file_crypt *fc)
 {
 	uint8_t buf[HEADER_LEN];
 	uint64_t size;
 	int rc = pread_full(fd, buf, HEADER_LEN, 0);
 
+	fc->shredded = 0;
 	if (rc == -EIO) {
 		fc->hdr_err = HDR_ERR_CORRUPT; /* shorter than a header */
 		return -EBADMSG;
@@ -162,8 +171,10 @@ int fileio_load(int fd, const struct volume_keys *vk, struct file_crypt *fc)
 	if (rc != 0)
 		return rc;
 	fc->hdr_err = header_decode(buf, vk->vol, &fc->hdr);
+	if (fc->hdr_err == HDR_ERR_SHREDDED)
+		fc->shredded = 1;
 	if (fc->hdr_err != HDR_OK)
-		return -EBADMSG;
+		return fc->shredded ? -EKEYREVOKED : -EBADMSG;
 	fc->dek = secmem_alloc(DEK_LEN);
 	if (!fc->dek)
 		return -ENOMEM;
@@ -189,8 +200,10 @@ ssize_t fileio_read(int fd, const struct volume_keys *vk, struct file_crypt *fc,
 	uint64_t cur, first, rlast, last, base;
 	uint8_t *stored, *tmp;
 	size_t stored_len, done = 0;
-	int rc = fc->dek ? fileio_size(fd, g, &cur) : -EIO;
+	int rc = fileio_usable(fc);
 
+	if (rc == 0)
+		rc = fileio_size(fd, g, &cur);
 	if (rc != 0)
 		return rc;
 	if (cur == 0)
@@ -292,8 +305,10 @@ ssize_t fileio_write(int fd, const struct volume_keys *vk, struct file_crypt *fc
 		     size_t n, uint64_t off)
 {
 	uint64_t cur;
-	int rc = fc->dek ? fileio_size(fd, &vk->geom, &cur) : -EIO;
+	int rc = fileio_usable(fc);
 
+	if (rc == 0)
+		rc = fileio_size(fd, &vk->geom, &cur);
 	if (rc != 0)
 		return rc;
 	if (n == 0)
@@ -349,8 +364,10 @@ static int fileio_rekey(int fd, const struct volume_keys *vk, struct file_crypt 
 int fileio_truncate(int fd, const struct volume_keys *vk, struct file_crypt *fc, uint64_t size)
 {
 	uint64_t cur;
-	int rc = fc->dek ? fileio_size(fd, &vk->geom, &cur) : -EIO;
+	int rc = fileio_usable(fc);
 
+	if (rc == 0)
+		rc = fileio_size(fd, &vk->geom, &cur);
 	if (rc != 0)
 		return rc;
 	if (size == 0)
@@ -372,6 +389,11 @@ int fileio_rewrap(int fd, const struct volume_keys *vk, int *hdr_err)
 	*hdr_err = HDR_OK;
 	if (rc == 0 && (*hdr_err = header_decode(buf, vk->vol, &h)) == HDR_OK)
 		*hdr_err = header_open_dek(&h, vk->vol, vk->kr, dek);
+	if (rc == 0 && *hdr_err == HDR_ERR_SHREDDED) { /* no key left to re-wrap: done */
+		*hdr_err = HDR_OK;
+		secmem_free(dek);
+		return 0;
+	}
 	if (rc == 0 && *hdr_err != HDR_OK)
 		rc = -EBADMSG;
 	if (rc == 0 && h.cur.kek_version == keyring_active_version(vk->kr)) {
@@ -387,6 +409,26 @@ int fileio_rewrap(int fd, const struct volume_keys *vk, int *hdr_err)
 				 HEADER_SLOT_OFF(h.current));
 	}
 	return rc == 0 ? 1 : rc;
+}
+
+int fileio_shred(int fd, uint8_t file_id[FILE_ID_LEN], uint32_t *kek)
+{
+	uint8_t buf[HEADER_LEN], out[HEADER_SHRED_LEN];
+	int rc = pread_full(fd, buf, HEADER_LEN, 0);
+
+	if (rc == -EIO || (rc == 0 && memcmp(buf, "KKFS", 4) != 0))
+		return -EBADMSG;
+	if (rc != 0)
+		return rc;
+	memcpy(file_id, buf + 8, FILE_ID_LEN);
+	if (header_current_version(buf, kek) != HDR_OK)
+		*kek = 0;
+	header_shred_bytes(buf, out);
+	rc = pwrite_full(fd, out, sizeof(out), HEADER_FLAGS_OFF);
+	if (rc == 0 && fdatasync(fd) != 0)
+		rc = -errno;
+	sodium_memzero(buf, sizeof(buf));
+	return rc;
 }
 
 int fileio_kek_version(int fd, uint32_t *version)

@@ -20,6 +20,7 @@ struct file_crypt {
 	uint8_t *dek;	    /* secure memory, NULL when not loaded */
 	uint64_t bad_chunk; /* index of the last chunk that failed authentication, for logs */
 	int hdr_err;	    /* HDR_* code of the last header failure, for logs */
+	int shredded;	    /* the file was crypto-shredded: every use fails with EKEYREVOKED */
 };
 
 /* The keys and geometry every file of a volume shares. */
@@ -61,6 +62,14 @@ int fileio_truncate(int fd, const struct volume_keys *vk, struct file_crypt *fc,
  * The caller holds the inode lock, so no truncation re-keys the file meanwhile.
  */
 int fileio_rewrap(int fd, const struct volume_keys *vk, int *hdr_err);
+
+/*
+ * Crypto-shreds the file open on fd (read-write): overwrites both wrap slots with random
+ * bytes and sets the header's shredded flag, then fdatasync. The file id and the KEK
+ * version its DEK was wrapped with are returned first (for the audit log; kek 0 if no slot
+ * was valid). 0 or -errno; -EBADMSG if fd is not a kekfs file.
+ */
+int fileio_shred(int fd, uint8_t file_id[FILE_ID_LEN], uint32_t *kek);
 
 /* The KEK version of the file's current wrap slot, by checksum alone (no key needed). */
 int fileio_kek_version(int fd, uint32_t *version);

@@ -61,6 +61,7 @@ struct kekfs_fs {
 	int is_root;
 	int dont_mask; /* the kernel leaves the umask to us (FUSE_CAP_DONT_MASK) */
 	int writeback; /* the kernel caches writes and owns sizes (FUSE_CAP_WRITEBACK_CACHE) */
+	struct fuse_session *se; /* for cache invalidation after a shred; NULL before mount */
 	pthread_mutex_t handles_lock;
 	struct open_handle handles; /* list head */
 };
@@ -145,6 +146,8 @@ static void log_crypt_error(struct kekfs_fs *fs, struct kinode *ino, int err)
 			 (unsigned long long)ino->fc.bad_chunk);
 	else if (err == -EBADMSG)
 		snprintf(what, sizeof(what), "%s", header_strerror(ino->fc.hdr_err));
+	else if (err == -EKEYREVOKED)
+		snprintf(what, sizeof(what), "%s (EKEYREVOKED)", header_strerror(HDR_ERR_SHREDDED));
 	else
 		snprintf(what, sizeof(what), "%s", strerror(-err));
 	log_file_error(fs, ino, what);
@@ -1675,4 +1678,32 @@ struct inode_table *kekfs_fs_inodes(struct kekfs_fs *fs)
 int kekfs_fs_backing_fd(struct kekfs_fs *fs)
 {
 	return inode_table_root(fs->inodes)->fd;
+}
+
+void kekfs_fs_set_session(struct kekfs_fs *fs, struct fuse_session *se)
+{
+	fs->se = se;
+}
+
+/*
+ * After a shred: the kernel must not serve the file's plaintext from its page cache, nor a
+ * removed name from its dentry cache. Either inode may be NULL; unknown inodes are fine.
+ */
+void kekfs_fs_invalidate(void *arg, struct kinode *parent, const char *name, struct kinode *ino)
+{
+	struct kekfs_fs *fs = arg;
+	struct kinode *root;
+	fuse_ino_t pid;
+
+	if (!fs->se)
+		return;
+	if (ino)
+		fuse_lowlevel_notify_inval_inode(fs->se, (fuse_ino_t)(uintptr_t)ino, 0, 0);
+	if (parent && name) {
+		root = inode_table_root(fs->inodes); /* the root is not in the table's hash */
+		pid = parent->dev == root->dev && parent->ino == root->ino
+			  ? FUSE_ROOT_ID
+			  : (fuse_ino_t)(uintptr_t)parent;
+		fuse_lowlevel_notify_inval_entry(fs->se, pid, name, strlen(name));
+	}
 }

@@ -31,4 +31,10 @@ struct inode_table *kekfs_fs_inodes(struct kekfs_fs *fs);
 /* The O_PATH fd of the backing directory (owned by the fs). */
 int kekfs_fs_backing_fd(struct kekfs_fs *fs);
 
+/* The session, once made: cache invalidations after a shred need it. */
+void kekfs_fs_set_session(struct kekfs_fs *fs, struct fuse_session *se);
+
+/* Drops the kernel's cached pages of ino and its entry name in parent (either may be NULL). */
+void kekfs_fs_invalidate(void *arg, struct kinode *parent, const char *name, struct kinode *ino);
+
 #endif

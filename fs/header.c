@@ -58,14 +58,37 @@ void header_encode(const struct file_header *h, uint8_t out[HEADER_LEN])
 	memcpy(out + HEADER_SLOTS_OFF, h->slots, sizeof(h->slots));
 }
 
+/*
+ * A header with the shredded flag: a shred leaves both slots random, so neither passes its
+ * checksum. A valid slot beside the flag is not what a shred writes: damaged or forged.
+ */
+static int header_shredded_check(const uint8_t in[HEADER_LEN])
+{
+	struct wrap_slot slot;
+
+	if (wrap_slots_newest((const uint8_t(*)[WRAP_SLOT_LEN])(in + HEADER_SLOTS_OFF), &slot) ==
+	    SLOT_OK)
+		return HDR_ERR_FORMAT;
+	return HDR_ERR_SHREDDED;
+}
+
+void header_shred_bytes(const uint8_t in[HEADER_LEN], uint8_t out[HEADER_SHRED_LEN])
+{
+	memcpy(out, in + HEADER_FLAGS_OFF, HEADER_SLOTS_OFF - HEADER_FLAGS_OFF);
+	out[0] = HEADER_FLAG_SHREDDED;
+	randombytes_buf(out + HEADER_SLOTS_OFF - HEADER_FLAGS_OFF, 2 * WRAP_SLOT_LEN);
+}
+
 int header_decode(const uint8_t in[HEADER_LEN], const struct volume *v, struct file_header *h)
 {
 	memset(h, 0, sizeof(*h));
 	h->current = -1;
 	if (memcmp(in, HEADER_MAGIC, 4) != 0)
 		return HDR_ERR_MAGIC;
-	if (in[4] != HEADER_FORMAT || in[7] != 0)
+	if (in[4] != HEADER_FORMAT || (in[7] & ~HEADER_FLAG_SHREDDED) != 0)
 		return HDR_ERR_FORMAT;
+	if (in[7] == HEADER_FLAG_SHREDDED)
+		return header_shredded_check(in);
 	for (int i = HEADER_RESERVED_OFF; i < HEADER_LEN; i++)
 		if (in[i] != 0)
 			return HDR_ERR_FORMAT;
@@ -105,6 +128,8 @@ int header_current_version(const uint8_t in[HEADER_LEN], uint32_t *version)
 
 	if (memcmp(in, HEADER_MAGIC, 4) != 0)
 		return HDR_ERR_MAGIC;
+	if (in[HEADER_FLAGS_OFF] == HEADER_FLAG_SHREDDED)
+		return header_shredded_check(in);
 	if (wrap_slots_newest((const uint8_t(*)[WRAP_SLOT_LEN])(in + HEADER_SLOTS_OFF), &slot) !=
 	    SLOT_OK)
 		return HDR_ERR_CORRUPT;
@@ -133,6 +158,8 @@ const char *header_strerror(int err)
 		return "header authentication failed (tampered, or from another volume)";
 	case HDR_ERR_SIZE:
 		return "file size is impossible for kekfs: truncated or appended to";
+	case HDR_ERR_SHREDDED:
+		return "crypto-shredded: both wrap slots were wiped, the file's key is gone";
 	default:
 		return "unknown header error";
 	}

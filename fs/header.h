@@ -25,9 +25,14 @@ enum header_err {
 	HDR_ERR_CORRUPT = -4,	  /* no slot passes its checksum */
 	HDR_ERR_KEK_MISSING = -5, /* the slot's KEK version is not in the keyring */
 	HDR_ERR_KEK_DESTROYED = -6,
-	HDR_ERR_AUTH = -7, /* tampered, or a header from another volume */
-	HDR_ERR_SIZE = -8, /* the backing size is not one kekfs writes: cut or appended to */
+	HDR_ERR_AUTH = -7,     /* tampered, or a header from another volume */
+	HDR_ERR_SIZE = -8,     /* the backing size is not one kekfs writes: cut or appended to */
+	HDR_ERR_SHREDDED = -9, /* crypto-shredded: flags say so and no slot passes its checksum */
 };
+
+/* Header flags byte (offset 7): set only by a shred, together with two random slots. */
+#define HEADER_FLAGS_OFF 7
+#define HEADER_FLAG_SHREDDED 0x01
 
 struct file_header {
 	uint8_t cipher;
@@ -56,6 +61,14 @@ int header_open_dek(struct file_header *h, const struct volume *v, const struct 
 
 /* The KEK version of the newest slot that passes its checksum; HDR_ERR_* if none does. */
 int header_current_version(const uint8_t in[HEADER_LEN], uint32_t *version);
+
+/*
+ * Makes the bytes a shred writes over a header: the shredded flag, the file id kept, and
+ * both wrap slots random (HEADER_FLAGS_OFF..HEADER_SLOT_OFF(2)), into out. The DEK wrapped
+ * in the old slots is gone once these are on disk.
+ */
+#define HEADER_SHRED_LEN (HEADER_SLOT_OFF(2) - HEADER_FLAGS_OFF)
+void header_shred_bytes(const uint8_t in[HEADER_LEN], uint8_t out[HEADER_SHRED_LEN]);
 
 const char *header_strerror(int err);
 

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,7 @@ int volume_load(const char *path, struct volume *v)
 		memcpy(v->root_dir_id, buf + 32, VOLUME_ID_LEN);
 		memcpy(v->slots, buf + VOL_SLOTS_OFF, sizeof(v->slots));
 		v->generation = get_le64(buf + VOL_GENERATION_OFF);
+		snprintf(v->path, sizeof(v->path), "%s", path);
 	}
 	free(buf);
 	return rc;
@@ -164,9 +166,9 @@ int volume_record_generation(struct volume *v, const struct keyring *kr, const c
 	int rc = VOL_OK;
 
 	pthread_mutex_lock(&volume_save_lock);
-	if (gen > v->generation) {
+	if (gen > v->generation && (path || v->path[0])) {
 		v->generation = gen;
-		rc = volume_save(v, path);
+		rc = volume_save(v, path ? path : v->path);
 	}
 	pthread_mutex_unlock(&volume_save_lock);
 	return rc;

@@ -5,6 +5,7 @@
 #ifndef KEKFS_VOLUME_H
 #define KEKFS_VOLUME_H
 
+#include <limits.h>
 #include <stdint.h>
 
 #include "../keyring/keyring.h"
@@ -43,6 +44,7 @@ struct volume {
 	uint8_t slots[2][WRAP_SLOT_LEN];
 	uint8_t *name_key;   /* secure memory, set by volume_create or volume_unlock */
 	uint64_t generation; /* the newest keyring generation this volume has seen */
+	char path[PATH_MAX]; /* where it was loaded from: where key changes record the generation */
 	int current;	     /* the name key's current slot */
 	struct wrap_slot cur;
 };
@@ -68,6 +70,7 @@ int volume_rewrap(struct volume *v, const struct keyring *kr, const char *path);
  * from an older copy (which would bring destroyed KEKs back) is refused. 0 or VOL_ERR_IO.
  */
 int volume_record_generation(struct volume *v, const struct keyring *kr, const char *path);
+/* (path NULL: the file the volume was loaded from) */
 
 /* Writes the config atomically. VOL_ERR_IO with errno on failure. */
 int volume_save(const struct volume *v, const char *path);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end on a throwaway volume: init, mount, back up a tree into the mount
 # with rsync, verify it, look at the ciphertext, rotate the KEK online, status, unmount,
-# remount, verify again.
+# remount, verify again, crypto-shred a file and seal the volume against old copies.
 set -euo pipefail
 KEKFS=$(realpath "${1:-build/kekfs}")
 work=$(mktemp -d /tmp/kekfs-demo.XXXXXX)
@@ -44,12 +44,13 @@ rsync -aHAX --sparse "$src/" "$mnt/"
 diff -r "$src" "$mnt" && echo "plaintext view matches the source"
 
 step "what is on disk: ciphertext"
-ls -la "$work/backing/data"
+benc() { "$KEKFS" path encrypt --key-file "$work/key" "$work/backing" "$1"; }
+ls -la "$(benc data)"
 if grep -rq "Apache License" "$work/backing" 2>/dev/null; then
 	echo "plaintext found on disk!" >&2
 	exit 1
 fi
-echo "no plaintext in the backing directory; the 1 GiB sparse file takes $(du -h "$work/backing/data/sparse.img" | cut -f1)"
+echo "no plaintext in the backing directory; the 1 GiB sparse file takes $(du -h "$(benc data/sparse.img)" | cut -f1)"
 
 step "rotate the KEK online, while the volume stays mounted"
 "$KEKFS" rotate "$mnt"
@@ -74,8 +75,14 @@ openssl rand -out "$work/wrong" 32
 mkdir "$work/mnt2"
 "$KEKFS" mount --key-file "$work/wrong" "$work/backing" "$work/mnt2" || echo "(exit status $?)"
 
-step "not yet in this build"
-echo "crypto-shredding (kekfs shred) comes with its issue; this demo will run it as it lands."
+step "crypto-shred a file (it has a hard link), then seal the volume against old copies"
+cp "$(benc data/numbers.txt)" "$work/numbers.backup-copy" # a backup made before the shred
+"$KEKFS" shred "$mnt/data/numbers.txt"
+ls "$mnt/data"
+"$KEKFS" shred --verify "$work/numbers.backup-copy" "$mnt" || true
+"$KEKFS" shred --seal "$mnt"
+"$KEKFS" shred --verify "$work/numbers.backup-copy" "$mnt"
+"$KEKFS" audit verify "$mnt"
 
 step "unmount"
 "$KEKFS" umount "$mnt"

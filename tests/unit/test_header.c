@@ -316,12 +316,40 @@ static void test_encode_sealed_slot(void **state)
 static void test_strerror(void **state)
 {
 	(void)state;
-	for (int e = HDR_ERR_SIZE; e <= HDR_OK; e++) {
+	for (int e = HDR_ERR_SHREDDED; e <= HDR_OK; e++) {
 		assert_string_not_equal(header_strerror(e), "unknown header error");
 		for (int o = e + 1; o <= HDR_OK; o++)
 			assert_string_not_equal(header_strerror(e), header_strerror(o));
 	}
 	assert_string_equal(header_strerror(-100), "unknown header error");
+}
+
+/*
+ * A shredded header (flag set, both slots random) is told apart from damage: flag + no valid
+ * slot is HDR_ERR_SHREDDED; random slots without the flag are damage; the flag beside a valid
+ * slot is not what a shred writes. The file id is kept.
+ */
+static void test_shredded_vs_damaged(void **state)
+{
+	struct hfix *f = *state;
+	struct file_header d;
+	uint8_t out[HEADER_SHRED_LEN], dek[DEK_LEN];
+	uint32_t v;
+
+	seal_encode(f, 1);
+	header_shred_bytes(f->buf, out);
+	memcpy(f->buf + HEADER_FLAGS_OFF, out, sizeof(out));
+	assert_int_equal(f->buf[HEADER_FLAGS_OFF], HEADER_FLAG_SHREDDED);
+	assert_memory_equal(f->buf + 8, f->h.file_id, FILE_ID_LEN);
+	assert_int_equal(header_decode(f->buf, &f->env->vol, &d), HDR_ERR_SHREDDED);
+	assert_int_equal(header_current_version(f->buf, &v), HDR_ERR_SHREDDED);
+	f->buf[HEADER_FLAGS_OFF] = 0; /* same random slots, no flag: damage */
+	assert_int_equal(decode_open(f, &f->env->vol, f->env->kr, &d, dek), HDR_ERR_CORRUPT);
+	seal_encode(f, 0); /* a valid slot again, then the flag set by hand */
+	f->buf[HEADER_FLAGS_OFF] = HEADER_FLAG_SHREDDED;
+	assert_int_equal(header_decode(f->buf, &f->env->vol, &d), HDR_ERR_FORMAT);
+	f->buf[HEADER_FLAGS_OFF] = 0x02;
+	assert_int_equal(header_decode(f->buf, &f->env->vol, &d), HDR_ERR_FORMAT);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -343,6 +371,7 @@ int main(void)
 	    T(test_encode_layout),
 	    T(test_encode_sealed_slot),
 	    T(test_strerror),
+	    T(test_shredded_vs_damaged),
 	};
 
 	if (secmem_init() != 0)
