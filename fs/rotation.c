@@ -61,6 +61,8 @@ static int rewrap_at(struct rotation *r, int dirfd, const char *name, const stru
 		return -errno;
 	if (fstat(fd, &now) != 0 || now.st_ino != st->st_ino || now.st_dev != st->st_dev)
 		rc = 0; /* renamed or replaced since: whoever made it used the active KEK */
+	else if (now.st_size < HEADER_LEN)
+		rc = 0; /* being created: its header will be written with the active KEK */
 	else
 		rc = fileio_rewrap(fd, &vk, hdr_err);
 	close(fd);

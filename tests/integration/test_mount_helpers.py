@@ -8,10 +8,22 @@ import socket
 import subprocess
 import time
 
-from kekfs_harness import (Volume, make_tempdir, make_key_file, kekfs_bin, run_kekfs,
+from kekfs_harness import (Volume, make_tempdir, make_key_file, kekfs_bin, run_kekfs, tmp_root,
                            is_mounted, mount_entries, wait_for, wait_mounted, force_unmount,
                            find_daemon_pids, pid_alive, read_file, write_file, assert_eq,
                            require_tools, UMOUNT_TIMEOUT)
+
+
+
+def dotless_kekfs():
+    """mount(8) splits `fuse.PROG` at dots, so PROG's path must have none: a symlink to the
+    binary under the test's own temporary directory (a clone may live under /tmp/tmp.XXXX)."""
+    link = os.path.join(tmp_root(), "bin", "kekfs")
+    if not os.path.lexists(link):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(kekfs_bin(), link)
+    assert "." not in link, "temporary directory has a dot: %s" % link
+    return link
 
 
 def run_mount(argv, timeout=60, env=None):
@@ -60,7 +72,7 @@ def test_mount8_fuse_type_with_generic_options():
     try:
         opts = ("keyfile=%s,nofail,_netdev,noauto,x-systemd.automount,"
                 "x-systemd.device-timeout=10,comment=x,nosuid,nodev,noexec" % key)
-        rc, err = run_mount(["mount", "-t", "fuse." + kekfs_bin(), backing, mnt, "-o", opts])
+        rc, err = run_mount(["mount", "-t", "fuse." + dotless_kekfs(), backing, mnt, "-o", opts])
         assert_eq(rc, 0, "mount: %s" % err)
         ents = mount_entries(mnt)
         assert ents, "mount(8) returned 0 before the mount was there"
@@ -70,7 +82,7 @@ def test_mount8_fuse_type_with_generic_options():
             assert f in flags, "%s not applied: %s" % (f, ents[0][3])
         write_file(os.path.join(mnt, "f"), b"through mount(8)")
         unmount_and_wait(mnt)
-        rc, err = run_mount(["mount", "-t", "fuse." + kekfs_bin(), backing, mnt, "-o",
+        rc, err = run_mount(["mount", "-t", "fuse." + dotless_kekfs(), backing, mnt, "-o",
                              "ro,keyfile=" + key])
         assert_eq(rc, 0, "mount ro: %s" % err)
         assert "ro" in mount_entries(mnt)[0][3].split(","), "ro not applied"
@@ -92,7 +104,7 @@ def test_mount8_failures_are_one_line_and_leave_nothing():
                  ("keyfile=" + os.path.join(base, "nokey"), "cannot read key file"),
                  ("key-command=relative/prog", "absolute path")]
         for opts, want in cases:
-            rc, err = run_mount(["mount", "-t", "fuse." + kekfs_bin(), backing, mnt,
+            rc, err = run_mount(["mount", "-t", "fuse." + dotless_kekfs(), backing, mnt,
                                  "-o", opts])
             line = assert_one_line_failure(rc, err, "mount -o " + opts, mnt)
             assert want in line, "%r: message %r lacks %r" % (opts, line, want)
@@ -108,14 +120,14 @@ def test_fstab_line_in_a_temporary_fstab():
     fstab = os.path.join(base, "fstab")
     with open(fstab, "w") as f:
         f.write("# kekfs test\n%s %s fuse.%s keyfile=%s,allow_other,nofail 0 0\n"
-                % (backing, mnt, kekfs_bin(), key))
+                % (backing, mnt, dotless_kekfs(), key))
     try:
         rc, err = run_mount(["mount", "-T", fstab, mnt])
         assert_eq(rc, 0, "mount -T: %s" % err)
         assert "allow_other" in mount_entries(mnt)[0][3], "allow_other not applied"
         write_file(os.path.join(mnt, "x"), b"fstab")
         unmount_and_wait(mnt)
-        rc, err = run_mount(["mount", "--fstab", fstab, "-a", "-t", "fuse." + kekfs_bin()])
+        rc, err = run_mount(["mount", "--fstab", fstab, "-a", "-t", "fuse." + dotless_kekfs()])
         assert_eq(rc, 0, "mount --fstab -a: %s" % err)
         assert_eq(read_file(os.path.join(mnt, "x")), b"fstab", "content after mount -a")
         unmount_and_wait(mnt)
@@ -127,7 +139,7 @@ def test_fstab_line_in_a_temporary_fstab():
         os.chmod(cmd, 0o755)
         with open(fstab, "w") as f:
             f.write("%s %s fuse.%s key-command=%s\\040%s,nofail 0 0\n"
-                    % (backing, mnt, kekfs_bin(), cmd, key))
+                    % (backing, mnt, dotless_kekfs(), cmd, key))
         rc, err = run_mount(["mount", "-T", fstab, mnt])
         assert_eq(rc, 0, "mount -T with key-command: %s" % err)
         assert_eq(read_file(os.path.join(mnt, "x")), b"fstab", "content (key-command)")
