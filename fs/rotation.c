@@ -120,28 +120,9 @@ static void rewrap_file(void *ctx, int dirfd, const char *name)
 	pthread_mutex_unlock(&r->lock);
 }
 
-static int marker_set(struct rotation *r, int present)
-{
-	char path[64];
-	int rc;
-
-	snprintf(path, sizeof(path), "%s/%s", VOLUME_DIR, REWRAP_MARKER);
-	if (!present)
-		return unlinkat(r->cfg.backing_fd, path, 0) == 0 || errno == ENOENT ? 0 : -errno;
-	rc = openat(r->cfg.backing_fd, path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (rc < 0)
-		return -errno;
-	fsync(rc);
-	close(rc);
-	return 0;
-}
-
 int rotation_pending(int backing_fd)
 {
-	char path[64];
-
-	snprintf(path, sizeof(path), "%s/%s", VOLUME_DIR, REWRAP_MARKER);
-	return faccessat(backing_fd, path, F_OK, 0) == 0;
+	return volume_marker_present(backing_fd, REWRAP_MARKER);
 }
 
 /* One audit record of this rotation's; a log that cannot be written is logged, not fatal. */
@@ -181,7 +162,7 @@ static void *rewrap_thread(void *arg)
 	r->st.elapsed = seconds_since(&r->started);
 	pthread_mutex_unlock(&r->lock);
 	if (!r->stop && name_rc >= 0 && r->st.failed == 0)
-		marker_set(r, 0);
+		volume_marker_set(r->cfg.backing_fd, REWRAP_MARKER, 0);
 	if (!r->stop) {
 		char detail[96];
 
@@ -247,7 +228,7 @@ int rotation_start(struct rotation *r, int force, const struct audit_actor *acto
 	r->stop = 1;
 	pthread_mutex_unlock(&r->lock);
 	rotation_join(r);
-	rc = marker_set(r, 1);
+	rc = volume_marker_set(r->cfg.backing_fd, REWRAP_MARKER, 1);
 	if (rc == 0 && keyring_rotate(r->cfg.kr, r->cfg.keyring_path, material, version) != KR_OK)
 		rc = errno ? -errno : -EIO;
 	if (rc == 0 &&

@@ -548,28 +548,9 @@ const char seal_guarantee[] =
     "in an HSM slot, is what makes that practical). The media that held the old keyring file\n"
     "may keep its old blocks until overwritten.\n";
 
-static int seal_marker(int backing_fd, int present)
-{
-	char path[64];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", VOLUME_DIR, SEAL_MARKER);
-	if (!present)
-		return unlinkat(backing_fd, path, 0) == 0 || errno == ENOENT ? 0 : -errno;
-	fd = openat(backing_fd, path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	fsync(fd);
-	close(fd);
-	return 0;
-}
-
 int seal_pending(int backing_fd)
 {
-	char path[64];
-
-	snprintf(path, sizeof(path), "%s/%s", VOLUME_DIR, SEAL_MARKER);
-	return faccessat(backing_fd, path, F_OK, 0) == 0;
+	return volume_marker_present(backing_fd, SEAL_MARKER);
 }
 
 /* Destroys KEK version v if it is not yet; appends what happened to msg. */
@@ -609,7 +590,7 @@ int seal_finish(struct shred *s, const struct audit_actor *actor, char *msg, siz
 	if (rc == 0 && !msg[0])
 		snprintf(msg, msg_size, "no older KEK left to destroy");
 	if (rc == 0)
-		rc = seal_marker(s->cfg.backing_fd, 0) == 0 ? 0 : -1;
+		rc = volume_marker_set(s->cfg.backing_fd, SEAL_MARKER, 0) == 0 ? 0 : -1;
 	ev.detail = rc == 0 ? "older KEKs destroyed" : "unfinished";
 	ev.result = rc == 0 ? "ok" : "failed";
 	ev.uid = actor->uid;
@@ -678,7 +659,7 @@ int seal_start(struct shred *s, const struct audit_actor *actor, uint32_t *versi
 		return -EROFS;
 	if (seal_running(s))
 		return -EBUSY;
-	rc = seal_marker(s->cfg.backing_fd, 1);
+	rc = volume_marker_set(s->cfg.backing_fd, SEAL_MARKER, 1);
 	if (rc == 0)
 		rc = rotation_start(s->cfg.rot, 1, actor, NULL, version);
 	return rc == 0 ? seal_spawn(s) : rc;

@@ -1,6 +1,8 @@
 #include "volume.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdio.h>
 
@@ -172,6 +174,30 @@ int volume_record_generation(struct volume *v, const struct keyring *kr, const c
 	}
 	pthread_mutex_unlock(&volume_save_lock);
 	return rc;
+}
+
+int volume_marker_set(int backing_fd, const char *name, int present)
+{
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", VOLUME_DIR, name);
+	if (!present)
+		return unlinkat(backing_fd, path, 0) == 0 || errno == ENOENT ? 0 : -errno;
+	fd = openat(backing_fd, path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	fsync(fd);
+	close(fd);
+	return 0;
+}
+
+int volume_marker_present(int backing_fd, const char *name)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "%s/%s", VOLUME_DIR, name);
+	return faccessat(backing_fd, path, F_OK, 0) == 0;
 }
 
 void volume_clear(struct volume *v)

@@ -72,6 +72,13 @@ int volume_rewrap(struct volume *v, const struct keyring *kr, const char *path);
 int volume_record_generation(struct volume *v, const struct keyring *kr, const char *path);
 /* (path NULL: the file the volume was loaded from) */
 
+/*
+ * Marker files in .kekfs that make long jobs resumable (a re-wrap, a seal): present while
+ * the job is unfinished. Set creates and syncs one, clear removes it. 0 or -errno.
+ */
+int volume_marker_set(int backing_fd, const char *name, int present);
+int volume_marker_present(int backing_fd, const char *name);
+
 /* Writes the config atomically. VOL_ERR_IO with errno on failure. */
 int volume_save(const struct volume *v, const char *path);
 
