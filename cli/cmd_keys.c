@@ -50,7 +50,11 @@ static const char rotate_usage[] =
     "  -h, --help               show this help\n";
 
 static const char status_usage[] =
-    "Usage: kekfs status [OPTIONS] MOUNTPOINT|BACKING\n"
+    "Usage: kekfs status [--json]\n"
+    "       kekfs status [OPTIONS] MOUNTPOINT|BACKING\n"
+    "\n"
+    "Without a volume: every kekfs mount on the machine, with its backing directory, active\n"
+    "KEK version and age, re-wrap state and rotation policy (--json for scripts).\n"
     "\n"
     "Shows the volume's cipher, keyring generation, every KEK version with its state and\n"
     "age, the name key's KEK version, and the progress of a re-wrap.\n"
@@ -407,10 +411,100 @@ static int show(const struct keys_opts *o, const char *only_prefix)
 	return out ? 0 : 1;
 }
 
+/* Prints s as a JSON string. */
+static void json_string(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", (unsigned char)*s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
+/* One mount's line of `kekfs status`: its daemon's status, boiled down. */
+struct mount_summary {
+	char kek[64];	  /* "v3, created 2026-11-22 13:04 UTC" */
+	char rewrap[256]; /* the re-wrap line */
+	char policy[256]; /* the rotation policy line */
+	int reachable;
+};
+
+static void summarise(const struct kekfs_mount *m, struct mount_summary *sum)
+{
+	char err[256], *body = NULL, *save = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&body, &len);
+
+	memset(sum, 0, sizeof(*sum));
+	snprintf(sum->rewrap, sizeof(sum->rewrap), "unknown");
+	if (!out)
+		return;
+	sum->reachable =
+	    control_request(m->mountpoint, m->uid, "status", out, err, sizeof(err)) == 0;
+	fclose(out);
+	for (char *line = strtok_r(body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		unsigned v;
+		char when[40];
+
+		if (sscanf(line, "KEK v%u: active, created %39[^\n]", &v, when) == 2)
+			snprintf(sum->kek, sizeof(sum->kek), "v%u, created %s", v, when);
+		else if (strncmp(line, "re-wrap: ", 9) == 0)
+			snprintf(sum->rewrap, sizeof(sum->rewrap), "%s", line + 9);
+		else if (strncmp(line, "rotation policy: ", 17) == 0)
+			snprintf(sum->policy, sizeof(sum->policy), "%s", line + 17);
+	}
+	free(body);
+}
+
+/* kekfs status [--json]: every kekfs mount on the machine. */
+static int status_all(int json)
+{
+	struct kekfs_mount mounts[256];
+	int n = kekfs_mounts_all(mounts, 256);
+
+	if (json)
+		putchar('[');
+	for (int i = 0; i < n; i++) {
+		struct mount_summary s;
+
+		summarise(&mounts[i], &s);
+		if (!json) {
+			printf("%s\n  backing: %s\n  active KEK: %s\n  re-wrap: %s\n  rotation "
+			       "policy: %s\n",
+			       mounts[i].mountpoint, mounts[i].backing,
+			       s.reachable ? s.kek : "(daemon not reachable)", s.rewrap, s.policy);
+			continue;
+		}
+		printf("%s{\"mountpoint\":", i ? "," : "");
+		json_string(mounts[i].mountpoint);
+		printf(",\"backing\":");
+		json_string(mounts[i].backing);
+		printf(",\"reachable\":%s,\"active_kek\":", s.reachable ? "true" : "false");
+		json_string(s.kek);
+		printf(",\"rewrap\":");
+		json_string(s.rewrap);
+		printf(",\"rotation_policy\":");
+		json_string(s.policy);
+		putchar('}');
+	}
+	if (json)
+		puts("]");
+	else if (n == 0)
+		puts("no kekfs volume is mounted");
+	return 0;
+}
+
 int cmd_status(int argc, char **argv)
 {
 	struct keys_opts o;
 
+	if (argc == 1 || (argc == 2 && strcmp(argv[1], "--json") == 0))
+		return status_all(argc == 2);
 	if (keys_parse(argc, argv, status_usage, &o) != 0)
 		return 1;
 	return show(&o, NULL);

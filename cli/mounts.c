@@ -50,8 +50,12 @@ static int parse_line(char *line, char **mnt, char **type, char **src, char **op
 	return 0;
 }
 
-/* Looks for path among the mount points (or, by_backing, the sources) of the mount table. */
-static int mounts_scan(const char *path, int by_backing, int kekfs_only, struct kekfs_mount *m)
+/*
+ * Looks for path among the mount points (or, by_backing, the sources) of the mount table;
+ * with path NULL, lists every kekfs mount into m (up to max). Returns how many matched.
+ */
+static int mounts_scan(const char *path, int by_backing, int kekfs_only, struct kekfs_mount *m,
+		       int max)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "r");
 	char line[3 * PATH_MAX], *mnt, *type, *src, *opts;
@@ -59,21 +63,21 @@ static int mounts_scan(const char *path, int by_backing, int kekfs_only, struct 
 
 	if (!f)
 		return 0;
-	while (!found && fgets(line, sizeof(line), f)) {
+	while (found < max && fgets(line, sizeof(line), f)) {
 		if (parse_line(line, &mnt, &type, &src, &opts) != 0)
 			continue;
 		if (kekfs_only && strcmp(type, "fuse.kekfs") != 0)
 			continue;
-		if (strcmp(by_backing ? src : mnt, path) != 0)
+		if (path && strcmp(by_backing ? src : mnt, path) != 0)
 			continue;
-		found = 1;
 		if (m) {
 			const char *uid = opts ? strstr(opts, "user_id=") : NULL;
 
-			snprintf(m->mountpoint, sizeof(m->mountpoint), "%s", mnt);
-			snprintf(m->backing, sizeof(m->backing), "%s", src);
-			m->uid = uid ? (uid_t)strtoul(uid + 8, NULL, 10) : 0;
+			snprintf(m[found].mountpoint, sizeof(m->mountpoint), "%s", mnt);
+			snprintf(m[found].backing, sizeof(m->backing), "%s", src);
+			m[found].uid = uid ? (uid_t)strtoul(uid + 8, NULL, 10) : 0;
 		}
+		found++;
 	}
 	fclose(f);
 	return found;
@@ -81,10 +85,15 @@ static int mounts_scan(const char *path, int by_backing, int kekfs_only, struct 
 
 int path_is_mounted(const char *path)
 {
-	return mounts_scan(path, 0, 0, NULL);
+	return mounts_scan(path, 0, 0, NULL, 1);
 }
 
 int kekfs_mount_find(const char *path, int by_backing, struct kekfs_mount *m)
 {
-	return mounts_scan(path, by_backing, 1, m);
+	return mounts_scan(path, by_backing, 1, m, 1);
+}
+
+int kekfs_mounts_all(struct kekfs_mount *m, int max)
+{
+	return mounts_scan(NULL, 0, 1, m, max);
 }

@@ -17,4 +17,7 @@ int path_is_mounted(const char *path);
 /* 1 and fills m if path is a kekfs mount point, or (by_backing) a mounted backing dir. */
 int kekfs_mount_find(const char *path, int by_backing, struct kekfs_mount *m);
 
+/* Every kekfs mount on the machine (up to max); returns how many. */
+int kekfs_mounts_all(struct kekfs_mount *m, int max);
+
 #endif

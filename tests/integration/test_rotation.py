@@ -208,3 +208,19 @@ def test_rotation_policy_rotates_by_itself():
         r = run_kekfs("keys", "policy", "--rotate-every", "soon", v.mnt)
         assert r.returncode != 0 and b"duration" in r.stderr, r
 test_kill9_during_rewrap_resumes.timeout = 600
+
+
+def test_status_lists_every_mount():
+    """`kekfs status` with no volume lists every kekfs mount; --json gives the same to scripts."""
+    import json
+    with Volume() as a, Volume() as b:
+        kekfs_ok("rotate", b.mnt)
+        wait_rewrap_finished(b)
+        text = kekfs_ok("status")
+        assert a.mnt in text and b.mnt in text and "active KEK: v2" in text, text
+        listed = {m["mountpoint"]: m for m in json.loads(kekfs_ok("status", "--json"))}
+        assert a.mnt in listed and b.mnt in listed, listed
+        assert listed[a.mnt]["active_kek"].startswith("v1, created"), listed[a.mnt]
+        assert listed[b.mnt]["active_kek"].startswith("v2, created"), listed[b.mnt]
+        assert listed[b.mnt]["rewrap"].startswith("finished to v2"), listed[b.mnt]
+        assert listed[a.mnt]["backing"] == a.backing and listed[a.mnt]["reachable"] is True
