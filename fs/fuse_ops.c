@@ -1128,13 +1128,47 @@ static const char *entry_name(struct kekfs_fs *fs, fuse_ino_t ino, struct kinode
 	return NULL;
 }
 
+/*
+ * Adds the directory's current entry to a reply buffer of rem bytes at p. Returns its size
+ * (more than rem: it did not fit and nothing was added), 0 to skip it, or -errno.
+ */
+static ssize_t readdir_add_entry(fuse_req_t req, fuse_ino_t ino, struct kdir *d, char *p,
+				 size_t rem, int plus)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct fuse_entry_param e = {0};
+	char plain[NAME_PLAIN_MAX + 1];
+	const char *bname = d->entry->d_name, *name;
+	off_t next = d->entry->d_off;
+	size_t entsize;
+	int err;
+
+	name = entry_name(fs, ino, inode_of(req, ino), d, bname, plain);
+	if (!name)
+		return 0;
+	if (!plus || is_dot_or_dotdot(name)) {
+		e.attr.st_ino = d->entry->d_ino;
+		e.attr.st_mode = (mode_t)d->entry->d_type << 12;
+		return (ssize_t)(plus ? fuse_add_direntry_plus(req, p, rem, name, &e, next)
+				      : fuse_add_direntry(req, p, rem, name, &e.attr, next));
+	}
+	err = do_lookup_backing(fs, inode_of(req, ino), bname, &e);
+	if (err)
+		return err == ENOENT ? 0 : -err; /* ENOENT: removed since readdir saw it */
+	entsize = fuse_add_direntry_plus(req, p, rem, name, &e, next);
+	if (entsize > rem) /* the lookup it counted will not reach the kernel */
+		inode_table_forget(fs->inodes, (struct kinode *)(uintptr_t)e.ino, 1);
+	return (ssize_t)entsize;
+}
+
 /* One readdir reply; with plus, each entry carries attributes and counts as a lookup. */
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 		       struct fuse_file_info *fi, int plus)
 {
 	struct kdir *d = dir_of(fi);
-	char *buf = calloc(1, size), *p = buf;
-	size_t rem = size;
+	char *buf = calloc(1, size);
+	size_t used = 0;
+	ssize_t n;
 	int err = 0;
 
 	if (!buf) {
@@ -1147,12 +1181,6 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 		d->offset = offset;
 	}
 	for (;;) {
-		struct fuse_entry_param e = {0};
-		char plain[NAME_PLAIN_MAX + 1];
-		const char *name, *bname;
-		size_t entsize;
-		off_t next;
-
 		if (!d->entry) {
 			errno = 0;
 			d->entry = readdir(d->dp);
@@ -1161,47 +1189,19 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 				break;
 			}
 		}
-		bname = d->entry->d_name;
-		next = d->entry->d_off;
-		name = entry_name(fs_of(req), ino, inode_of(req, ino), d, bname, plain);
-		if (!name) {
-			d->entry = NULL;
-			d->offset = next;
-			continue;
-		}
-		if (plus && !is_dot_or_dotdot(name)) {
-			err = do_lookup_backing(fs_of(req), inode_of(req, ino), bname, &e);
-			if (err == ENOENT) { /* removed since readdir saw it */
-				err = 0;
-				d->entry = NULL;
-				d->offset = next;
-				continue;
-			}
-			if (err)
-				break;
-			entsize = fuse_add_direntry_plus(req, p, rem, name, &e, next);
-			if (entsize > rem) {
-				inode_table_forget(fs_of(req)->inodes,
-						   (struct kinode *)(uintptr_t)e.ino, 1);
-				break;
-			}
-		} else {
-			e.attr.st_ino = d->entry->d_ino;
-			e.attr.st_mode = (mode_t)d->entry->d_type << 12;
-			entsize = plus ? fuse_add_direntry_plus(req, p, rem, name, &e, next)
-				       : fuse_add_direntry(req, p, rem, name, &e.attr, next);
-			if (entsize > rem)
-				break;
-		}
-		p += entsize;
-		rem -= entsize;
+		n = readdir_add_entry(req, ino, d, buf + used, size - used, plus);
+		if (n < 0)
+			err = (int)-n;
+		if (n < 0 || (size_t)n > size - used)
+			break;
+		used += (size_t)n;
+		d->offset = d->entry->d_off;
 		d->entry = NULL;
-		d->offset = next;
 	}
-	if (err && rem == size)
+	if (err && used == 0)
 		fuse_reply_err(req, err);
 	else
-		fuse_reply_buf(req, buf, size - rem);
+		fuse_reply_buf(req, buf, used);
 	free(buf);
 }
 
