@@ -245,8 +245,7 @@ static void control_dispatch(struct control *c, const struct audit_actor *actor,
 				    &version);
 		if (rc == -EBUSY)
 			fputs("error a re-wrap is still running (see 'kekfs status'); wait for it, "
-			      "or "
-			      "use --force\n",
+			      "or use --force\n",
 			      out);
 		else if (rc != 0)
 			fprintf(out, "error rotation failed: %s; nothing changed\n", strerror(-rc));
