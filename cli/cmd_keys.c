@@ -20,7 +20,9 @@
 #include "../fs/control.h"
 #include "../fs/log.h"
 #include "../fs/rotation.h"
+#include "../keyring/audit.h"
 #include "cli.h"
+#include "extopts.h"
 #include "mounts.h"
 #include "unlock.h"
 
@@ -73,7 +75,9 @@ static const char keys_usage[] =
     "       kekfs keys policy --rotate-every DURATION|never MOUNTPOINT|BACKING\n"
     "       kekfs keys slots BACKING\n"
     "       kekfs keys add-slot [--new-key-file F | --new-passphrase-file F |\n"
-    "                            --rsa-public PUB.pem] BACKING\n"
+    "                            --rsa-public PUB.pem | --pkcs11 SPEC [--pin-file F] |\n"
+    "                            --kms-command 'PROG ARGS' [--kms-env VAR]...] BACKING\n"
+    "       kekfs keys create-token-key --pkcs11 SPEC [--pin-file F]\n"
     "       kekfs keys remove-slot N BACKING\n"
     "       kekfs keys passwd [--new-key-file F | --new-passphrase-file F] BACKING\n"
     "\n"
@@ -84,7 +88,11 @@ static const char keys_usage[] =
     "(they are listed); --force goes past that and makes those files unreadable.\n"
     "Unlock slots (like LUKS key slots) each wrap the keyring key under one secret; passwd\n"
     "re-wraps the slot you unlocked with. Slot commands work on an unmounted volume only.\n"
-    "On an unmounted volume give --key-file, --passphrase-file and --keyring as for mount.\n";
+    "On an unmounted volume give --key-file, --passphrase-file and --keyring as for mount.\n"
+    "A PKCS#11 SPEC is 'module=/path/to/module.so;token=LABEL;key=LABEL'. A volume whose\n"
+    "slots are all token or KMS slots unlocks with them by itself (--pkcs11-unlock and\n"
+    "--kms-unlock choose); the PIN comes from --pin-file F, --pin-credential NAME (default\n"
+    "kekfs.pin), or the terminal. See README and docs/KMS-PLUGINS.md.\n";
 
 /* "7d", "12h", "30m", "45s", "2w" in seconds; 0 if malformed. */
 static uint64_t parse_duration(const char *s)
@@ -103,6 +111,7 @@ static uint64_t parse_duration(const char *s)
 static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts *o)
 {
 	static const struct option longopts[] = {
+	    EXTERNAL_OPTIONS,
 	    {"key-file", required_argument, NULL, 'k'},
 	    {"passphrase-file", required_argument, NULL, 'p'},
 	    {"rsa-private", required_argument, NULL, 'X'},
@@ -152,7 +161,7 @@ static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts
 			o->new_src.passphrase_file = optarg;
 		else if (c == 'h')
 			fputs(usage, stdout), exit(0);
-		else
+		else if (external_option(c, optarg, &o->src, &o->new_src) != 0)
 			return cli_error("see 'kekfs %s --help'", argv[0]);
 	}
 	if (optind != argc - 1)
@@ -589,9 +598,24 @@ static int keys_change(struct keys_opts *o, enum kek_change change, uint32_t ver
 
 static const char *slot_type_name(int type)
 {
-	return type == KR_SECRET_KEYFILE ? "key file"
-	       : type == KR_SECRET_RSA	 ? "RSA-4096 key pair"
-					 : "passphrase";
+	return type == KR_SECRET_KEYFILE  ? "key file"
+	       : type == KR_SECRET_RSA	  ? "RSA-4096 key pair"
+	       : type == KR_SECRET_PKCS11 ? "PKCS#11 token key"
+	       : type == KR_SECRET_KMS	  ? "KMS plugin"
+					  : "passphrase";
+}
+
+/* Records a slot change (its kind, never a secret) in the audit log. */
+static void slot_audit(const char *dir, const struct keyring *kr, const char *verb, int type,
+		       int rc)
+{
+	struct audit_event ev = {
+	    .op = verb, .detail = slot_type_name(type), .result = rc == KR_OK ? "ok" : "failed"};
+
+	audit_event_self(&ev);
+	ev.kek = keyring_active_version(kr);
+	if (audit_append(dir, kr, &ev) != 0)
+		fprintf(stderr, "kekfs: warning: cannot append to the audit log in %s\n", dir);
 }
 
 /* Slot changes rewrite the keyring, which a mounted volume's daemon holds: offline only. */
@@ -602,7 +626,8 @@ static int slots_change(struct keys_opts *o, const char *verb, unsigned long ind
 	struct volume_paths paths;
 	struct kekfs_mount m;
 	struct kr_secret secret = {0};
-	int rc = KR_OK;
+	char ext_msg[sizeof(((struct kr_external *)0)->msg)];
+	int rc = KR_OK, type;
 
 	if (kekfs_mount_find(o->target, 0, &m) || kekfs_mount_find(o->target, 1, &m))
 		return cli_error("%s is mounted: unmount it first, the daemon holds the keyring",
@@ -613,17 +638,27 @@ static int slots_change(struct keys_opts *o, const char *verb, unsigned long ind
 	volume_paths_get(o->target, o->keyring, &paths);
 	if (strcmp(verb, "slots") == 0) {
 		for (size_t i = 0; i < keyring_slot_count(kr); i++)
-			printf("slot %zu: %s\n", i + 1, slot_type_name(keyring_slot_type(kr, i)));
+			printf(
+			    "slot %zu: %s%s%.*s\n", i + 1, slot_type_name(keyring_slot_type(kr, i)),
+			    keyring_slot_spec(kr, i)[0] ? ": " : "",
+			    (int)strcspn(keyring_slot_spec(kr, i), "\n"), keyring_slot_spec(kr, i));
 	} else if (strcmp(verb, "remove-slot") == 0) {
+		type = index <= keyring_slot_count(kr) ? keyring_slot_type(kr, index - 1) : 0;
 		rc = keyring_slot_remove(kr, paths.keyring, index - 1);
+		slot_audit(paths.audit_dir, kr, verb, type, rc);
 	} else if (secret_read(&o->new_src, 1, &secret) != 0) {
 		rc = 1;
 	} else {
 		rc = strcmp(verb, "passwd") == 0 ? keyring_passwd(kr, paths.keyring, &secret)
 						 : keyring_slot_add(kr, paths.keyring, &secret);
+		if (rc == KR_ERR_EXTERNAL)
+			snprintf(ext_msg, sizeof(ext_msg), "%s", secret.ext->msg);
+		slot_audit(paths.audit_dir, kr, verb, secret.type, rc);
 		secret_free(&secret);
 	}
-	if (rc != KR_OK && rc != 1)
+	if (rc == KR_ERR_EXTERNAL)
+		cli_error("%s: %s; nothing changed", verb, ext_msg);
+	else if (rc != KR_OK && rc != 1)
 		cli_error("%s: %s; nothing changed", verb, keyring_strerror(rc));
 	else if (rc == KR_OK && strcmp(verb, "slots") != 0)
 		printf("%s: done; the keyring now has %zu unlock slot%s\n", verb,
@@ -679,6 +714,8 @@ int cmd_keys(int argc, char **argv)
 		return import_command(argc, argv);
 	if (strcmp(argv[1], "policy") == 0)
 		return policy_command(argc, argv);
+	if (strcmp(argv[1], "create-token-key") == 0)
+		return cmd_token_key(argc - 1, argv + 1);
 	if (strcmp(argv[1], "slots") == 0 || strcmp(argv[1], "add-slot") == 0 ||
 	    strcmp(argv[1], "remove-slot") == 0 || strcmp(argv[1], "passwd") == 0)
 		return slots_command(argc, argv);

@@ -24,6 +24,7 @@
 #include "../fs/rotation.h"
 #include "../fs/shred.h"
 #include "cli.h"
+#include "extopts.h"
 #include "mounts.h"
 #include "mount_helper.h"
 #include "notify.h"
@@ -48,6 +49,14 @@ static const char mount_usage[] =
     "  --rsa-private PRIV.pem   unlock with the private key of an RSA slot\n"
     "  --passphrase-file FILE   unlock with the passphrase on the first line of FILE\n"
     "                           (without either, the passphrase is asked on the terminal)\n"
+    "  --pkcs11-unlock          unlock with the keyring's PKCS#11 token slot (-o pkcs11)\n"
+    "  --pin-file FILE          the token's PIN (-o pinfile=F); else the credential\n"
+    "                           kekfs.pin (--pin-credential NAME, -o pin-credential=N),\n"
+    "                           else the terminal\n"
+    "  --kms-unlock             unlock with the keyring's KMS plugin slot (-o kms)\n"
+    "  --kms-timeout SECONDS    how long the plugin may take (30)\n"
+    "                           (a volume whose slots are all token or KMS slots uses them\n"
+    "                           without being told)\n"
     "  --keyring PATH           the keyring, if it is kept outside BACKING\n"
     "  --log-file FILE          append the daemon's log to FILE (default: syslog)\n"
     "  -h, --help               show this help\n"
@@ -83,6 +92,8 @@ static int parse_o_more(struct mount_opts *o, char *opt)
 		o->src.key_command_timeout = (int)s;
 	} else if (strncmp(opt, "credential=", 11) == 0)
 		o->src.credential = opt + 11;
+	else if (external_mount_option(opt, &o->src))
+		return 0;
 	else if (mount_opt_generic(opt) == GENERIC_KERNEL) {
 		if (used + strlen(opt) + 2 > sizeof(o->kernel_opts))
 			return cli_error("too many mount options");
@@ -128,6 +139,7 @@ static int mount_parse(int argc, char **argv, struct mount_opts *o)
 	    {"keyring", required_argument, NULL, 'r'},
 	    {"log-file", required_argument, NULL, 'l'},
 	    {"help", no_argument, NULL, 'h'},
+	    EXTERNAL_OPTIONS,
 	    {NULL, 0, NULL, 0},
 	};
 	int c;
@@ -161,7 +173,8 @@ static int mount_parse(int argc, char **argv, struct mount_opts *o)
 			fputs(mount_usage, stdout);
 			exit(0);
 		default:
-			return cli_error("see 'kekfs mount --help'");
+			if (external_option(c, optarg, &o->src, NULL) != 0)
+				return cli_error("see 'kekfs mount --help'");
 		}
 	}
 	if (optind != argc - 2)

@@ -8,15 +8,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -24,6 +19,7 @@
 #include "../crypto/kdf.h"
 #include "../crypto/secmem.h"
 #include "cli.h"
+#include "spawn.h"
 
 #define KEY_OUTPUT_MAX 130   /* 64 hex characters and a newline, with room to see more */
 #define PASS_OUTPUT_MAX 1024 /* as for a passphrase file */
@@ -31,129 +27,17 @@
 #define ASK_PASSWORD "/usr/bin/systemd-ask-password"
 #define ASK_TIMEOUT 90 /* systemd-ask-password's own default */
 
-/* What a finished program left: its output length, and how it ended. */
-struct run_result {
-	size_t len;
-	int overflow; /* printed more than the buffer holds */
-	int timed_out;
-	int wstatus;
-};
-
-static long ms_left(const struct timespec *deadline)
+/* Runs argv with stdin on /dev/null and stderr passing through; output into buf. */
+static int run_capture(char *const argv[], char *const envp[], int timeout_s, const char *what,
+		       uint8_t *buf, size_t max, struct spawn_result *r)
 {
-	struct timespec now;
+	struct spawn_io io = {.out = buf, .out_max = max};
+	char msg[4400];
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
-}
-
-/* The child: own process group (so a timeout kills its children too), stdin from /dev/null,
- * stdout to the pipe, stderr inherited, no other descriptor, only the environment given. */
-static void child_exec(char *const argv[], char *const envp[], int out_fd)
-{
-	int null = open("/dev/null", O_RDONLY);
-	sigset_t none;
-
-	setpgid(0, 0);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGPIPE, SIG_DFL);
-	if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0)
-		_exit(127);
-	close_range(3, ~0U, 0);
-	execve(argv[0], argv, envp);
-	_exit(127);
-}
-
-/* Reads the child's stdout into buf until EOF or the deadline; extra output is counted. */
-static void read_output(int fd, const struct timespec *deadline, uint8_t *buf, size_t max,
-			struct run_result *r)
-{
-	uint8_t scratch[256]; /* swallows output past max; wiped below */
-
-	for (;;) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		long left = ms_left(deadline);
-		ssize_t n;
-
-		if (left <= 0 || poll(&p, 1, (int)left) == 0) {
-			r->timed_out = 1;
-			break;
-		}
-		if (r->len < max)
-			n = read(fd, buf + r->len, max - r->len);
-		else
-			n = read(fd, scratch, sizeof(scratch));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		if (r->len < max)
-			r->len += (size_t)n;
-		else
-			r->overflow = 1;
-	}
-	sodium_memzero(scratch, sizeof(scratch));
-}
-
-/* Waits for the child until the deadline (a pidfd makes the wait pollable), else kills it. */
-static void reap(pid_t pid, const struct timespec *deadline, struct run_result *r)
-{
-	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-
-	if (!r->timed_out && pidfd >= 0) {
-		struct pollfd p = {.fd = pidfd, .events = POLLIN};
-		long left = ms_left(deadline);
-		if (left <= 0 || poll(&p, 1, (int)left) == 0)
-			r->timed_out = 1;
-	}
-	if (pidfd >= 0)
-		close(pidfd);
-	if (r->timed_out)
-		kill(-pid, SIGKILL);
-	while (waitpid(pid, &r->wstatus, 0) < 0 && errno == EINTR)
-		;
-}
-
-/* Runs argv, capturing at most max bytes of stdout into buf (secure memory). */
-static int run_capture(char *const argv[], char *const envp[], int timeout_s, uint8_t *buf,
-		       size_t max, struct run_result *r)
-{
-	struct timespec deadline;
-	int pipefd[2];
-	pid_t pid;
-
-	memset(r, 0, sizeof(*r));
-	if (pipe2(pipefd, O_CLOEXEC) != 0)
-		return cli_error("cannot create a pipe: %s", strerror(errno));
-	pid = fork();
-	if (pid < 0) {
-		close(pipefd[0]);
-		close(pipefd[1]);
-		return cli_error("cannot fork: %s", strerror(errno));
-	}
-	if (pid == 0)
-		child_exec(argv, envp, pipefd[1]);
-	close(pipefd[1]);
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_s;
-	read_output(pipefd[0], &deadline, buf, max, r);
-	close(pipefd[0]);
-	reap(pid, &deadline, r);
-	return 0;
-}
-
-/* Turns a run that did not end well into one message; 0 if it exited with status 0. */
-static int run_verdict(const char *what, const struct run_result *r, int timeout_s)
-{
-	if (r->timed_out)
-		return cli_error("%s did not finish within %d s and was killed", what, timeout_s);
-	if (WIFSIGNALED(r->wstatus))
-		return cli_error("%s was killed by signal %d", what, WTERMSIG(r->wstatus));
-	if (WIFEXITED(r->wstatus) && WEXITSTATUS(r->wstatus) == 127 && r->len == 0)
-		return cli_error("cannot run %s", what);
-	if (!WIFEXITED(r->wstatus) || WEXITSTATUS(r->wstatus) != 0)
-		return cli_error("%s failed (exit status %d)", what, WEXITSTATUS(r->wstatus));
+	if (spawn_run(argv, envp, timeout_s, &io, r) != 0)
+		return cli_error("cannot start %s: %s", what, strerror(errno));
+	if (spawn_verdict(what, &io, r, timeout_s, msg, sizeof(msg)) != 0)
+		return cli_error("%s", msg);
 	return 0;
 }
 
@@ -241,7 +125,7 @@ int keysource_command(const char *cmd, int timeout_s, const char *label, struct 
 {
 	char copy[4096], what[4200], backing_var[4200], cred_var[4200];
 	char *argv[ARGV_MAX], *envp[5];
-	struct run_result r;
+	struct spawn_result r;
 	uint8_t *buf;
 	int rc;
 
@@ -254,11 +138,9 @@ int keysource_command(const char *cmd, int timeout_s, const char *label, struct 
 	buf = secmem_alloc(KEY_OUTPUT_MAX);
 	if (!buf)
 		return cli_error("out of secure memory");
-	rc = run_capture(argv, envp, timeout_s, buf, KEY_OUTPUT_MAX, &r);
+	rc = run_capture(argv, envp, timeout_s, what, buf, KEY_OUTPUT_MAX, &r);
 	if (rc == 0)
-		rc = run_verdict(what, &r, timeout_s);
-	if (rc == 0)
-		rc = key_from_bytes(buf, r.len, r.overflow, what, secret);
+		rc = key_from_bytes(buf, r.out_len, r.overflow, what, secret);
 	secmem_free(buf); /* wipes the output: only the parsed key lives on */
 	return rc;
 }
@@ -341,13 +223,23 @@ static int passphrase_from_bytes(uint8_t *buf, size_t len, const char *what,
 	return 0;
 }
 
+int keysource_line_credential(const char *name, struct kr_secret *secret)
+{
+	char what[300];
+	size_t len;
+	int overflow;
+	uint8_t *buf = credential_read(name, PASS_OUTPUT_MAX, &len, &overflow);
+
+	if (!buf)
+		return -1;
+	snprintf(what, sizeof(what), "credential %.200s", name);
+	return passphrase_from_bytes(buf, len, what, secret);
+}
+
 int keysource_default_credential(struct kr_secret *secret)
 {
 	const char *dir = getenv("CREDENTIALS_DIRECTORY");
 	char path[4096];
-	size_t len;
-	int overflow;
-	uint8_t *buf;
 
 	if (!dir)
 		return 0;
@@ -357,10 +249,7 @@ int keysource_default_credential(struct kr_secret *secret)
 	snprintf(path, sizeof(path), "%s/kekfs.passphrase", dir);
 	if (access(path, F_OK) != 0)
 		return 0;
-	buf = credential_read("kekfs.passphrase", PASS_OUTPUT_MAX, &len, &overflow);
-	if (!buf)
-		return -1;
-	return passphrase_from_bytes(buf, len, "credential kekfs.passphrase", secret) == 0 ? 1 : -1;
+	return keysource_line_credential("kekfs.passphrase", secret) == 0 ? 1 : -1;
 }
 
 int keysource_ask_password_wanted(void)
@@ -385,7 +274,7 @@ int keysource_ask_password(const char *label, struct kr_secret *secret)
 			msg,
 			NULL};
 	char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL};
-	struct run_result r;
+	struct spawn_result r;
 	uint8_t *buf = secmem_alloc(PASS_OUTPUT_MAX);
 	int rc;
 
@@ -393,12 +282,11 @@ int keysource_ask_password(const char *label, struct kr_secret *secret)
 		return cli_error("out of secure memory");
 	snprintf(id, sizeof(id), "--id=kekfs:%s", label ? label : "");
 	snprintf(msg, sizeof(msg), "Passphrase for kekfs volume %s:", label ? label : "");
-	rc = run_capture(argv, envp, ASK_TIMEOUT + 5, buf, PASS_OUTPUT_MAX, &r);
-	if (rc == 0)
-		rc = run_verdict("systemd-ask-password", &r, ASK_TIMEOUT + 5);
+	rc = run_capture(argv, envp, ASK_TIMEOUT + 5, "systemd-ask-password", buf, PASS_OUTPUT_MAX,
+			 &r);
 	if (rc != 0) {
 		secmem_free(buf);
 		return -1;
 	}
-	return passphrase_from_bytes(buf, r.len, "systemd-ask-password", secret);
+	return passphrase_from_bytes(buf, r.out_len, "systemd-ask-password", secret);
 }

@@ -22,6 +22,9 @@ int keysource_command(const char *cmd, int timeout_s, const char *label, struct 
 /* Reads the key credential NAME from $CREDENTIALS_DIRECTORY. */
 int keysource_credential(const char *name, struct kr_secret *secret);
 
+/* Reads the first line of the credential NAME (a passphrase or a PIN). */
+int keysource_line_credential(const char *name, struct kr_secret *secret);
+
 /* Loads kekfs.key or kekfs.passphrase from $CREDENTIALS_DIRECTORY: 1 if found, 0 if not. */
 int keysource_default_credential(struct kr_secret *secret);
 

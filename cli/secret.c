@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
@@ -14,8 +15,10 @@
 #include "../crypto/rsa_wrap.h"
 
 #include "../crypto/secmem.h"
+#include "../keyring/pkcs11_slot.h"
 #include "cli.h"
 #include "keysource.h"
+#include "kms.h"
 
 #define PASSPHRASE_MAX 1024
 
@@ -119,7 +122,8 @@ static int passphrase_finish(uint8_t *buf, ssize_t n, struct kr_secret *secret, 
 	return 0;
 }
 
-static int passphrase_file_read(const char *path, struct kr_secret *secret)
+/* The first line of a file: a passphrase or a PIN (what names it in messages). */
+static int passphrase_file_read(const char *path, const char *what, struct kr_secret *secret)
 {
 	uint8_t *buf = secmem_alloc(PASSPHRASE_MAX);
 	ssize_t n;
@@ -130,13 +134,13 @@ static int passphrase_file_read(const char *path, struct kr_secret *secret)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		secmem_free(buf);
-		return cli_error("cannot read passphrase file %s: %s", path, strerror(errno));
+		return cli_error("cannot read %s file %s: %s", what, path, strerror(errno));
 	}
 	n = read_upto(fd, buf, PASSPHRASE_MAX);
 	close(fd);
 	if (n < 0) {
 		secmem_free(buf);
-		return cli_error("cannot read passphrase file %s: %s", path, strerror((int)-n));
+		return cli_error("cannot read %s file %s: %s", what, path, strerror((int)-n));
 	}
 	return passphrase_finish(buf, n, secret, path);
 }
@@ -166,7 +170,7 @@ static ssize_t tty_read_hidden(int tty, const char *prompt, uint8_t *buf, size_t
 	return n;
 }
 
-static int passphrase_prompt(int confirm, struct kr_secret *secret)
+static int passphrase_prompt(int confirm, const char *prompt, struct kr_secret *secret)
 {
 	int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
 	uint8_t *buf, *again;
@@ -183,7 +187,7 @@ static int passphrase_prompt(int confirm, struct kr_secret *secret)
 		secmem_free(again);
 		return cli_error("out of secure memory");
 	}
-	n = tty_read_hidden(tty, "Passphrase: ", buf, PASSPHRASE_MAX);
+	n = tty_read_hidden(tty, prompt, buf, PASSPHRASE_MAX);
 	if (confirm && n > 0)
 		m = tty_read_hidden(tty, "Repeat passphrase: ", again, PASSPHRASE_MAX);
 	close(tty);
@@ -196,22 +200,109 @@ static int passphrase_prompt(int confirm, struct kr_secret *secret)
 	return passphrase_finish(buf, n < 0 ? 0 : n, secret, "the terminal");
 }
 
+/* The token's PIN: --pin-file, a credential (--pin-credential, or kekfs.pin), the terminal. */
+static int pin_read(const struct secret_source *src, struct kr_secret *pin)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	char path[4096];
+	int rc, tty;
+
+	snprintf(path, sizeof(path), "%s/kekfs.pin", dir ? dir : "");
+	if (src->pin_file)
+		rc = passphrase_file_read(src->pin_file, "PIN", pin);
+	else if (src->pin_credential || (dir && access(path, F_OK) == 0))
+		rc = keysource_line_credential(
+		    src->pin_credential ? src->pin_credential : "kekfs.pin", pin);
+	else if ((tty = open("/dev/tty", O_RDWR | O_CLOEXEC)) >= 0)
+		close(tty), rc = passphrase_prompt(0, "Token PIN: ", pin);
+	else
+		rc = cli_error("the token needs its PIN and there is no terminal to ask on: give "
+			       "--pin-file FILE (or the credential kekfs.pin)");
+	return rc;
+}
+
+/* An external slot's secret: the seal/open calls, the spec of a slot being added. */
+struct ext_secret {
+	struct kr_external x; /* first: secret->ext is what secret_free frees */
+	char spec[KR_SPEC_MAX + 1];
+};
+
+static int external_fill(const struct secret_source *src, struct kr_secret *secret)
+{
+	struct ext_secret *e = calloc(1, sizeof(*e));
+	int pkcs11 = src->pkcs11 || src->use_pkcs11;
+
+	if (!e)
+		return cli_error("out of memory");
+	secret->type = pkcs11 ? KR_SECRET_PKCS11 : KR_SECRET_KMS;
+	secret->ext = &e->x;
+	if (src->pkcs11 && pkcs11_spec_check(src->pkcs11, e->x.msg, sizeof(e->x.msg)) != 0)
+		return cli_error("%s", e->x.msg);
+	if (src->pkcs11)
+		snprintf(e->spec, sizeof(e->spec), "%s", src->pkcs11);
+	if (src->kms_command && kms_spec_make(src->kms_command, src->kms_env, src->kms_nenv,
+					      e->spec, sizeof(e->spec)) != 0)
+		return -1;
+	secret->spec = e->spec[0] ? e->spec : NULL;
+	if (!pkcs11) {
+		kms_external(&e->x, src->key_command_timeout);
+		return 0;
+	}
+	if (pin_read(src, secret) != 0)
+		return -1;
+	secret->type = KR_SECRET_PKCS11; /* pin_read called it a passphrase */
+	pkcs11_external(&e->x, secret->bytes, secret->len);
+	return 0;
+}
+
+static int external_read(const struct secret_source *src, struct kr_secret *secret)
+{
+	if (external_fill(src, secret) == 0)
+		return 0;
+	secret_free(secret);
+	return -1;
+}
+
+void secret_source_auto(struct secret_source *src, const char *keyring_path)
+{
+	const unsigned mine =
+	    1U << KR_SECRET_PASSPHRASE | 1U << KR_SECRET_KEYFILE | 1U << KR_SECRET_RSA;
+	unsigned kinds = 0;
+
+	if (src->key_file || src->passphrase_file || src->key_command || src->credential ||
+	    src->rsa_key || src->use_pkcs11 || src->use_kms)
+		return;
+	if (src->pin_file || src->pin_credential) { /* a PIN says which slot */
+		src->use_pkcs11 = 1;
+		return;
+	}
+	if (keyring_slot_kinds(keyring_path, &kinds) != KR_OK || (kinds & mine))
+		return;
+	if (kinds & 1U << KR_SECRET_PKCS11)
+		src->use_pkcs11 = 1;
+	else if (kinds & 1U << KR_SECRET_KMS)
+		src->use_kms = 1;
+}
+
 int secret_read(const struct secret_source *src, int confirm, struct kr_secret *secret)
 {
 	int rc;
 
 	memset(secret, 0, sizeof(*secret));
 	if (!!src->key_file + !!src->passphrase_file + !!src->key_command + !!src->credential +
-		!!src->rsa_key >
+		!!src->rsa_key + !!(src->pkcs11 || src->use_pkcs11) +
+		!!(src->kms_command || src->use_kms) >
 	    1)
-		return cli_error("give one key source (key file, passphrase file, key-command or "
-				 "credential), not several");
+		return cli_error("give one key source (key file, passphrase file, key-command, "
+				 "credential, RSA key, PKCS#11 token or KMS plugin), not several");
+	if (src->pkcs11 || src->use_pkcs11 || src->kms_command || src->use_kms)
+		return external_read(src, secret);
 	if (src->key_file)
 		return key_file_read(src->key_file, secret);
 	if (src->rsa_key)
 		return rsa_key_read(src->rsa_key, !src->rsa_public, secret);
 	if (src->passphrase_file)
-		return passphrase_file_read(src->passphrase_file, secret);
+		return passphrase_file_read(src->passphrase_file, "passphrase", secret);
 	if (src->key_command)
 		return keysource_command(src->key_command, src->key_command_timeout, src->label,
 					 secret);
@@ -223,7 +314,7 @@ int secret_read(const struct secret_source *src, int confirm, struct kr_secret *
 		return rc < 0 ? -1 : 0;
 	if (keysource_ask_password_wanted())
 		return keysource_ask_password(src->label, secret);
-	return passphrase_prompt(confirm, secret);
+	return passphrase_prompt(confirm, "Passphrase: ", secret);
 }
 
 void secret_free(struct kr_secret *secret)
@@ -231,4 +322,7 @@ void secret_free(struct kr_secret *secret)
 	secmem_free((void *)secret->bytes);
 	secret->bytes = NULL;
 	secret->len = 0;
+	free(secret->ext);
+	secret->ext = NULL;
+	secret->spec = NULL;
 }

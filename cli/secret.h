@@ -14,6 +14,14 @@ struct secret_source {
 	const char *label;	 /* what to name in a password prompt (the backing dir) */
 	const char *rsa_key;	 /* a PEM RSA-4096 key: private to unlock, public to add a slot */
 	int rsa_public;		 /* rsa_key is meant to be a public key (adding a slot) */
+	const char *pkcs11;	 /* a PKCS#11 spec: the token slot to add (keys add-slot) */
+	int use_pkcs11;		 /* unlock with the keyring's PKCS#11 slot */
+	const char *pin_file;	 /* the token's PIN: the first line of this file */
+	const char *pin_credential; /* or this systemd credential (default: kekfs.pin) */
+	const char *kms_command;    /* a KMS plugin command: the slot to add */
+	const char *kms_env[8];	    /* names of variables the plugin gets (KMS_ENV_MAX) */
+	int kms_nenv;
+	int use_kms; /* unlock with the keyring's KMS plugin slot */
 };
 
 /*
@@ -23,6 +31,12 @@ struct secret_source {
  * error.
  */
 int secret_read(const struct secret_source *src, int confirm, struct kr_secret *secret);
+
+/*
+ * With no key source given: the token when a PIN was given, else the kind of slot the keyring
+ * at path has when it has no passphrase, key file or RSA slot: PKCS#11 first, else KMS.
+ */
+void secret_source_auto(struct secret_source *src, const char *keyring_path);
 
 /* Wipes and frees the secret's bytes. */
 void secret_free(struct kr_secret *secret);

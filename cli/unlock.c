@@ -22,7 +22,9 @@ int volume_unlock_all(const char *backing, const char *keyring_opt, const struct
 {
 	struct audit_event ev = {.op = "unlock", .detail = purpose, .result = "ok"};
 	struct volume_paths p;
+	struct secret_source chosen = *src;
 	struct kr_secret secret;
+	char ext_msg[sizeof(((struct kr_external *)0)->msg)] = "";
 	int rc;
 
 	volume_paths_get(backing, keyring_opt, &p);
@@ -33,14 +35,20 @@ int volume_unlock_all(const char *backing, const char *keyring_opt, const struct
 		    VOLUME_DIR, VOLUME_FILE);
 	if (rc != VOL_OK)
 		return cli_error("%s: %s", p.volume, volume_strerror(rc));
-	if (secret_read(src, 0, &secret) != 0)
+	secret_source_auto(&chosen, p.keyring);
+	if (secret_read(&chosen, 0, &secret) != 0)
 		return -1;
 	rc = keyring_load(p.keyring, vol->id, &secret, kr);
+	if (rc == KR_ERR_EXTERNAL)
+		snprintf(ext_msg, sizeof(ext_msg), "%s", secret.ext->msg);
 	secret_free(&secret);
 	secmem_wipe_stack(); /* what the KDF left of the secret in dead stack frames */
 	audit_event_self(&ev);
-	if (purpose && (rc == KR_ERR_WRONG_SECRET || rc == KR_ERR_TAMPERED || rc == KR_ERR_NO_SLOT))
+	if (purpose && (rc == KR_ERR_WRONG_SECRET || rc == KR_ERR_TAMPERED ||
+			rc == KR_ERR_NO_SLOT || rc == KR_ERR_EXTERNAL))
 		audit_note_failure(p.audit_dir, &ev);
+	if (rc == KR_ERR_EXTERNAL)
+		return cli_error("cannot unlock %s: %s", p.keyring, ext_msg);
 	if (rc == KR_ERR_MISSING && !keyring_opt)
 		return cli_error("no keyring at %s: if it is kept elsewhere, give --keyring PATH",
 				 p.keyring);

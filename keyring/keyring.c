@@ -27,9 +27,10 @@
 #define KR_KEK_LEN 96
 #define KR_MAC_LEN 32
 #define KR_MAX_KEKS 4096
+#define KR_EXT_MAX (2 + KR_SPEC_MAX + 2 + KR_BLOB_MAX) /* an external slot's spec and blob */
 #define KR_MAX_FILE                                                                                \
-	(KR_HEAD_LEN + KEYRING_MAX_SLOTS * (KR_SLOT_LEN + RSA_WRAP_LEN) +                          \
-	 KR_MAX_KEKS * KR_KEK_LEN + 40)
+	(KR_HEAD_LEN + KEYRING_MAX_SLOTS * (KR_SLOT_LEN + KR_EXT_MAX) + KR_MAX_KEKS * KR_KEK_LEN + \
+	 40)
 
 struct kr_slot {
 	uint8_t type;
@@ -37,7 +38,16 @@ struct kr_slot {
 	uint8_t salt[KDF_SALT_LEN];
 	uint8_t wrapped[KEYWRAP_LEN];
 	uint8_t rsa[RSA_WRAP_LEN]; /* RSA slots: the wrapping key, RSA-OAEP encrypted */
+	uint32_t ext_len;	   /* external slots: the encoded size of spec and blob */
+	char spec[KR_SPEC_MAX + 1];
+	uint8_t blob[KR_BLOB_MAX]; /* the wrapping key, sealed by the token or the KMS */
+	uint16_t blob_len;
 };
+
+static int slot_is_external(int type)
+{
+	return type == KR_SECRET_PKCS11 || type == KR_SECRET_KMS;
+}
 
 struct kr_kek {
 	uint32_t version;
@@ -64,6 +74,7 @@ static void slot_params_encode(const struct kr_slot *s, uint8_t out[KR_SLOT_PARA
 {
 	memset(out, 0, KR_SLOT_PARAMS_LEN);
 	out[0] = s->type;
+	put_le32(out + 4, s->ext_len);
 	put_le64(out + 8, s->ops);
 	put_le64(out + 16, s->mem);
 	memcpy(out + 24, s->salt, KDF_SALT_LEN);
@@ -95,6 +106,12 @@ static int slot_wrapping_key(const struct kr_slot *s, const struct kr_secret *se
 		return rsa_unwrap_key(secret->bytes, secret->len, s->rsa, out) == RSA_OK
 			   ? KR_OK
 			   : KR_ERR_WRONG_SECRET;
+	if (slot_is_external(s->type)) {
+		if (!secret->ext ||
+		    secret->ext->open(secret->ext, s->spec, s->blob, s->blob_len, out))
+			return KR_ERR_EXTERNAL;
+		return KR_OK;
+	}
 	if (s->type == KR_SECRET_KEYFILE) {
 		if (secret->len != KDF_KEYFILE_LEN)
 			return KR_ERR_WRONG_SECRET;
@@ -108,6 +125,22 @@ static int slot_wrapping_key(const struct kr_slot *s, const struct kr_secret *se
 			      out) == 0
 		   ? KR_OK
 		   : KR_ERR_NOMEM;
+}
+
+/* Seals a random wrapping key wk for an external slot: spec and blob go into the slot. */
+static int external_seal(struct kr_slot *s, const struct kr_secret *secret, uint8_t *wk)
+{
+	size_t blob_len = KR_BLOB_MAX;
+
+	if (!secret->ext || !secret->spec || strlen(secret->spec) > KR_SPEC_MAX)
+		return KR_ERR_EXTERNAL;
+	randombytes_buf(wk, KDF_KEY_LEN);
+	if (secret->ext->seal(secret->ext, secret->spec, wk, s->blob, &blob_len) != 0)
+		return KR_ERR_EXTERNAL;
+	strcpy(s->spec, secret->spec);
+	s->blob_len = (uint16_t)blob_len;
+	s->ext_len = (uint32_t)(4 + strlen(s->spec) + blob_len);
+	return KR_OK;
 }
 
 static int keyring_add_slot(struct keyring *kr, const struct kr_secret *secret)
@@ -133,6 +166,8 @@ static int keyring_add_slot(struct keyring *kr, const struct kr_secret *secret)
 		randombytes_buf(wk, KDF_KEY_LEN);
 		rc = rsa_wrap_key(secret->bytes, secret->len, wk, s->rsa) == RSA_OK ? KR_OK
 										    : KR_ERR_RSA;
+	} else if (slot_is_external(s->type)) {
+		rc = external_seal(s, secret, wk);
 	} else {
 		rc = slot_wrapping_key(s, secret, wk);
 	}
@@ -324,9 +359,37 @@ static void keyring_mac(const struct keyring *kr, const uint8_t *buf, size_t len
 	secmem_free(mk);
 }
 
-static size_t slot_encoded_len(int type)
+static size_t slot_encoded_len(const struct kr_slot *s)
 {
-	return KR_SLOT_LEN + (type == KR_SECRET_RSA ? RSA_WRAP_LEN : 0);
+	return KR_SLOT_LEN + (s->type == KR_SECRET_RSA ? RSA_WRAP_LEN : 0) +
+	       (slot_is_external(s->type) ? s->ext_len : 0);
+}
+
+/* An external slot's tail: spec length u16, spec, blob length u16, blob. */
+static void external_encode(const struct kr_slot *s, uint8_t *p)
+{
+	size_t n = strlen(s->spec);
+
+	put_le16(p, (uint16_t)n);
+	memcpy(p + 2, s->spec, n);
+	put_le16(p + 2 + n, s->blob_len);
+	memcpy(p + 4 + n, s->blob, s->blob_len);
+}
+
+static int external_decode(struct kr_slot *s, const uint8_t *p)
+{
+	size_t n = get_le16(p), blob;
+
+	if (s->ext_len > KR_EXT_MAX || n > KR_SPEC_MAX || 4 + n > s->ext_len)
+		return KR_ERR_CORRUPT;
+	blob = get_le16(p + 2 + n);
+	if (blob > KR_BLOB_MAX || 4 + n + blob != s->ext_len || memchr(p + 2, 0, n))
+		return KR_ERR_CORRUPT;
+	memcpy(s->spec, p + 2, n);
+	s->spec[n] = '\0';
+	memcpy(s->blob, p + 4 + n, blob);
+	s->blob_len = (uint16_t)blob;
+	return KR_OK;
 }
 
 static size_t keyring_encoded_len(const struct keyring *kr)
@@ -334,7 +397,7 @@ static size_t keyring_encoded_len(const struct keyring *kr)
 	size_t len = KR_HEAD_LEN + kr->nkeks * KR_KEK_LEN + KR_MAC_LEN + 8;
 
 	for (size_t i = 0; i < kr->nslots; i++)
-		len += slot_encoded_len(kr->slots[i].type);
+		len += slot_encoded_len(&kr->slots[i]);
 	return len;
 }
 
@@ -357,7 +420,9 @@ static void keyring_encode(const struct keyring *kr, uint8_t *buf)
 		memcpy(p + KR_SLOT_PARAMS_LEN, kr->slots[i].wrapped, KEYWRAP_LEN);
 		if (kr->slots[i].type == KR_SECRET_RSA)
 			memcpy(p + KR_SLOT_LEN, kr->slots[i].rsa, RSA_WRAP_LEN);
-		p += slot_encoded_len(kr->slots[i].type);
+		if (slot_is_external(kr->slots[i].type))
+			external_encode(&kr->slots[i], p + KR_SLOT_LEN);
+		p += slot_encoded_len(&kr->slots[i]);
 	}
 	for (size_t i = 0; i < kr->nkeks; i++, p += KR_KEK_LEN) {
 		const struct kr_kek *k = &kr->keks[i];
@@ -446,6 +511,11 @@ size_t keyring_slot_count(const struct keyring *kr)
 int keyring_slot_type(const struct keyring *kr, size_t i)
 {
 	return kr->slots[i].type;
+}
+
+const char *keyring_slot_spec(const struct keyring *kr, size_t i)
+{
+	return slot_is_external(kr->slots[i].type) ? kr->slots[i].spec : "";
 }
 
 int keyring_slot_add(struct keyring *kr, const char *path, const struct kr_secret *secret)
@@ -637,17 +707,21 @@ static int keyring_decode(struct keyring *kr, const uint8_t *buf, size_t len)
 	for (size_t i = 0; i < kr->nslots; i++) {
 		struct kr_slot *s = &kr->slots[i];
 
-		if ((size_t)(p - buf) + KR_SLOT_LEN > len ||
-		    (size_t)(p - buf) + slot_encoded_len(p[0]) > len)
+		if ((size_t)(p - buf) + KR_SLOT_LEN > len)
 			return KR_ERR_CORRUPT;
 		s->type = p[0];
+		s->ext_len = slot_is_external(s->type) ? get_le32(p + 4) : 0;
+		if (s->ext_len > KR_EXT_MAX || (size_t)(p - buf) + slot_encoded_len(s) > len)
+			return KR_ERR_CORRUPT;
+		if (slot_is_external(s->type) && external_decode(s, p + KR_SLOT_LEN) != KR_OK)
+			return KR_ERR_CORRUPT;
 		s->ops = get_le64(p + 8);
 		s->mem = get_le64(p + 16);
 		memcpy(s->salt, p + 24, KDF_SALT_LEN);
 		memcpy(s->wrapped, p + KR_SLOT_PARAMS_LEN, KEYWRAP_LEN);
 		if (s->type == KR_SECRET_RSA)
 			memcpy(s->rsa, p + KR_SLOT_LEN, RSA_WRAP_LEN);
-		p += slot_encoded_len(s->type);
+		p += slot_encoded_len(s);
 	}
 	if (len != keyring_encoded_len(kr))
 		return KR_ERR_CORRUPT;
@@ -752,6 +826,26 @@ int keyring_load(const char *path, const uint8_t volume_id[KEYRING_VOLUME_ID_LEN
 	return KR_OK;
 }
 
+int keyring_slot_kinds(const char *path, unsigned *kinds)
+{
+	static const uint8_t any_volume[KEYRING_VOLUME_ID_LEN];
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	struct keyring *kr;
+	int rc = read_small_file(path, KR_MAX_FILE, &buf, &len);
+
+	if (rc != 0)
+		return rc == -ENOENT ? KR_ERR_MISSING : rc == -EFBIG ? KR_ERR_CORRUPT : KR_ERR_IO;
+	kr = keyring_alloc(any_volume);
+	rc = kr ? keyring_decode(kr, buf, len) : KR_ERR_NOMEM;
+	*kinds = 0;
+	for (size_t i = 0; rc == KR_OK && i < kr->nslots; i++)
+		*kinds |= 1U << (kr->slots[i].type & 31);
+	keyring_free(kr);
+	free(buf);
+	return rc;
+}
+
 void keyring_subkey(const struct keyring *kr, const char *label, uint8_t out[32])
 {
 	kdf_subkey(kr->keyring_key, label, out);
@@ -793,6 +887,8 @@ const char *keyring_strerror(int err)
 	case KR_ERR_RSA:
 		return "invalid key material: the RSA public key cannot be used (4096-bit PEM "
 		       "needed)";
+	case KR_ERR_EXTERNAL:
+		return "the token or KMS program could not seal or open the key";
 	case KR_ERR_LAST_SLOT:
 		return "that is the keyring's last unlock slot: add another one first";
 	default:

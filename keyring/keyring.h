@@ -29,13 +29,36 @@ enum keyring_err {
 	KR_ERR_KEK_STATE = -13,
 	KR_ERR_SLOTS_FULL = -14,
 	KR_ERR_LAST_SLOT = -15,
-	KR_ERR_RSA = -16, /* the change does not apply to the KEK's present state */
+	KR_ERR_RSA = -16,      /* the change does not apply to the KEK's present state */
+	KR_ERR_EXTERNAL = -17, /* a token or KMS program failed: its kr_external says why */
 };
 
 enum kr_secret_type {
 	KR_SECRET_PASSPHRASE = 1,
 	KR_SECRET_KEYFILE = 2,
 	KR_SECRET_RSA = 3, /* PEM text: the public key to add a slot, the private key to unlock */
+	KR_SECRET_PKCS11 = 4, /* an AES key in a PKCS#11 token (the PIN is in kr_external) */
+	KR_SECRET_KMS = 5,    /* a KMS plugin program */
+};
+
+#define KR_SPEC_MAX 2048 /* an external slot's spec: where the key is, never a secret */
+#define KR_BLOB_MAX 6144 /* what the token or KMS returned when it sealed the slot's key */
+
+/*
+ * A root slot whose 32-byte wrapping key is sealed by something kekfs cannot read: an AES
+ * key in a PKCS#11 token, or a KMS behind a plugin program. The slot stores the spec (the
+ * token and key labels, or the program) and the sealed blob. Each call returns 0, or -1
+ * with msg set to one line saying what is wrong.
+ */
+struct kr_external {
+	int (*seal)(struct kr_external *x, const char *spec, const uint8_t key[32], uint8_t *blob,
+		    size_t *blob_len);
+	int (*open)(struct kr_external *x, const char *spec, const uint8_t *blob, size_t blob_len,
+		    uint8_t key[32]);
+	const uint8_t *pin; /* PKCS#11: the PIN (secure memory), NULL for a KMS */
+	size_t pin_len;
+	int timeout_s; /* KMS: how long the program may take */
+	char msg[512];
 };
 
 /* A root secret as the person gave it; bytes live in secure memory owned by the caller. */
@@ -43,6 +66,8 @@ struct kr_secret {
 	int type;
 	const uint8_t *bytes;
 	size_t len;
+	const char *spec;	 /* external slots: the spec of a slot being added */
+	struct kr_external *ext; /* external slots: how to seal and open */
 };
 
 enum kek_state {
@@ -105,6 +130,15 @@ int keyring_expire(struct keyring *kr, const char *path, uint64_t now);
 /* Unlock slots, like LUKS key slots: each wraps the keyring key under one root secret. */
 size_t keyring_slot_count(const struct keyring *kr);
 int keyring_slot_type(const struct keyring *kr, size_t i); /* KR_SECRET_* */
+
+/* The spec of external slot i (token, key, program: no secret), or "" for other kinds. */
+const char *keyring_slot_spec(const struct keyring *kr, size_t i);
+
+/*
+ * The kinds of slot the keyring at path has, without unlocking it: bit (1 << KR_SECRET_*)
+ * per kind. KR_OK, or why the file cannot be read (KR_ERR_MISSING, KR_ERR_CORRUPT, ...).
+ */
+int keyring_slot_kinds(const char *path, unsigned *kinds);
 
 /* Adds a slot for secret and saves; if the save fails nothing changed. */
 int keyring_slot_add(struct keyring *kr, const char *path, const struct kr_secret *secret);

@@ -108,7 +108,8 @@ static void test_wrong_keyfile(void **state)
 static void test_no_slot(void **state)
 {
 	struct kfix *f = *state;
-	struct kr_secret s = {KR_SECRET_PASSPHRASE, (const uint8_t *)"pw", 2};
+	struct kr_secret s = {
+	    .type = KR_SECRET_PASSPHRASE, .bytes = (const uint8_t *)"pw", .len = 2};
 	struct keyring *kr = NULL;
 
 	save_and_read(f);
@@ -226,7 +227,8 @@ static void test_passphrase(void **state)
 {
 	struct kfix *f = *state;
 	char *pw = secmem_alloc(16);
-	struct kr_secret s = {KR_SECRET_PASSPHRASE, (const uint8_t *)pw, 15};
+	struct kr_secret s = {
+	    .type = KR_SECRET_PASSPHRASE, .bytes = (const uint8_t *)pw, .len = 15};
 	struct keyring *kr = NULL, *back = NULL;
 
 	memcpy(pw, "correct horse 1", 16);

@@ -100,7 +100,7 @@ struct test_env {
 
 static inline struct kr_secret keyfile_secret(uint8_t **bytes)
 {
-	struct kr_secret s = {KR_SECRET_KEYFILE, NULL, 32};
+	struct kr_secret s = {.type = KR_SECRET_KEYFILE, .len = 32};
 
 	*bytes = secmem_alloc(32);
 	assert_non_null(*bytes);

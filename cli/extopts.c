@@ -1,0 +1,76 @@
+#include "extopts.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "kms.h"
+
+static int timeout_arg(const char *arg)
+{
+	char *end;
+	long s = strtol(arg, &end, 10);
+
+	if (*end || s < 1 || s > 3600)
+		return cli_error("--kms-timeout must be 1 to 3600 seconds, not '%s'", arg);
+	return (int)s;
+}
+
+/* The options that only make sense when a slot is being added. */
+static int add_option(int c, const char *arg, struct secret_source *add)
+{
+	if (!add)
+		return -1;
+	if (c == OPT_PKCS11)
+		add->pkcs11 = arg;
+	else if (c == OPT_KMS_COMMAND)
+		add->kms_command = arg;
+	else if (add->kms_nenv == KMS_ENV_MAX)
+		return cli_error("at most %d --kms-env variables", KMS_ENV_MAX);
+	else
+		add->kms_env[add->kms_nenv++] = arg;
+	return 0;
+}
+
+int external_option(int c, const char *arg, struct secret_source *src, struct secret_source *add)
+{
+	struct secret_source *both[2] = {src, add};
+	int t = 0;
+
+	if (c == OPT_PKCS11 || c == OPT_KMS_COMMAND || c == OPT_KMS_ENV)
+		return add_option(c, arg, add);
+	if (c == OPT_PKCS11_UNLOCK)
+		src->use_pkcs11 = 1;
+	else if (c == OPT_KMS_UNLOCK)
+		src->use_kms = 1;
+	else if (c != OPT_PIN_FILE && c != OPT_PIN_CREDENTIAL && c != OPT_KMS_TIMEOUT)
+		return -1;
+	if (c == OPT_KMS_TIMEOUT && (t = timeout_arg(arg)) < 0)
+		return -1;
+	for (int i = 0; i < 2; i++) {
+		if (!both[i])
+			continue;
+		if (c == OPT_PIN_FILE)
+			both[i]->pin_file = arg;
+		else if (c == OPT_PIN_CREDENTIAL)
+			both[i]->pin_credential = arg;
+		else if (c == OPT_KMS_TIMEOUT)
+			both[i]->key_command_timeout = t;
+	}
+	return 0;
+}
+
+int external_mount_option(const char *opt, struct secret_source *src)
+{
+	if (strcmp(opt, "pkcs11") == 0)
+		src->use_pkcs11 = 1;
+	else if (strcmp(opt, "kms") == 0)
+		src->use_kms = 1;
+	else if (strncmp(opt, "pinfile=", 8) == 0)
+		src->pin_file = opt + 8;
+	else if (strncmp(opt, "pin-credential=", 15) == 0)
+		src->pin_credential = opt + 15;
+	else
+		return 0;
+	return 1;
+}
