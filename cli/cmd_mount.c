@@ -80,6 +80,7 @@ struct mount_opts {
 static int parse_o_more(struct mount_opts *o, char *opt)
 {
 	size_t used = strlen(o->kernel_opts);
+	int ext;
 
 	if (strncmp(opt, "key-command=", 12) == 0)
 		o->src.key_command = opt + 12;
@@ -92,8 +93,8 @@ static int parse_o_more(struct mount_opts *o, char *opt)
 		o->src.key_command_timeout = (int)s;
 	} else if (strncmp(opt, "credential=", 11) == 0)
 		o->src.credential = opt + 11;
-	else if (external_mount_option(opt, &o->src))
-		return 0;
+	else if ((ext = external_mount_option(opt, &o->src)) != 0)
+		return ext < 0 ? -1 : 0;
 	else if (mount_opt_generic(opt) == GENERIC_KERNEL) {
 		if (used + strlen(opt) + 2 > sizeof(o->kernel_opts))
 			return cli_error("too many mount options");

@@ -70,6 +70,8 @@ int external_mount_option(const char *opt, struct secret_source *src)
 		src->pin_file = opt + 8;
 	else if (strncmp(opt, "pin-credential=", 15) == 0)
 		src->pin_credential = opt + 15;
+	else if (strncmp(opt, "kms-timeout=", 12) == 0)
+		return (src->key_command_timeout = timeout_arg(opt + 12)) < 0 ? -1 : 1;
 	else
 		return 0;
 	return 1;

@@ -35,7 +35,8 @@ enum external_opt {
  */
 int external_option(int c, const char *arg, struct secret_source *src, struct secret_source *add);
 
-/* mount -o pkcs11, pinfile=F, pin-credential=NAME, kms: 1 if opt is one, 0 if not. */
+/* mount -o pkcs11, pinfile=F, pin-credential=NAME, kms, kms-timeout=S: 1 if opt is one, 0
+ * if not, -1 after a message. */
 int external_mount_option(const char *opt, struct secret_source *src);
 
 #endif

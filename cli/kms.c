@@ -38,15 +38,16 @@ static int kms_fail(struct kr_external *x, const char *fmt, ...)
 }
 
 /*
- * Splits a command line into words (in copy): blanks separate them, '...' and "..." keep
- * blanks inside a word and are removed, nothing else is special. The count, or -1.
+ * Splits a command line into words (in copy): blanks separate them; a word that begins with
+ * ' or " runs to the next same quote (which must end the word) and loses both quotes; any
+ * other character, quotes inside a word included, is itself. The count, or -1.
  */
 static int split_words(const char *line, char *copy, char **argv, int max)
 {
 	int n = 0;
 	char *o = copy;
 
-	while (*line) {
+	for (;;) {
 		char quote = 0;
 
 		while (*line == ' ' || *line == '\t')
@@ -56,17 +57,15 @@ static int split_words(const char *line, char *copy, char **argv, int max)
 		if (n == max - 1)
 			return -1;
 		argv[n++] = o;
-		for (; *line && (quote || (*line != ' ' && *line != '\t')); line++) {
-			if (!quote && (*line == '\'' || *line == '"'))
-				quote = *line;
-			else if (quote && *line == quote)
-				quote = 0;
-			else
-				*o++ = *line;
-		}
+		if (*line == '\'' || *line == '"')
+			quote = *line++;
+		while (*line && (quote ? *line != quote : (*line != ' ' && *line != '\t')))
+			*o++ = *line++;
 		*o++ = '\0';
-		if (quote)
-			return -1;
+		if (quote && *line++ != quote)
+			return -1; /* unterminated */
+		if (quote && *line && *line != ' ' && *line != '\t')
+			return -1; /* text after the closing quote */
 	}
 	argv[n] = NULL;
 	return n;
@@ -102,10 +101,9 @@ int kms_spec_make(const char *command, const char *const *env, int n_env, char *
 	if (strlen(command) > KR_SPEC_MAX || strchr(command, '\n') ||
 	    split_words(command, copy, argv, KMS_ARGV_MAX) < 1)
 		return cli_error("--kms-command '%.200s' is not a command line: PROG [ARGS], with "
-				 "'...' or \"...\" around an argument that has spaces",
+				 "'...' or \"...\" around a whole argument that has spaces",
 				 command);
-	if (strchr(argv[0], '\'') || strchr(command, '\'') == command ||
-	    strchr(command, '"') == command)
+	if (strchr("'\"", command[strspn(command, " \t")]))
 		return cli_error("--kms-command: the program name must not be quoted");
 	if (find_program(argv[0], prog, sizeof(prog)) != 0)
 		return cli_error("KMS plugin %s not found or not executable: give its absolute "
@@ -231,17 +229,15 @@ static int kms_seal(struct kr_external *x, const char *spec, const uint8_t key[3
 static int kms_open(struct kr_external *x, const char *spec, const uint8_t *blob, size_t blob_len,
 		    uint8_t key[32])
 {
-	uint8_t *in = malloc(blob_len + 1), *out = secmem_alloc(KMS_UNWRAP_OUT);
+	uint8_t *out = secmem_alloc(KMS_UNWRAP_OUT);
 	struct spawn_io io = {
-	    .in = in, .in_len = blob_len + 1, .out = out, .out_max = KMS_UNWRAP_OUT};
+	    .in = blob, .in_len = blob_len, .out = out, .out_max = KMS_UNWRAP_OUT};
 	struct spawn_result r;
 	size_t bin = 0;
 	int rc = -1;
 
-	if (in && out) {
-		memcpy(in, blob, blob_len);
-		in[blob_len] = '\n';
-		rc = kms_run(x, spec, "unwrap", &io, &r);
+	if (out) {
+		rc = kms_run(x, spec, "unwrap", &io, &r); /* the blob as stored: no newline */
 		if (rc == 0 && (sodium_base642bin(key, 32, (const char *)out, r.out_len, NULL, &bin,
 						  NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
 				bin != 32))
@@ -250,9 +246,8 @@ static int kms_open(struct kr_external *x, const char *spec, const uint8_t *blob
 				      "32-byte key in base64",
 				      (int)strcspn(spec, " \n"), spec);
 	} else {
-		kms_fail(x, "out of memory");
+		kms_fail(x, "out of secure memory");
 	}
-	free(in);
 	secmem_free(out);
 	return rc;
 }
