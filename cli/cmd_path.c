@@ -11,7 +11,9 @@
 #include "../fs/namedir.h"
 #include "../fs/volume.h"
 #include "cli.h"
+#include "extopts.h"
 #include "secret.h"
+#include "unlock.h"
 
 static const char path_usage[] =
     "Usage: kekfs path encrypt|decrypt [OPTIONS] BACKING PATH\n"
@@ -40,6 +42,7 @@ static int path_parse(int argc, char **argv, struct path_opts *o)
 	    {"passphrase-file", required_argument, NULL, 'p'},
 	    {"keyring", required_argument, NULL, 'r'},
 	    {"help", no_argument, NULL, 'h'},
+	    EXTERNAL_OPTIONS,
 	    {NULL, 0, NULL, 0},
 	};
 	int c;
@@ -54,7 +57,7 @@ static int path_parse(int argc, char **argv, struct path_opts *o)
 			o->keyring = optarg;
 		else if (c == 'h')
 			fputs(path_usage, stdout), exit(0);
-		else
+		else if (external_option(c, optarg, &o->src, NULL) != 0)
 			return cli_error("see 'kekfs path --help'");
 	}
 	if (optind != argc - 3 ||
@@ -68,31 +71,14 @@ static int path_parse(int argc, char **argv, struct path_opts *o)
 	return 0;
 }
 
-/* Loads the config and unwraps the name key. */
+/* Loads the config and unwraps the name key; the keyring is not needed after that. */
 static int path_unlock(const struct path_opts *o, struct volume *vol)
 {
-	char vpath[PATH_MAX + 32], kpath[PATH_MAX + 32];
 	struct keyring *kr = NULL;
-	struct kr_secret secret;
-	int rc;
+	int rc = volume_unlock_all(o->backing, o->keyring, &o->src, NULL, vol, &kr);
 
-	snprintf(vpath, sizeof(vpath), "%s/%s/%s", o->backing, VOLUME_DIR, VOLUME_FILE);
-	snprintf(kpath, sizeof(kpath), "%s/%s/%s", o->backing, VOLUME_DIR, KEYRING_FILE);
-	rc = volume_load(vpath, vol);
-	if (rc != VOL_OK)
-		return cli_error("%s: %s", vpath, volume_strerror(rc));
-	if (secret_read(&o->src, 0, &secret) != 0)
-		return -1;
-	rc = keyring_load(o->keyring ? o->keyring : kpath, vol->id, &secret, &kr);
-	secret_free(&secret);
-	if (rc != KR_OK)
-		return cli_error("cannot unlock %s: %s", o->keyring ? o->keyring : kpath,
-				 keyring_strerror(rc));
-	rc = volume_unlock(vol, kr);
 	keyring_free(kr);
-	if (rc != VOL_OK)
-		return cli_error("%s: %s", vpath, volume_strerror(rc));
-	return 0;
+	return rc;
 }
 
 /* A backing path given absolutely must lie inside BACKING: strip that prefix. */

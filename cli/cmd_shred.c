@@ -21,6 +21,7 @@
 #include "../fs/log.h"
 #include "../fs/shred.h"
 #include "cli.h"
+#include "extopts.h"
 #include "mounts.h"
 #include "unlock.h"
 
@@ -66,6 +67,7 @@ static int shred_parse(int argc, char **argv, struct shred_opts *o)
 	    {"seal", no_argument, NULL, 'S'},
 	    {"verify", required_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
+	    EXTERNAL_OPTIONS,
 	    {NULL, 0, NULL, 0},
 	};
 	int c;
@@ -87,7 +89,7 @@ static int shred_parse(int argc, char **argv, struct shred_opts *o)
 			o->verify = optarg;
 		else if (c == 'h')
 			fputs(shred_usage, stdout), exit(0);
-		else
+		else if (external_option(c, optarg, &o->src, NULL) != 0)
 			return cli_error("see 'kekfs shred --help'");
 	}
 	o->operands = argv + optind;

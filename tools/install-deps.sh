@@ -3,7 +3,7 @@
 set -eu
 pkgs="gcc make pkg-config libfuse3-dev fuse3 libsodium-dev libssl-dev libxxhash-dev
       libcmocka-dev rsync tar attr acl python3 openssl valgrind util-linux systemd man-db
-      libp11-kit-dev softhsm2 clevis tang curl jq"
+      libp11-kit-dev softhsm2 opensc clevis tang curl jq"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
