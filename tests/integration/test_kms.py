@@ -1,0 +1,226 @@
+"""KMS plugin slots: the shipped Vault Transit plugin against a local stand-in of its two
+endpoints, the clevis plugin against a real tang server on 127.0.0.1, the environment and
+stdin a plugin gets, and one clear line for each failure: plugin missing, non-zero exit
+(with its stderr), timeout, malformed output, bad command line."""
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+
+from kekfs_harness import (Volume, REPO_ROOT, HERE, make_tempdir, run_kekfs, write_file,
+                           read_file, assert_eq, wait_mounted, find_daemon_pids, require_tools)
+from test_rotation import wait_rewrap_finished
+
+HELPERS = os.path.join(REPO_ROOT, "mount-helpers")
+VAULT = os.path.join(HELPERS, "kekfs-kms-vault")
+CLEVIS = os.path.join(HELPERS, "kekfs-kms-clevis")
+TANGD = "/usr/libexec/tangd"
+
+
+def ok(*args, env=None):
+    r = run_kekfs(*args, env=env)
+    assert_eq(r.returncode, 0, "kekfs %s: %r" % (" ".join(args), r))
+    return r.stdout.decode()
+
+
+def fails(*args, env=None):
+    r = run_kekfs(*args, env=env)
+    assert r.returncode != 0, "kekfs %s succeeded: %r" % (" ".join(args), r)
+    lines = r.err_lines()
+    assert len(lines) == 1 and lines[0].startswith("kekfs: "), "want one line: %r" % r
+    return lines[0]
+
+
+def kms_only(v, command, *extra, env=None):
+    """Adds a KMS slot to the unmounted volume v and removes its key-file slot."""
+    ok("keys", "add-slot", "--kms-command", command, *extra, *v.key_args(), v.backing, env=env)
+    ok("keys", "remove-slot", "1", "--kms-unlock", v.backing, env=env)
+    out = ok("keys", "slots", v.backing, env=env)
+    assert out.startswith("slot 1: KMS plugin: ") and out.count("\n") == 1, out
+
+
+class Server(object):
+    """A local server process that prints its port first; stopped on exit."""
+
+    def __init__(self, argv):
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        line = self.proc.stdout.readline()
+        assert line.strip().isdigit(), "server did not start: %r" % line
+        self.port = int(line)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def test_vault_plugin_against_the_transit_stand_in():
+    require_tools("curl", "jq")
+    with Server([sys.executable, os.path.join(HERE, "vault_standin.py"), "t0ken"]) as vault, \
+            Volume(do_mount=False) as v:
+        env = dict(os.environ, VAULT_ADDR="http://127.0.0.1:%d" % vault.port,
+                   VAULT_TOKEN="t0ken")
+        kms_only(v, VAULT + " kekfs-volume", "--kms-env", "VAULT_ADDR", "--kms-env",
+                 "VAULT_TOKEN", env=env)
+        slot = open(v.keyring, "rb").read()
+        assert b"vault:v1:" in slot and b"t0ken" not in slot, "slot holds the token"
+        r = run_kekfs("mount", v.backing, v.mnt, env=env)  # no key option: the KMS slot
+        assert_eq(r.returncode, 0, "mount: %r" % r)
+        assert wait_mounted(v.mnt)
+        v.daemon_pids = find_daemon_pids(v.mnt)
+        write_file(v.path("f"), b"sealed by vault")
+        ok("rotate", v.mnt, env=env)
+        wait_rewrap_finished(v)
+        v.umount()
+        msg = fails("mount", v.backing, v.mnt, env=dict(env, VAULT_TOKEN="wrong"))
+        assert "exit status 1" in msg and "403" in msg and "permission denied" in msg, msg
+        no_token = dict(env)
+        del no_token["VAULT_TOKEN"]
+        msg = fails("keys", "list", v.backing, env=no_token)
+        assert "VAULT_TOKEN is not set" in msg, msg
+        r = run_kekfs("mount", "-o", "kms,kms-timeout=20", v.backing, v.mnt, env=env)
+        assert_eq(r.returncode, 0, "mount -o kms: %r" % r)
+        assert wait_mounted(v.mnt)
+        v.daemon_pids = find_daemon_pids(v.mnt)
+        assert_eq(read_file(v.path("f")), b"sealed by vault", "after remount")
+
+
+class Tang(object):
+    """tangd answers one connection on its stdin and stdout (it is socket-activated): a
+    listener on 127.0.0.1 starts one tangd per connection, as systemd's tangd.socket does."""
+
+    def __init__(self):
+        require_tools("clevis", "jose")
+        assert os.access(TANGD, os.X_OK), "tangd not installed (tools/install-deps.sh)"
+        self.db = make_tempdir("tang")
+        subprocess.run(["/usr/libexec/tangd-keygen", self.db], check=True, timeout=60,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed by stop()
+            with conn:
+                p = subprocess.Popen([TANGD, self.db], stdin=conn, stdout=conn,
+                                     stderr=subprocess.DEVNULL)
+            p.wait(timeout=30)
+
+    def stop(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() in serve()
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(timeout=10)
+
+
+def test_clevis_plugin_with_a_tang_server():
+    tang = Tang()
+    try:
+        with Volume(do_mount=False) as v:
+            config = '{"url":"http://127.0.0.1:%d"}' % tang.port
+            kms_only(v, "%s tang %s" % (CLEVIS, config))
+            assert "KEK v1: active" in ok("keys", "list", v.backing)
+            r = run_kekfs("mount", "--kms-unlock", v.backing, v.mnt)
+            assert_eq(r.returncode, 0, "mount: %r" % r)
+            assert wait_mounted(v.mnt)
+            v.daemon_pids = find_daemon_pids(v.mnt)
+            write_file(v.path("f"), b"bound to tang")
+            v.umount()
+            tang.stop()  # the server is gone: the volume stays locked
+            msg = fails("keys", "list", v.backing)
+            assert "clevis decrypt failed" in msg, msg
+    finally:
+        tang.stop()
+
+
+def plugin(base, name, body):
+    p = os.path.join(base, name)
+    with open(p, "w") as f:
+        f.write("#!/bin/sh\n" + body)
+    os.chmod(p, 0o755)
+    return p
+
+
+# A toy plugin: "wrap" prints the key reversed, "unwrap" reverses it back. It records its
+# arguments, stdin and environment so the test can see exactly what a plugin is given.
+TOY = r"""log=$1; shift
+for verb in "$@"; do :; done
+{ echo "argv: $*"; env | sort; } > "$log.$verb"
+case $verb in
+wrap) read -r k; printf '%s\n' "$k" > "$log.stdin"; printf 'toy:%s\n' "$k" | rev ;;
+unwrap) cat | rev | sed 's/^toy://' ;;
+esac
+"""
+
+
+def test_plugin_gets_key_on_stdin_and_a_small_environment():
+    base = make_tempdir("kms")
+    toy = plugin(base, "toy", TOY)
+    log = os.path.join(base, "log")
+    env = dict(os.environ, PASSED_ON="yes", NOT_PASSED="secret-env")
+    with Volume(do_mount=False) as v:
+        kms_only(v, "%s %s 'an arg with spaces'" % (toy, log), "--kms-env", "PASSED_ON",
+                 env=env)
+        ok("keys", "list", v.backing, env=env)
+        wrap_env = open(log + ".wrap").read()
+        unwrap_env = open(log + ".unwrap").read()
+        for seen in (wrap_env, unwrap_env):
+            assert "PASSED_ON=yes" in seen and "KEKFS_KMS_PROTOCOL=1" in seen, seen
+            assert "NOT_PASSED" not in seen and "secret-env" not in seen, seen
+            assert "argv: an arg with spaces " in seen, seen
+        names = sorted(l.split("=")[0] for l in unwrap_env.splitlines()[1:])
+        assert set(names) <= {"PATH", "HOME", "LANG", "KEKFS_KMS_PROTOCOL", "PASSED_ON", "PWD",
+                              "SHLVL", "_", "OLDPWD"}, names
+        key_b64 = open(log + ".stdin").read().strip()
+        assert len(key_b64) == 44 and key_b64 not in wrap_env, "key on stdin, not in argv/env"
+
+
+def test_each_plugin_failure_is_one_clear_line():
+    base = make_tempdir("kms")
+    good = plugin(base, "good", TOY)
+    log = os.path.join(base, "log")
+    failing = plugin(base, "failing", 'echo "first line" >&2\necho "the KMS said no" >&2\n'
+                     'exit 3\n')
+    slow = plugin(base, "slow", "sleep 30\n")
+    empty = plugin(base, "empty", "cat > /dev/null\n")
+    with Volume(do_mount=False) as v:
+        kf = v.key_args() + [v.backing]
+        cases = [
+            (["--kms-command", "/nonexistent/plugin"], "KMS plugin /nonexistent/plugin not found"),
+            (["--kms-command", "no-such-kekfs-plugin"], "no-such-kekfs-plugin not found"),
+            (["--kms-command", failing], "failed (exit status 3): the KMS said no"),
+            (["--kms-command", slow, "--kms-timeout", "1"], "did not finish within 1 s"),
+            (["--kms-command", empty], "printed nothing"),
+            (["--kms-command", good + " 'unterminated"], "is not a command line"),
+            (["--kms-command", good, "--kms-env", "NOT-A-NAME"], "not the name of"),
+        ]
+        for args, want in cases:
+            msg = fails("keys", "add-slot", *args, *kf)
+            assert want in msg, "%s: %r lacks %r" % (args, msg, want)
+        assert_eq(ok("keys", "slots", *kf).strip(), "slot 1: key file", "nothing was added")
+        # the plugin breaks after the slot exists: unwrap prints garbage, then it is gone
+        kms_only(v, "%s %s" % (good, log))
+        with open(good, "w") as f:
+            f.write("#!/bin/sh\necho not-a-key\n")
+        msg = fails("keys", "list", v.backing)
+        assert "is not a 32-byte key in base64" in msg, msg
+        os.unlink(good)
+        msg = fails("mount", v.backing, v.mnt)
+        assert "KMS plugin %s not found or not executable" % good in msg, msg
