@@ -82,8 +82,8 @@ cipher-speed: $(BUILD)/cipher_speed
 $(BUILD)/cipher_speed: tools/cipher_speed.c $(LIB_OBJ)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
 
-# make install [PREFIX=/usr/local] [DESTDIR=...]: the binary, mount.kekfs in /sbin (where
-# mount(8) looks for helpers), man pages, the systemd template unit, and example units.
+# make install [PREFIX=/usr/local] [DESTDIR=...]: the binary and the KMS plugins, mount.kekfs
+# in /sbin (where mount(8) looks for helpers), man pages, the systemd template unit, and example units.
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
 SBINDIR    ?= /sbin
@@ -97,6 +97,7 @@ install: $(BUILD)/kekfs
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 \
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(EXAMPLEDIR)
 	install -m 0755 $(BUILD)/kekfs $(DESTDIR)$(BINDIR)/kekfs
+	install -m 0755 mount-helpers/kekfs-kms-clevis mount-helpers/kekfs-kms-vault $(DESTDIR)$(BINDIR)/
 	ln -sf $(BINDIR)/kekfs $(DESTDIR)$(SBINDIR)/mount.kekfs
 	install -m 0644 docs/man/kekfs.1 $(DESTDIR)$(MANDIR)/man1/kekfs.1
 	install -m 0644 docs/man/mount.kekfs.8 $(DESTDIR)$(MANDIR)/man8/mount.kekfs.8
