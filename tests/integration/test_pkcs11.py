@@ -170,7 +170,33 @@ def test_unlock_errors_on_a_token_only_volume():
         other = Token(label="other")  # the module sees only this one: ours is not plugged in
         msg = t.fails("keys", "list", "--pin-file", t.pin_file, v.backing, env=other.env)
         assert "no token labelled 'kekfs-it' is present" in msg, msg
+        with open(v.keyring, "r+b") as f:  # the slot's tail length (bytes 4..7 of slot 1)
+            f.seek(48 + 4)
+            good = f.read(4)
+            f.seek(48 + 4)
+            f.write(b"\xff\xff\x00\x00")
+        msg = t.fails("keys", "list", "--pin-file", t.pin_file, v.backing)
+        assert "damaged or truncated" in msg, msg
+        with open(v.keyring, "r+b") as f:
+            f.seek(48 + 4)
+            f.write(good)
         t.p11tool("--delete-object", "--type", "secrkey", "--label", "kekfs-root")
         msg = t.fails("mount", "--pin-file", t.pin_file, v.backing, v.mnt)
         assert "has no secret key labelled 'kekfs-root'" in msg, msg
         assert not is_mounted(v.mnt), "mounted after a failed unlock"
+
+
+def test_pin_wiped_from_daemon_memory():
+    """The PIN is read into locked memory and wiped after the unlock, token library included."""
+    from test_keys_memory import readable_memory
+    t = Token()
+    with Volume(do_mount=False) as v:
+        token_only_volume(t, v)
+        mount_with(t, v, "--pin-file", t.pin_file)
+        assert_eq(len(v.daemon_pids), 1, "one daemon")
+        memory = list(readable_memory(v.daemon_pids[0]))
+        assert any(v.backing.encode() in chunk for chunk in memory), "memory scan saw nothing"
+        hits = sum(chunk.count(PIN.encode()) for chunk in memory)
+        assert_eq(hits, 0, "copies of the PIN in the daemon's memory")
+        for what in ("cmdline", "environ"):
+            assert PIN.encode() not in read_file("/proc/%d/%s" % (v.daemon_pids[0], what))
