@@ -97,14 +97,24 @@ def test_token_only_volume_mounts_rotates_and_shreds():
         assert not os.path.exists(v.path("gone")), "shredded file still listed"
         t.ok("shred", "--seal", v.mnt)
         v.umount()
-        # as mount(8) and fstab pass it: -o pkcs11,pinfile=F
-        mount_with(t, v, "-o", "pkcs11,pinfile=" + t.pin_file)
+        # passwd moves the slot to another key of the token; the old key no longer matters
+        t.ok("keys", "create-token-key", "--pkcs11", t.spec("second"), "--pin-file", t.pin_file)
+        t.ok("keys", "passwd", "--pkcs11", t.spec("second"), "--pin-file", t.pin_file,
+             v.backing)
+        t.p11tool("--delete-object", "--type", "secrkey", "--label", "kekfs-root")
+        # as mount.fuse3 runs the helper for an fstab line: kekfs SOURCE MOUNTPOINT -o OPTS
+        r = t.kekfs(v.backing, os.path.abspath(v.mnt), "-o", "pkcs11,pinfile=" + t.pin_file)
+        assert_eq(r.returncode, 0, "mount helper: %r" % r)
+        assert wait_mounted(v.mnt), "not mounted by the helper"
+        v.daemon_pids = find_daemon_pids(v.mnt)
         assert_eq(read_file(v.path("keep")), b"kept through rotation", "after remount")
         v.umount()
         with open(v.bpath(".kekfs", "audit.log")) as f:
             log = [json.loads(l) for l in f]
         added = [e for e in log if e["op"] == "add-slot"]
         assert_eq([e["detail"] for e in added], ["PKCS#11 token key"], "add-slot audit")
+        assert_eq([e["detail"] for e in log if e["op"] in ("remove-slot", "passwd")],
+                  ["key file", "PKCS#11 token key"], "remove-slot and passwd audit")
         assert PIN not in open(v.bpath(".kekfs", "audit.log")).read(), "PIN in the audit log"
 
 
