@@ -37,6 +37,7 @@ struct keys_opts {
 
 static const char rotate_usage[] =
     "Usage: kekfs rotate [OPTIONS] MOUNTPOINT|BACKING\n"
+    "       kekfs rotate --data PATH...\n"
     "\n"
     "Creates KEK vN+1, makes it the active key (vN becomes decrypt-only) and re-wraps every\n"
     "file header and the name key under it. No file contents are re-encrypted. On a mount\n"
@@ -45,6 +46,8 @@ static const char rotate_usage[] =
     "\n"
     "  --force                  rotate again even though a re-wrap is unfinished\n"
     "  --resume                 (offline) finish an unfinished re-wrap without a new KEK\n"
+    "  --data PATH...           re-encrypt files' contents under new DEKs instead (see\n"
+    "                           'kekfs rotate --data --help')\n"
     "  --key-file FILE, --passphrase-file FILE, --keyring PATH\n"
     "                           unlock an unmounted volume (not needed on a mount point)\n"
     "  -h, --help               show this help\n";
@@ -239,6 +242,8 @@ static int rotate_offline(const struct keys_opts *o, const uint8_t *material)
 		cli_error("cannot open %s: %s", o->target, strerror(errno));
 		goto out;
 	}
+	if (volume_finish_interrupted(fd, &vol, kr, o->target) != 0)
+		goto out;
 	if (!o->resume && rotation_pending(fd) && !o->force) {
 		cli_error("a re-wrap of %s is unfinished: finish it with 'kekfs rotate --resume', "
 			  "or rotate again with --force",
@@ -277,6 +282,9 @@ int cmd_rotate(int argc, char **argv)
 	struct keys_opts o;
 	struct kekfs_mount m;
 
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--data") == 0)
+			return cmd_rotate_data(argc, argv);
 	if (keys_parse(argc, argv, rotate_usage, &o) != 0)
 		return 1;
 	if (kekfs_mount_find(o.target, 0, &m)) {
@@ -555,7 +563,7 @@ static int keys_change(struct keys_opts *o, enum kek_change change, uint32_t ver
 	struct kekfs_mount m;
 	struct volume_paths paths;
 	uint64_t delay = o->after ? parse_duration(o->after) : 7 * 86400;
-	char cmd[128], msg[8192];
+	char cmd[128], msg[8192] = "";
 	int fd, rc;
 
 	if (change == KEK_DESTROY_LATER && o->now)
@@ -570,10 +578,13 @@ static int keys_change(struct keys_opts *o, enum kek_change change, uint32_t ver
 		return 1;
 	volume_paths_get(o->target, o->keyring, &paths);
 	fd = open(o->target, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	rc = fd < 0 ? -1
-		    : census_change_kek(fd, &vol, kr, paths.keyring, paths.audit_dir,
-					&(struct audit_actor){getuid(), getpid()}, version, change,
-					(uint64_t)time(NULL) + delay, o->force, msg, sizeof(msg));
+	if (fd >= 0 && volume_finish_interrupted(fd, &vol, kr, o->target) != 0)
+		snprintf(msg, sizeof(msg), "nothing changed");
+	rc = fd < 0 || msg[0]
+		 ? -1
+		 : census_change_kek(fd, &vol, kr, paths.keyring, paths.audit_dir,
+				     &(struct audit_actor){getuid(), getpid()}, version, change,
+				     (uint64_t)time(NULL) + delay, o->force, msg, sizeof(msg));
 	if (fd >= 0)
 		close(fd);
 	if (rc == 0 && volume_record_generation(&vol, kr, paths.volume) != VOL_OK)

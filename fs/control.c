@@ -218,6 +218,23 @@ static void control_shred(struct control *c, const struct audit_actor *actor, co
 	}
 }
 
+/* "redata PATH": re-encrypts one file under a fresh DEK (fs/redata.c). */
+static void control_redata(struct control *c, const struct audit_actor *actor, const char *rel,
+			   FILE *out)
+{
+	char err[PATH_MAX + 128];
+
+	if (!c->info.redata)
+		fputs("error the volume is mounted read-only: re-encryption needs a read-write "
+		      "mount\n",
+		      out);
+	else if (redata_file(c->info.redata, rel, actor, err, sizeof(err)) != 0)
+		fprintf(out, "error %s\n", err);
+	else
+		fprintf(out, "ok\n%s: re-encrypted under a new data key (KEK v%u)\n", rel,
+			keyring_active_version(c->info.kr));
+}
+
 /* Runs one command; the reply goes to out, which the caller sends. */
 static void control_dispatch(struct control *c, const struct audit_actor *actor, const char *cmd,
 			     FILE *out)
@@ -258,7 +275,7 @@ static void control_dispatch(struct control *c, const struct audit_actor *actor,
 	}
 	if (c->info.shred && seal_running(c->info.shred) &&
 	    (strncmp(cmd, "rotate", 6) == 0 || strncmp(cmd, "keys ", 5) == 0 ||
-	     strcmp(cmd, "seal") == 0)) {
+	     strcmp(cmd, "seal") == 0 || strncmp(cmd, "redata ", 7) == 0)) {
 		fputs(
 		    "error a seal is running (see 'kekfs shred --seal' or the log); wait for it\n",
 		    out);
@@ -266,6 +283,10 @@ static void control_dispatch(struct control *c, const struct audit_actor *actor,
 	}
 	if (strncmp(cmd, "shred", 5) == 0 || strncmp(cmd, "seal", 4) == 0) {
 		control_shred(c, actor, cmd, out);
+		return;
+	}
+	if (strncmp(cmd, "redata ", 7) == 0) {
+		control_redata(c, actor, cmd + 7, out);
 		return;
 	}
 	if (strncmp(cmd, "keys ", 5) == 0) {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "redata.h"
 #include "rotation.h"
 #include "shred.h"
 
@@ -23,7 +24,8 @@ struct control_info {
 	struct volume *vol;
 	struct keyring *kr;
 	struct rotation *rot;
-	struct shred *shred; /* NULL on read-only mounts */
+	struct shred *shred;   /* NULL on read-only mounts */
+	struct redata *redata; /* NULL on read-only mounts */
 };
 
 /* The socket path of a mount served by a daemon running as uid. -ENAMETOOLONG if too long. */
