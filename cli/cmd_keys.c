@@ -72,7 +72,8 @@ static const char keys_usage[] =
     "       kekfs keys restore N MOUNTPOINT|BACKING\n"
     "       kekfs keys destroy N [--after DURATION | --now] [--force] MOUNTPOINT|BACKING\n"
     "       kekfs keys cancel N MOUNTPOINT|BACKING\n"
-    "       kekfs keys import --file F BACKING   (BYOK: F's 32 bytes become the next KEK)\n"
+    "       kekfs keys import --file F [--force] MOUNTPOINT|BACKING\n"
+    "                                (BYOK: F's 32 bytes become the next KEK)\n"
     "       kekfs keys policy --rotate-every DURATION|never MOUNTPOINT|BACKING\n"
     "       kekfs keys slots BACKING\n"
     "       kekfs keys add-slot [--new-key-file F | --new-passphrase-file F |\n"
@@ -363,7 +364,36 @@ static int policy_command(int argc, char **argv)
 	return rc == KR_OK ? 0 : 1;
 }
 
-/* keys import --file F BACKING: the customer's 32 bytes become the next KEK (BYOK). */
+/*
+ * BYOK on a mounted volume: the key file's fd goes to the daemon, which reads the bytes into
+ * its own secure memory; they never pass through this process's buffers again.
+ */
+static int import_online(const struct kekfs_mount *m, const char *file, int force)
+{
+	char err[512], *body = NULL;
+	size_t len = 0;
+	FILE *out;
+	int fd = open(file, O_RDONLY | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return cli_error("invalid key material: cannot read %s: %s", file, strerror(errno)),
+		       1;
+	out = open_memstream(&body, &len);
+	rc = out ? control_request_fd(m->mountpoint, m->uid, force ? "import force" : "import", fd,
+				      out, err, sizeof(err))
+		 : -1;
+	close(fd);
+	if (out)
+		fclose(out);
+	if (rc != 0)
+		cli_error("%s", out ? err : "out of memory");
+	else
+		print_lines(body, NULL), body = NULL;
+	free(body);
+	return rc == 0 ? 0 : 1;
+}
+
+/* keys import --file F MOUNTPOINT|BACKING: the customer's 32 bytes become the next KEK. */
 static int import_command(int argc, char **argv)
 {
 	struct keys_opts o;
@@ -375,11 +405,13 @@ static int import_command(int argc, char **argv)
 		return 1;
 	if (!o.import_file)
 		return cli_error("keys import needs --file F (32 bytes of key material)"), 1;
-	if (kekfs_mount_find(o.target, 0, &m) || kekfs_mount_find(o.target, 1, &m))
-		return cli_error("%s is mounted: unmount it first to import a key", m.backing), 1;
-	material = material_read(o.import_file);
+	material = material_read(o.import_file); /* checked here: one clear line if bad */
 	if (!material)
 		return 1;
+	if (kekfs_mount_find(o.target, 0, &m) || kekfs_mount_find(o.target, 1, &m)) {
+		secmem_free(material);
+		return import_online(&m, o.import_file, o.force);
+	}
 	rc = rotate_offline(&o, material);
 	secmem_free(material);
 	return rc;
