@@ -11,6 +11,7 @@ int cmd_init(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_umount(int argc, char **argv);
 int cmd_rotate(int argc, char **argv);
+int cmd_rotate_data(int argc, char **argv); /* rotate --data */
 int cmd_status(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_audit(int argc, char **argv);

@@ -39,6 +39,7 @@ struct keys_opts {
 
 static const char rotate_usage[] =
     "Usage: kekfs rotate [OPTIONS] MOUNTPOINT|BACKING\n"
+    "       kekfs rotate --data PATH...\n"
     "\n"
     "Creates KEK vN+1, makes it the active key (vN becomes decrypt-only) and re-wraps every\n"
     "file header and the name key under it. No file contents are re-encrypted. On a mount\n"
@@ -47,6 +48,8 @@ static const char rotate_usage[] =
     "\n"
     "  --force                  rotate again even though a re-wrap is unfinished\n"
     "  --resume                 (offline) finish an unfinished re-wrap without a new KEK\n"
+    "  --data PATH...           re-encrypt files' contents under new DEKs instead (see\n"
+    "                           'kekfs rotate --data --help')\n"
     "  --key-file FILE, --passphrase-file FILE, --keyring PATH\n"
     "                           unlock an unmounted volume (not needed on a mount point)\n"
     "  -h, --help               show this help\n";
@@ -71,7 +74,8 @@ static const char keys_usage[] =
     "       kekfs keys restore N MOUNTPOINT|BACKING\n"
     "       kekfs keys destroy N [--after DURATION | --now] [--force] MOUNTPOINT|BACKING\n"
     "       kekfs keys cancel N MOUNTPOINT|BACKING\n"
-    "       kekfs keys import --file F BACKING   (BYOK: F's 32 bytes become the next KEK)\n"
+    "       kekfs keys import --file F [--force] MOUNTPOINT|BACKING\n"
+    "                                (BYOK: F's 32 bytes become the next KEK)\n"
     "       kekfs keys policy --rotate-every DURATION|never MOUNTPOINT|BACKING\n"
     "       kekfs keys slots BACKING\n"
     "       kekfs keys add-slot [--new-key-file F | --new-passphrase-file F |\n"
@@ -248,6 +252,8 @@ static int rotate_offline(const struct keys_opts *o, const uint8_t *material)
 		cli_error("cannot open %s: %s", o->target, strerror(errno));
 		goto out;
 	}
+	if (volume_finish_interrupted(fd, &vol, kr, o->target) != 0)
+		goto out;
 	if (!o->resume && rotation_pending(fd) && !o->force) {
 		cli_error("a re-wrap of %s is unfinished: finish it with 'kekfs rotate --resume', "
 			  "or rotate again with --force",
@@ -286,6 +292,9 @@ int cmd_rotate(int argc, char **argv)
 	struct keys_opts o;
 	struct kekfs_mount m;
 
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--data") == 0)
+			return cmd_rotate_data(argc, argv);
 	if (keys_parse(argc, argv, rotate_usage, &o) != 0)
 		return 1;
 	if (kekfs_mount_find(o.target, 0, &m)) {
@@ -364,7 +373,36 @@ static int policy_command(int argc, char **argv)
 	return rc == KR_OK ? 0 : 1;
 }
 
-/* keys import --file F BACKING: the customer's 32 bytes become the next KEK (BYOK). */
+/*
+ * BYOK on a mounted volume: the key file's fd goes to the daemon, which reads the bytes into
+ * its own secure memory; they never pass through this process's buffers again.
+ */
+static int import_online(const struct kekfs_mount *m, const char *file, int force)
+{
+	char err[512], *body = NULL;
+	size_t len = 0;
+	FILE *out;
+	int fd = open(file, O_RDONLY | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return cli_error("invalid key material: cannot read %s: %s", file, strerror(errno)),
+		       1;
+	out = open_memstream(&body, &len);
+	rc = out ? control_request_fd(m->mountpoint, m->uid, force ? "import force" : "import", fd,
+				      out, err, sizeof(err))
+		 : -1;
+	close(fd);
+	if (out)
+		fclose(out);
+	if (rc != 0)
+		cli_error("%s", out ? err : "out of memory");
+	else
+		print_lines(body, NULL), body = NULL;
+	free(body);
+	return rc == 0 ? 0 : 1;
+}
+
+/* keys import --file F MOUNTPOINT|BACKING: the customer's 32 bytes become the next KEK. */
 static int import_command(int argc, char **argv)
 {
 	struct keys_opts o;
@@ -376,11 +414,13 @@ static int import_command(int argc, char **argv)
 		return 1;
 	if (!o.import_file)
 		return cli_error("keys import needs --file F (32 bytes of key material)"), 1;
-	if (kekfs_mount_find(o.target, 0, &m) || kekfs_mount_find(o.target, 1, &m))
-		return cli_error("%s is mounted: unmount it first to import a key", m.backing), 1;
-	material = material_read(o.import_file);
+	material = material_read(o.import_file); /* checked here: one clear line if bad */
 	if (!material)
 		return 1;
+	if (kekfs_mount_find(o.target, 0, &m) || kekfs_mount_find(o.target, 1, &m)) {
+		secmem_free(material);
+		return import_online(&m, o.import_file, o.force);
+	}
 	rc = rotate_offline(&o, material);
 	secmem_free(material);
 	return rc;
@@ -564,7 +604,7 @@ static int keys_change(struct keys_opts *o, enum kek_change change, uint32_t ver
 	struct kekfs_mount m;
 	struct volume_paths paths;
 	uint64_t delay = o->after ? parse_duration(o->after) : 7 * 86400;
-	char cmd[128], msg[8192];
+	char cmd[128], msg[8192] = "";
 	int fd, rc;
 
 	if (change == KEK_DESTROY_LATER && o->now)
@@ -579,10 +619,13 @@ static int keys_change(struct keys_opts *o, enum kek_change change, uint32_t ver
 		return 1;
 	volume_paths_get(o->target, o->keyring, &paths);
 	fd = open(o->target, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	rc = fd < 0 ? -1
-		    : census_change_kek(fd, &vol, kr, paths.keyring, paths.audit_dir,
-					&(struct audit_actor){getuid(), getpid()}, version, change,
-					(uint64_t)time(NULL) + delay, o->force, msg, sizeof(msg));
+	if (fd >= 0 && volume_finish_interrupted(fd, &vol, kr, o->target) != 0)
+		snprintf(msg, sizeof(msg), "nothing changed");
+	rc = fd < 0 || msg[0]
+		 ? -1
+		 : census_change_kek(fd, &vol, kr, paths.keyring, paths.audit_dir,
+				     &(struct audit_actor){getuid(), getpid()}, version, change,
+				     (uint64_t)time(NULL) + delay, o->force, msg, sizeof(msg));
 	if (fd >= 0)
 		close(fd);
 	if (rc == 0 && volume_record_generation(&vol, kr, paths.volume) != VOL_OK)

@@ -21,6 +21,7 @@
 #include "../fs/fuse_ops.h"
 #include "../fs/log.h"
 #include "../fs/control.h"
+#include "../fs/redata.h"
 #include "../fs/rotation.h"
 #include "../fs/shred.h"
 #include "cli.h"
@@ -308,6 +309,7 @@ struct daemon_services {
 	struct volume_paths paths;
 	struct rotation *rot;
 	struct shred *shred;
+	struct redata *redata;
 	struct control *ctl;
 };
 
@@ -346,6 +348,13 @@ static void services_start(struct daemon_services *svc, const struct mount_opts 
 			log_msg(LOG_ERR, "shred is not available on this mount, or a seal cannot "
 					 "resume");
 	}
+	if (svc->rot &&
+	    !(svc->redata = redata_new(&(struct redata_config){.backing_fd = rc.backing_fd,
+							       .vol = vol,
+							       .kr = kr,
+							       .audit_dir = svc->paths.audit_dir,
+							       .inodes = rc.inodes})))
+		log_msg(LOG_ERR, "out of memory: re-encryption is not available on this mount");
 	if (svc->rot && (keyring_expire(kr, svc->paths.keyring, (uint64_t)time(NULL)) != KR_OK ||
 			 volume_record_generation(vol, kr, svc->paths.volume) != VOL_OK))
 		log_msg(LOG_ERR, "cannot destroy the KEKs whose destruction date has come");
@@ -358,7 +367,8 @@ static void services_start(struct daemon_services *svc, const struct mount_opts 
 				   .vol = vol,
 				   .kr = kr,
 				   .rot = svc->rot,
-				   .shred = svc->shred};
+				   .shred = svc->shred,
+				   .redata = svc->redata};
 	svc->ctl = control_start(&ci, geteuid());
 	if (!svc->ctl)
 		log_msg(LOG_ERR, "no control socket (%s): 'kekfs status|rotate %s' will not work",
@@ -368,6 +378,7 @@ static void services_start(struct daemon_services *svc, const struct mount_opts 
 static void services_stop(struct daemon_services *svc)
 {
 	control_stop(svc->ctl);
+	redata_free(svc->redata);
 	shred_free(svc->shred);
 	rotation_free(svc->rot);
 }
@@ -393,6 +404,15 @@ static int mount_run(struct mount_opts *o, int status_fd)
 	backing_fd = open(o->backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (backing_fd < 0) {
 		cli_error("cannot open %s: %s", o->backing, strerror(errno));
+		goto out;
+	}
+	if (o->read_only && redata_pending(backing_fd))
+		fprintf(stderr, "kekfs: warning: a file re-encryption was interrupted by a crash; "
+				"that file may read as EIO until the volume is mounted read-write "
+				"once\n");
+	else if (!o->read_only &&
+		 volume_finish_interrupted(backing_fd, &vol, kr, o->backing) != 0) {
+		close(backing_fd);
 		goto out;
 	}
 	cfg = (struct kekfs_fs_config){.backing_fd = backing_fd, .vol = &vol, .kr = kr};

@@ -6,12 +6,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +21,7 @@
 #include "cli.h"
 #include "extopts.h"
 #include "mounts.h"
+#include "target.h"
 #include "unlock.h"
 
 #define VERIFY_CAN_OPEN 2 /* exit status of --verify when the copy still opens */
@@ -103,92 +102,28 @@ static int shred_parse(int argc, char **argv, struct shred_opts *o)
 
 /* ---- the daemon's side ---- */
 
-/* Sends one command; its reply body (malloc'd) in *body. 0, or -1 with the error printed. */
-static int ask(const struct kekfs_mount *m, const char *cmd, char **body)
-{
-	char err[PATH_MAX + 256];
-	size_t len = 0;
-	FILE *out = open_memstream(body, &len);
-	int rc;
-
-	if (!out)
-		return cli_error("out of memory");
-	rc = control_request(m->mountpoint, m->uid, cmd, out, err, sizeof(err));
-	fclose(out);
-	if (rc != 0) {
-		free(*body);
-		*body = NULL;
-		return cli_error("%s", err);
-	}
-	return 0;
-}
-
-static int mount_read_only(const char *mountpoint)
-{
-	struct statvfs sv;
-
-	return statvfs(mountpoint, &sv) == 0 && (sv.f_flag & ST_RDONLY);
-}
-
-/* The kekfs mount holding abs (an absolute path), by walking up; 1 if found. */
-static int mount_of(const char *abs, struct kekfs_mount *m)
-{
-	char d[PATH_MAX];
-
-	snprintf(d, sizeof(d), "%s", abs);
-	for (;;) {
-		if (kekfs_mount_find(d, 0, m))
-			return 1;
-		if (path_is_mounted(d) || strcmp(d, "/") == 0)
-			return 0;
-		*strrchr(d, '/') = '\0'; /* abs is absolute: there is always a slash */
-		if (!d[0])
-			strcpy(d, "/");
-	}
-}
-
-/* PATH made absolute without following its last component (a symlink is shredded as such). */
-static int absolute(const char *path, char *out, size_t size)
-{
-	char a[PATH_MAX], b[PATH_MAX], dir[PATH_MAX];
-
-	snprintf(a, sizeof(a), "%s", path);
-	snprintf(b, sizeof(b), "%s", path);
-	if (!realpath(dirname(a), dir))
-		return -errno;
-	if (strcmp(basename(b), ".") == 0 || strcmp(basename(b), "..") == 0 ||
-	    strcmp(basename(b), "/") == 0)
-		return realpath(path, out) ? 0 : -errno;
-	if ((size_t)snprintf(out, size, "%s/%s", strcmp(dir, "/") ? dir : "", basename(b)) >= size)
-		return -ENAMETOOLONG;
-	return 0;
-}
-
 /* Shreds one path under a mount point through its daemon. */
 static int shred_online(const struct shred_opts *o, const char *path)
 {
 	struct kekfs_mount m;
 	char abs[PATH_MAX], cmd[PATH_MAX + 16], *body = NULL;
 	const char *rel;
-	int rc = absolute(path, abs, sizeof(abs));
+	int rc = target_absolute(path, abs, sizeof(abs));
 
 	if (rc != 0)
 		return cli_error("%s: %s", path, strerror(-rc));
-	if (!mount_of(abs, &m))
+	if (!target_mount_of(abs, &m))
 		return cli_error("%s: not inside a mounted kekfs volume (for an unmounted one: "
 				 "kekfs shred --key-file F BACKING PATH)",
 				 path);
-	if (mount_read_only(m.mountpoint))
+	if (target_mount_read_only(m.mountpoint))
 		return cli_error("%s is mounted read-only: shredding needs a read-write mount",
 				 m.mountpoint);
-	rel = abs + strlen(m.mountpoint);
-	rel += *rel == '/';
-	if (!*rel)
-		return cli_error("%s: refusing to shred the root of the volume", path);
-	if (strchr(rel, '\n'))
-		return cli_error("%s: a path with a newline cannot be sent to the daemon", path);
+	rel = target_rel(path, abs, &m, "shred");
+	if (!rel)
+		return -1;
 	snprintf(cmd, sizeof(cmd), "shred %d %s", o->recursive, rel);
-	if (ask(&m, cmd, &body) != 0)
+	if (target_ask(&m, cmd, &body) != 0)
 		return -1;
 	fputs(body, stdout);
 	free(body);
@@ -231,7 +166,7 @@ static int offline_open(const struct shred_opts *o, const char *backing, struct 
 							    .rot = v->rot});
 	if (!v->shred)
 		return cli_error("cannot open %s: %s", backing, strerror(errno));
-	return 0;
+	return volume_finish_interrupted(v->fd, &v->vol, v->kr, backing);
 }
 
 static void offline_close(struct offline *v)
@@ -242,20 +177,6 @@ static void offline_close(struct offline *v)
 		close(v->fd);
 	keyring_free(v->kr);
 	volume_clear(&v->vol);
-}
-
-/* Is dir the backing directory of a volume (mounted: where)? 1, or 0 if not a volume. */
-static int is_backing(const char *dir, char *real, struct kekfs_mount *m, int *mounted)
-{
-	char cfg[PATH_MAX + 32];
-
-	if (!realpath(dir, real))
-		return 0;
-	snprintf(cfg, sizeof(cfg), "%s/%s/%s", real, VOLUME_DIR, VOLUME_FILE);
-	if (access(cfg, F_OK) != 0)
-		return 0;
-	*mounted = kekfs_mount_find(real, 1, m);
-	return 1;
 }
 
 static int shred_offline(const struct shred_opts *o, const char *backing)
@@ -290,7 +211,7 @@ static int seal_follow(const struct kekfs_mount *m)
 	char *body = NULL, last[512] = "";
 	int tty = isatty(STDOUT_FILENO), rc = -1;
 
-	while (ask(m, "seal status", &body) == 0) {
+	while (target_ask(m, "seal status", &body) == 0) {
 		body[strcspn(body, "\n")] = '\0';
 		if (strncmp(body, "seal: finished", 14) == 0 ||
 		    strncmp(body, "seal: failed", 12) == 0) {
@@ -315,11 +236,11 @@ static int seal_online(const struct kekfs_mount *m)
 {
 	char *body = NULL;
 
-	if (mount_read_only(m->mountpoint))
+	if (target_mount_read_only(m->mountpoint))
 		return cli_error("%s is mounted read-only: sealing needs a read-write mount",
 				 m->mountpoint),
 		       1;
-	if (ask(m, "seal", &body) != 0)
+	if (target_ask(m, "seal", &body) != 0)
 		return 1;
 	fputs(body, stdout);
 	free(body);
@@ -382,10 +303,10 @@ static int verify_copy(const struct shred_opts *o, const char *target)
 				 n < 0 ? strerror(errno) : "shorter than a kekfs header"),
 		       1;
 	if (kekfs_mount_find(target, 0, &m) ||
-	    (is_backing(target, real, &m, &mounted) && mounted)) {
+	    (target_is_backing(target, real, &m, &mounted) && mounted)) {
 		sodium_bin2hex(hex, sizeof(hex), hdr, sizeof(hdr));
 		snprintf(cmd, sizeof(cmd), "shred-verify %s", hex);
-		if (ask(&m, cmd, &body) != 0)
+		if (target_ask(&m, cmd, &body) != 0)
 			return 1;
 		body[strcspn(body, "\n")] = '\0';
 		snprintf(msg, sizeof(msg), "%s", body);
@@ -412,21 +333,21 @@ int cmd_shred(int argc, char **argv)
 		return 1;
 	if (o.verify)
 		return verify_copy(&o, o.operands[0]);
-	if (is_backing(o.operands[0], real, &m, &mounted) && mounted && !o.seal)
+	if (target_is_backing(o.operands[0], real, &m, &mounted) && mounted && !o.seal)
 		return cli_error("%s is mounted on %s: shred paths under %s", o.operands[0],
 				 m.mountpoint, m.mountpoint),
 		       1;
 	if (o.seal) {
 		if (realpath(o.operands[0], real) && kekfs_mount_find(real, 0, &m))
 			return seal_online(&m);
-		if (is_backing(o.operands[0], real, &m, &mounted))
+		if (target_is_backing(o.operands[0], real, &m, &mounted))
 			return mounted ? seal_online(&m) : seal_offline(&o, real);
 		return cli_error("%s: not a kekfs mount point or backing directory", o.operands[0]),
 		       1;
 	}
-	if (is_backing(o.operands[0], real, &m, &mounted) && o.noperands < 2)
+	if (target_is_backing(o.operands[0], real, &m, &mounted) && o.noperands < 2)
 		return cli_error("give the paths inside the volume to shred after %s", real), 1;
-	if (is_backing(o.operands[0], real, &m, &mounted))
+	if (target_is_backing(o.operands[0], real, &m, &mounted))
 		return shred_offline(&o, real);
 	for (int i = 0; i < o.noperands; i++)
 		failed |= shred_online(&o, o.operands[i]) != 0;

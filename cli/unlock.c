@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "../crypto/secmem.h"
+#include "../fs/redata.h"
 #include "../keyring/audit.h"
 #include "cli.h"
 
@@ -68,5 +69,26 @@ int volume_unlock_all(const char *backing, const char *keyring_opt, const struct
 	if (purpose && audit_append(p.audit_dir, *kr, &ev) != 0)
 		fprintf(stderr, "kekfs: warning: cannot append to the audit log in %s\n",
 			p.audit_dir);
+	return 0;
+}
+
+int volume_finish_interrupted(int backing_fd, const struct volume *vol, const struct keyring *kr,
+			      const char *backing)
+{
+	struct volume_paths p;
+	struct redata *rd;
+	char err[256];
+	int rc;
+
+	volume_paths_get(backing, NULL, &p);
+	rd = redata_new(&(struct redata_config){
+	    .backing_fd = backing_fd, .vol = vol, .kr = kr, .audit_dir = p.audit_dir});
+	if (!rd)
+		return cli_error("out of memory");
+	rc = redata_resume(rd, err, sizeof(err));
+	redata_free(rd);
+	if (rc < 0)
+		return cli_error("%s: %s; check the backing directory, then try again", backing,
+				 err);
 	return 0;
 }

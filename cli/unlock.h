@@ -24,4 +24,11 @@ void volume_paths_get(const char *backing, const char *keyring_opt, struct volum
 int volume_unlock_all(const char *backing, const char *keyring_opt, const struct secret_source *src,
 		      const char *purpose, struct volume *vol, struct keyring **kr);
 
+/*
+ * Brings an unlocked volume that is not mounted back to a consistent state before a command
+ * uses it: finishes the file re-encryptions a crash interrupted. 0, or -1 after a message.
+ */
+int volume_finish_interrupted(int backing_fd, const struct volume *vol, const struct keyring *kr,
+			      const char *backing);
+
 #endif

@@ -15,6 +15,8 @@
 #include <sodium.h>
 
 #include "../crypto/aead.h"
+#include "../crypto/keywrap.h"
+#include "../crypto/secmem.h"
 #include "census.h"
 #include "log.h"
 
@@ -218,22 +220,80 @@ static void control_shred(struct control *c, const struct audit_actor *actor, co
 	}
 }
 
+/* "redata PATH": re-encrypts one file under a fresh DEK (fs/redata.c). */
+static void control_redata(struct control *c, const struct audit_actor *actor, const char *rel,
+			   FILE *out)
+{
+	char err[PATH_MAX + 128];
+
+	if (!c->info.redata)
+		fputs("error the volume is mounted read-only: re-encryption needs a read-write "
+		      "mount\n",
+		      out);
+	else if (redata_file(c->info.redata, rel, actor, err, sizeof(err)) != 0)
+		fprintf(out, "error %s\n", err);
+	else
+		fprintf(out, "ok\n%s: re-encrypted under a new data key (KEK v%u)\n", rel,
+			keyring_active_version(c->info.kr));
+}
+
+/* Starts a rotation to a new KEK (random, or the customer's material) and says so. */
+static void control_rotate(struct control *c, const struct audit_actor *actor, int force,
+			   const uint8_t *material, FILE *out)
+{
+	uint32_t version;
+	int rc = rotation_start(c->info.rot, force, actor, material, &version);
+
+	if (rc == -EBUSY)
+		fputs("error a re-wrap is still running (see 'kekfs status'); wait for it, or use "
+		      "--force\n",
+		      out);
+	else if (rc != 0)
+		fprintf(out, "error rotation failed: %s; nothing changed\n", strerror(-rc));
+	else
+		fprintf(out,
+			"ok\nKEK v%u is active; re-wrapping every file header in the background "
+			"('kekfs status' shows progress)\n",
+			version);
+}
+
+/*
+ * "import": BYOK on a mounted volume. The key file comes as an fd passed with the command
+ * (SCM_RIGHTS), opened by the client with its own rights; its 32 bytes go straight into
+ * secure memory and become the next KEK.
+ */
+static void control_import(struct control *c, const struct audit_actor *actor, int force,
+			   int key_fd, FILE *out)
+{
+	uint8_t *material = secmem_alloc(KEYWRAP_KEY_LEN + 1);
+	struct stat st;
+	ssize_t n = -1;
+
+	if (material && key_fd >= 0 && fstat(key_fd, &st) == 0 && S_ISREG(st.st_mode))
+		n = read(key_fd, material, KEYWRAP_KEY_LEN + 1);
+	if (!material)
+		fputs("error out of secure memory\n", out);
+	else if (n != KEYWRAP_KEY_LEN)
+		fprintf(out, "error invalid key material: expected 32 bytes, got %s%zd\n",
+			n > KEYWRAP_KEY_LEN ? "more than " : "", n > KEYWRAP_KEY_LEN ? 32 : n);
+	else
+		control_rotate(c, actor, force, material, out);
+	secmem_free(material);
+}
+
 /* Runs one command; the reply goes to out, which the caller sends. */
 static void control_dispatch(struct control *c, const struct audit_actor *actor, const char *cmd,
-			     FILE *out)
+			     int passed_fd, FILE *out)
 {
 	unsigned long lines;
 	char msg[512];
 	int changes = strncmp(cmd, "rotate", 6) == 0 || strncmp(cmd, "keys ", 5) == 0 ||
-		      strncmp(cmd, "policy ", 7) == 0;
+		      strncmp(cmd, "policy ", 7) == 0 || strncmp(cmd, "import", 6) == 0;
 
 	if (changes && !c->info.rot) {
 		fputs("error the volume is mounted read-only: key changes are refused\n", out);
 		return;
 	}
-
-	uint32_t version;
-	int rc;
 
 	if (strcmp(cmd, "status") == 0) {
 		fputs("ok\n", out);
@@ -241,24 +301,16 @@ static void control_dispatch(struct control *c, const struct audit_actor *actor,
 		return;
 	}
 	if (strcmp(cmd, "rotate") == 0 || strcmp(cmd, "rotate force") == 0) {
-		rc = rotation_start(c->info.rot, strcmp(cmd, "rotate force") == 0, actor, NULL,
-				    &version);
-		if (rc == -EBUSY)
-			fputs("error a re-wrap is still running (see 'kekfs status'); wait for it, "
-			      "or use --force\n",
-			      out);
-		else if (rc != 0)
-			fprintf(out, "error rotation failed: %s; nothing changed\n", strerror(-rc));
-		else
-			fprintf(out,
-				"ok\nKEK v%u is active; re-wrapping every file header in the "
-				"background ('kekfs status' shows progress)\n",
-				version);
+		control_rotate(c, actor, strcmp(cmd, "rotate force") == 0, NULL, out);
+		return;
+	}
+	if (strcmp(cmd, "import") == 0 || strcmp(cmd, "import force") == 0) {
+		control_import(c, actor, strcmp(cmd, "import force") == 0, passed_fd, out);
 		return;
 	}
 	if (c->info.shred && seal_running(c->info.shred) &&
 	    (strncmp(cmd, "rotate", 6) == 0 || strncmp(cmd, "keys ", 5) == 0 ||
-	     strcmp(cmd, "seal") == 0)) {
+	     strcmp(cmd, "seal") == 0 || strncmp(cmd, "redata ", 7) == 0)) {
 		fputs(
 		    "error a seal is running (see 'kekfs shred --seal' or the log); wait for it\n",
 		    out);
@@ -266,6 +318,10 @@ static void control_dispatch(struct control *c, const struct audit_actor *actor,
 	}
 	if (strncmp(cmd, "shred", 5) == 0 || strncmp(cmd, "seal", 4) == 0) {
 		control_shred(c, actor, cmd, out);
+		return;
+	}
+	if (strncmp(cmd, "redata ", 7) == 0) {
+		control_redata(c, actor, cmd + 7, out);
 		return;
 	}
 	if (strncmp(cmd, "keys ", 5) == 0) {
@@ -292,17 +348,35 @@ static void control_dispatch(struct control *c, const struct audit_actor *actor,
 	fprintf(out, "error unknown command\n");
 }
 
-/* Reads one command line (up to its newline) within 5 s; 0, or -1 if none came. */
-static int read_line(int fd, char *line, size_t size)
+/*
+ * Reads one command line (up to its newline) within 5 s, and an fd the client may pass with
+ * it (SCM_RIGHTS; -1 if none). 0, or -1 if no line came.
+ */
+static int read_request(int fd, char *line, size_t size, int *passed_fd)
 {
 	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	union {
+		struct cmsghdr h;
+		char room[CMSG_SPACE(sizeof(int))];
+	} ctl;
 	size_t got = 0;
 
+	*passed_fd = -1;
 	while (got < size - 1 && poll(&pfd, 1, 5000) == 1) {
-		ssize_t n = read(fd, line + got, size - 1 - got);
+		struct iovec iov = {.iov_base = line + got, .iov_len = size - 1 - got};
+		struct msghdr msg = {.msg_iov = &iov,
+				     .msg_iovlen = 1,
+				     .msg_control = ctl.room,
+				     .msg_controllen = sizeof(ctl.room)};
+		struct cmsghdr *cm;
+		ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
 
 		if (n <= 0)
 			break;
+		cm = CMSG_FIRSTHDR(&msg);
+		if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+		    *passed_fd < 0)
+			memcpy(passed_fd, CMSG_DATA(cm), sizeof(int));
 		got += (size_t)n;
 		line[got] = '\0';
 		if (strchr(line, '\n')) {
@@ -322,15 +396,18 @@ static void control_serve_one(struct control *c, int fd)
 	char *reply = NULL;
 	size_t reply_len = 0;
 	FILE *out = open_memstream(&reply, &reply_len);
+	int passed_fd = -1;
 
 	if (!out)
 		return;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
 	    (cred.uid != 0 && cred.uid != c->uid))
 		fputs("error only root and the user who mounted may control this volume\n", out);
-	else if (read_line(fd, line, sizeof(line)) == 0)
+	else if (read_request(fd, line, sizeof(line), &passed_fd) == 0)
 		control_dispatch(c, &(struct audit_actor){.uid = cred.uid, .pid = cred.pid}, line,
-				 out);
+				 passed_fd, out);
+	if (passed_fd >= 0)
+		close(passed_fd);
 	fclose(out);
 	if (reply)
 		(void)!send(fd, reply, reply_len, MSG_NOSIGNAL);
@@ -443,8 +520,38 @@ void control_stop(struct control *c)
 	free(c);
 }
 
+/* Sends the command line, with fd_to_pass (if >= 0) as SCM_RIGHTS. */
+static int send_request(int fd, const char *line, int fd_to_pass)
+{
+	union {
+		struct cmsghdr h;
+		char room[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = {.iov_base = (void *)line, .iov_len = strlen(line)};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	struct cmsghdr *cm;
+
+	if (fd_to_pass >= 0) {
+		memset(&ctl, 0, sizeof(ctl));
+		msg.msg_control = ctl.room;
+		msg.msg_controllen = sizeof(ctl.room);
+		cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd_to_pass, sizeof(int));
+	}
+	return sendmsg(fd, &msg, MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
+
 int control_request(const char *mountpoint, uid_t uid, const char *command, FILE *out, char *err,
 		    size_t err_size)
+{
+	return control_request_fd(mountpoint, uid, command, -1, out, err, err_size);
+}
+
+int control_request_fd(const char *mountpoint, uid_t uid, const char *command, int fd_to_pass,
+		       FILE *out, char *err, size_t err_size)
 {
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	char buf[CONTROL_REPLY_MAX], *body;
@@ -465,7 +572,7 @@ int control_request(const char *mountpoint, uid_t uid, const char *command, FILE
 		return -1;
 	}
 	snprintf(buf, sizeof(buf), "%s\n", command);
-	if (send(fd, buf, strlen(buf), MSG_NOSIGNAL) < 0) {
+	if (send_request(fd, buf, fd_to_pass) != 0) {
 		snprintf(err, err_size, "the daemon of %s hung up: %s", mountpoint,
 			 strerror(errno));
 		close(fd);

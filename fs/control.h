@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "redata.h"
 #include "rotation.h"
 #include "shred.h"
 
@@ -23,7 +24,8 @@ struct control_info {
 	struct volume *vol;
 	struct keyring *kr;
 	struct rotation *rot;
-	struct shred *shred; /* NULL on read-only mounts */
+	struct shred *shred;   /* NULL on read-only mounts */
+	struct redata *redata; /* NULL on read-only mounts */
 };
 
 /* The socket path of a mount served by a daemon running as uid. -ENAMETOOLONG if too long. */
@@ -43,6 +45,10 @@ void control_stop(struct control *c);
  */
 int control_request(const char *mountpoint, uid_t uid, const char *command, FILE *out, char *err,
 		    size_t err_size);
+
+/* The same, passing fd_to_pass to the daemon with the command (a key file for "import"). */
+int control_request_fd(const char *mountpoint, uid_t uid, const char *command, int fd_to_pass,
+		       FILE *out, char *err, size_t err_size);
 
 /* The human-readable status of a volume, mounted or not. */
 void volume_status_print(FILE *out, const struct control_info *info);

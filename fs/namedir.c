@@ -333,3 +333,23 @@ int namepath_decrypt(int rootfd, const struct name_keys *nk, const uint8_t root_
 {
 	return path_walk(rootfd, nk, root_id, backing, out, out_size, 0);
 }
+
+int namepath_open_parent(int rootfd, char *bpath, const char **last)
+{
+	char *slash;
+	int fd;
+
+	while (*bpath == '/')
+		bpath++;
+	slash = strrchr(bpath, '/');
+	if (slash) {
+		*slash = '\0';
+		*last = slash + 1;
+		fd = openat(rootfd, bpath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		*slash = '/';
+	} else {
+		*last = bpath;
+		fd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	}
+	return fd < 0 ? -errno : fd;
+}

@@ -69,4 +69,10 @@ int namepath_encrypt(int rootfd, const struct name_keys *nk, const uint8_t root_
 int namepath_decrypt(int rootfd, const struct name_keys *nk, const uint8_t root_id[NAME_DIRID_LEN],
 		     const char *backing, char *out, size_t out_size);
 
+/*
+ * Opens the directory of backing path bpath ("/a/b", as namepath_encrypt makes it) relative
+ * to rootfd; *last points at its last name inside bpath (left as it was). The fd, or -errno.
+ */
+int namepath_open_parent(int rootfd, char *bpath, const char **last);
+
 #endif

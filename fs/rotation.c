@@ -14,11 +14,14 @@
 #include "log.h"
 #include "walk.h"
 
+#define REWRAP_PROGRESS_EVERY 60.0 /* seconds between audit records of a long re-wrap */
+
 struct rotation {
 	struct rotation_config cfg;
 	pthread_mutex_t lock; /* status fields and thread state */
 	struct rotation_status st;
 	struct timespec started;
+	double progress_logged; /* seconds into the walk of the last progress record */
 	pthread_t thread;
 	int have_thread;
 	volatile int stop;
@@ -81,6 +84,39 @@ static void log_rewrap_failure(int dirfd, const char *name, const char *why)
 	log_msg(LOG_ERR, "re-wrap: %s/%s: %s; the file keeps its old wrap", dir, name, why);
 }
 
+/* One audit record of this rotation's; a log that cannot be written is logged, not fatal. */
+static void rotation_audit(struct rotation *r, const struct audit_actor *actor, const char *op,
+			   uint32_t kek, const char *detail, const char *result)
+{
+	struct audit_event ev = {.op = op, .kek = kek, .detail = detail, .result = result};
+
+	if (actor) {
+		ev.uid = actor->uid;
+		ev.pid = actor->pid;
+	} else {
+		audit_event_self(&ev);
+	}
+	if (r->cfg.audit_dir && audit_append(r->cfg.audit_dir, r->cfg.kr, &ev) != 0)
+		log_msg(LOG_ERR, "cannot append to the audit log in %s", r->cfg.audit_dir);
+}
+
+/* An audit record of how far a long re-wrap got, once a minute (the walker's thread). */
+static void rewrap_progress(struct rotation *r)
+{
+	double t = seconds_since(&r->started);
+	char detail[96];
+
+	if (t - r->progress_logged < REWRAP_PROGRESS_EVERY)
+		return;
+	r->progress_logged = t;
+	pthread_mutex_lock(&r->lock);
+	snprintf(detail, sizeof(detail), "%llu of %llu files, %llu failed",
+		 (unsigned long long)r->st.done, (unsigned long long)r->st.total,
+		 (unsigned long long)r->st.failed);
+	pthread_mutex_unlock(&r->lock);
+	rotation_audit(r, NULL, "rewrap-progress", r->st.target, detail, "ok");
+}
+
 /*
  * Re-wraps one file. Mounted, it holds the file's inode lock for the header's sake only:
  * readers and writers of other files, and of this one's chunks before and after, go on.
@@ -118,27 +154,12 @@ static void rewrap_file(void *ctx, int dirfd, const char *name)
 	r->st.rewrapped += rc == 1;
 	r->st.failed += rc < 0;
 	pthread_mutex_unlock(&r->lock);
+	rewrap_progress(r);
 }
 
 int rotation_pending(int backing_fd)
 {
 	return volume_marker_present(backing_fd, REWRAP_MARKER);
-}
-
-/* One audit record of this rotation's; a log that cannot be written is logged, not fatal. */
-static void rotation_audit(struct rotation *r, const struct audit_actor *actor, const char *op,
-			   uint32_t kek, const char *detail, const char *result)
-{
-	struct audit_event ev = {.op = op, .kek = kek, .detail = detail, .result = result};
-
-	if (actor) {
-		ev.uid = actor->uid;
-		ev.pid = actor->pid;
-	} else {
-		audit_event_self(&ev);
-	}
-	if (r->cfg.audit_dir && audit_append(r->cfg.audit_dir, r->cfg.kr, &ev) != 0)
-		log_msg(LOG_ERR, "cannot append to the audit log in %s", r->cfg.audit_dir);
 }
 
 /* The walk: count, re-wrap every header, then the name key, sync, and clear the marker. */
@@ -147,8 +168,13 @@ static void *rewrap_thread(void *arg)
 	struct rotation *r = arg;
 	int name_rc, sync_fd;
 
+	char detail[96];
+
 	log_msg(LOG_INFO, "re-wrap to KEK v%u started", r->st.target);
 	walk_volume(r, count_file);
+	snprintf(detail, sizeof(detail), "%llu files", (unsigned long long)r->st.total);
+	if (!r->stop)
+		rotation_audit(r, NULL, "rewrap-start", r->st.target, detail, "ok");
 	walk_volume(r, rewrap_file);
 	name_rc = r->stop ? 0 : volume_rewrap(r->cfg.vol, r->cfg.kr, r->cfg.volume_path);
 	sync_fd = openat(r->cfg.backing_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -164,8 +190,6 @@ static void *rewrap_thread(void *arg)
 	if (!r->stop && name_rc >= 0 && r->st.failed == 0)
 		volume_marker_set(r->cfg.backing_fd, REWRAP_MARKER, 0);
 	if (!r->stop) {
-		char detail[96];
-
 		snprintf(detail, sizeof(detail), "%llu files, %llu re-wrapped, %llu failed",
 			 (unsigned long long)r->st.done, (unsigned long long)r->st.rewrapped,
 			 (unsigned long long)r->st.failed);
@@ -195,6 +219,7 @@ static int walk_start(struct rotation *r)
 	r->st.running = 1;
 	r->st.target = keyring_active_version(r->cfg.kr);
 	r->stop = 0;
+	r->progress_logged = 0;
 	clock_gettime(CLOCK_MONOTONIC, &r->started);
 	if (pthread_create(&r->thread, NULL, rewrap_thread, r) != 0) {
 		r->st.running = 0;

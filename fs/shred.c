@@ -389,27 +389,6 @@ static int shred_entry(struct shred_run *r, int dirfd, const char *bname, const 
 
 /* ---- entry points ---- */
 
-/* Splits backing path bpath ("/a/b", as namepath_encrypt makes it) into its directory
- * (opened) and last name. */
-static int open_parent(int backing_fd, char *bpath, const char **last)
-{
-	char *slash;
-	int fd;
-
-	while (*bpath == '/')
-		bpath++;
-	slash = strrchr(bpath, '/');
-	if (slash) {
-		*slash = '\0';
-		*last = slash + 1;
-		fd = openat(backing_fd, bpath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	} else {
-		*last = bpath;
-		fd = openat(backing_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	}
-	return fd < 0 ? -errno : fd;
-}
-
 /* Refuses what is not a path to something inside the volume. */
 static int path_check(struct shred *s, const char *rel, char *err, size_t err_size)
 {
@@ -471,7 +450,7 @@ int shred_path(struct shred *s, const char *rel, int recursive, const struct aud
 			 rc == -EINVAL ? "not a path inside the volume" : strerror(-rc));
 		return rc;
 	}
-	dirfd = open_parent(s->cfg.backing_fd, bpath, &last);
+	dirfd = namepath_open_parent(s->cfg.backing_fd, bpath, &last);
 	if (dirfd < 0) {
 		snprintf(err, err_size, "%s: %s", rel, strerror(-dirfd));
 		return dirfd;

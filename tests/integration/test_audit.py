@@ -41,8 +41,13 @@ def test_audit_records_every_key_event_and_verifies():
         make_history(v)
         ops = [(r["op"], r["result"]) for r in records(v)]
         for want in [("init", "ok"), ("unlock", "failed"), ("unlock", "ok"), ("rotate", "ok"),
-                     ("rewrap-done", "ok"), ("destroy", "ok")]:
+                     ("rewrap-start", "ok"), ("rewrap-done", "ok"), ("destroy", "ok")]:
             assert want in ops, "no %r in %r" % (want, ops)
+        names = [op for op, _ in ops]
+        assert names.index("rotate") < names.index("rewrap-start") < names.index("rewrap-done")
+        start = [r for r in records(v) if r["op"] == "rewrap-start"][0]
+        assert_eq(start["kek"], 2, "re-wrap start KEK")
+        assert start["detail"].endswith(" files"), start
         assert [r["seq"] for r in records(v)] == list(range(1, len(ops) + 1))
         assert all(r["uid"] == 0 and r["program"] for r in records(v))
         r = verify(v)

@@ -187,6 +187,35 @@ def test_byok_import_and_bad_material():
         assert_bytes_eq(read_file(v.path("f")), pattern(20000, 3), "file after the import")
 
 
+def test_byok_import_online():
+    """On a mount point the key file's fd goes to the daemon: KEK v2 from the customer's bytes,
+    files re-wrapped while mounted, the key file readable by the caller only; bad material is
+    refused by the daemon too, and nothing changes."""
+    with Volume() as v:
+        write_file(v.path("f"), pattern(20000, 4))
+        kr_before = read_file(v.bpath(".kekfs", "keyring"))
+        short = os.path.join(v.base, "short.bin")
+        with open(short, "wb") as f:
+            f.write(os.urandom(31))
+        msg = kekfs_fails("keys", "import", "--file", short, v.mnt)
+        assert "expected 32 bytes, got 31" in msg, msg
+        assert_eq(read_file(v.bpath(".kekfs", "keyring")), kr_before, "keyring after bad input")
+        good = os.path.join(v.base, "kek.bin")
+        material = os.urandom(32)
+        with open(good, "wb") as f:
+            f.write(material)
+        os.chmod(good, 0o400)
+        out = kekfs_ok("keys", "import", "--file", good, v.mnt)
+        assert "KEK v2 is active" in out, out
+        wait_rewrap_finished(v)
+        assert "v2" in kekfs_ok("status", v.mnt)
+        with open(v.bpath(".kekfs", "audit.log")) as f:
+            assert '"op":"import","kek":2' in f.read(), "no audit record of the import"
+        assert material.hex() not in read_file(v.bpath(".kekfs", "audit.log")).decode()
+        v.remount()
+        assert_bytes_eq(read_file(v.path("f")), pattern(20000, 4), "file after the import")
+
+
 def test_rsa_slot_unlocks_with_the_private_key_only():
     """An RSA-4096 slot is added with the public key alone and unlocks with the private key;
     a public key, a 2048-bit key or a non-PEM file where a key is expected is one clear line."""

@@ -1,0 +1,639 @@
+#include "redata.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "fileio.h"
+#include "log.h"
+#include "namedir.h"
+#include "objcrypt.h"
+
+#define REDATA_PIECE_CHUNKS 256 /* plaintext chunks re-encrypted per step */
+#define REDATA_COPY (1 << 20)	/* bytes copied per step when applying a job */
+#define REDATA_MAGIC "kekfs-redata 1"
+
+struct redata {
+	struct redata_config cfg;
+	struct volume_keys vk;
+	struct name_keys *nk; /* NULL on plaintext-name volumes */
+};
+
+/* What JOB.target records: how to find the file after a crash, and the times to keep. */
+struct job_target {
+	dev_t dev;
+	ino_t ino;
+	struct timespec times[2]; /* atime, mtime */
+	char bpath[PATH_MAX];	  /* backing path from the root: found again if not renamed */
+	union {
+		struct file_handle h; /* found again even if renamed (needs root) */
+		char room[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+	} fh;
+	int have_handle;
+};
+
+/* One job: files ID.new / ID.ready and ID.target in .kekfs/redata. */
+struct job {
+	int dirfd;
+	char id[33];
+};
+
+struct redata *redata_new(const struct redata_config *cfg)
+{
+	struct redata *rd = calloc(1, sizeof(*rd));
+
+	if (!rd)
+		return NULL;
+	rd->cfg = *cfg;
+	if (cfg->vol->name_mode == NAMES_AES_SIV && !(rd->nk = name_keys_new(cfg->vol->name_key))) {
+		free(rd);
+		return NULL;
+	}
+	rd->vk = (struct volume_keys){.vol = cfg->vol, .kr = cfg->kr, .nk = rd->nk};
+	geom_init(&rd->vk.geom, cfg->vol->cipher, cfg->vol->chunk_shift);
+	return rd;
+}
+
+void redata_free(struct redata *rd)
+{
+	if (!rd)
+		return;
+	name_keys_free(rd->nk);
+	free(rd);
+}
+
+/* ---- the journal ---- */
+
+static int journal_dir_open(int backing_fd, int create)
+{
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", VOLUME_DIR, REDATA_DIR);
+	fd = openat(backing_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && create && mkdirat(backing_fd, path, 0700) == 0)
+		fd = openat(backing_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+static void job_file(const struct job *j, const char *suffix, char out[48])
+{
+	snprintf(out, 48, "%s.%s", j->id, suffix);
+}
+
+static int target_write(const struct job *j, const struct job_target *t)
+{
+	char name[48], hex[2 * MAX_HANDLE_SZ + 1] = "", phex[2 * PATH_MAX + 1];
+	FILE *f;
+	int fd, rc;
+
+	job_file(j, "target", name);
+	fd = openat(j->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	f = fd < 0 ? NULL : fdopen(fd, "w");
+	if (!f) {
+		rc = -errno;
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	if (t->have_handle)
+		sodium_bin2hex(hex, sizeof(hex), (const uint8_t *)t->fh.h.f_handle,
+			       t->fh.h.handle_bytes);
+	sodium_bin2hex(phex, sizeof(phex), (const uint8_t *)t->bpath, strlen(t->bpath));
+	fprintf(f, "%s\n%llu %llu\n%lld %ld %lld %ld\n%d %s\n%s\n", REDATA_MAGIC,
+		(unsigned long long)t->dev, (unsigned long long)t->ino,
+		(long long)t->times[0].tv_sec, t->times[0].tv_nsec, (long long)t->times[1].tv_sec,
+		t->times[1].tv_nsec, t->have_handle ? t->fh.h.handle_type : -1,
+		t->have_handle ? hex : "-", phex);
+	rc = fflush(f) == 0 && fsync(fd) == 0 ? 0 : -errno;
+	fclose(f);
+	return rc;
+}
+
+_Static_assert(MAX_HANDLE_SZ == 128 && PATH_MAX == 4096, "field widths in target_read");
+
+static int target_read(const struct job *j, struct job_target *t)
+{
+	char name[48], hex[2 * MAX_HANDLE_SZ + 2], phex[2 * PATH_MAX + 2], magic[32];
+	unsigned long long dev, ino;
+	long long as, ms;
+	size_t hlen = 0, plen = 0;
+	int fd, type, ok;
+	FILE *f;
+
+	job_file(j, "target", name);
+	fd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC);
+	f = fd < 0 ? NULL : fdopen(fd, "r");
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
+		return -EBADMSG;
+	}
+	memset(t, 0, sizeof(*t));
+	ok = fgets(magic, sizeof(magic), f) && strcmp(magic, REDATA_MAGIC "\n") == 0 &&
+	     fscanf(f, "%llu %llu %lld %ld %lld %ld %d %257s %8193s", &dev, &ino, &as,
+		    &t->times[0].tv_nsec, &ms, &t->times[1].tv_nsec, &type, hex, phex) == 9;
+	fclose(f);
+	if (!ok || sodium_hex2bin((uint8_t *)t->bpath, sizeof(t->bpath) - 1, phex, strlen(phex),
+				  NULL, &plen, NULL) != 0)
+		return -EBADMSG;
+	t->dev = (dev_t)dev, t->ino = (ino_t)ino;
+	t->times[0].tv_sec = (time_t)as, t->times[1].tv_sec = (time_t)ms;
+	t->have_handle = type != -1 && sodium_hex2bin((uint8_t *)t->fh.h.f_handle, MAX_HANDLE_SZ,
+						      hex, strlen(hex), NULL, &hlen, NULL) == 0;
+	t->fh.h.handle_bytes = (unsigned)hlen;
+	t->fh.h.handle_type = type;
+	return 0;
+}
+
+/* Removes a job's files; the directory is synced so a finished job never comes back. */
+static void job_remove(const struct job *j)
+{
+	static const char *const suffixes[] = {"ready", "new", "target"};
+	char name[48];
+
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(*suffixes); i++) {
+		job_file(j, suffixes[i], name);
+		unlinkat(j->dirfd, name, 0);
+	}
+	fsync(j->dirfd);
+}
+
+/* ---- contents ---- */
+
+/* The next data extent of fd in [pos, end), by SEEK_DATA: holes are never read. 1, 0 or -errno. */
+static int data_extent(int fd, off_t pos, off_t end, off_t *start, off_t *stop)
+{
+	off_t d = lseek(fd, pos, SEEK_DATA), h;
+
+	if (d < 0)
+		return errno == ENXIO ? 0 : -errno;
+	if (d >= end)
+		return 0;
+	h = lseek(fd, d, SEEK_HOLE);
+	if (h < 0)
+		return -errno;
+	*start = d;
+	*stop = h < end ? h : end;
+	return 1;
+}
+
+/* Re-encrypts plaintext [off, end) of the file on fd into the job's file on jfd. */
+static int reencrypt_range(struct redata *rd, int fd, struct file_crypt *ofc, int jfd,
+			   struct file_crypt *nfc, uint64_t off, uint64_t end, char *buf)
+{
+	size_t piece = REDATA_PIECE_CHUNKS * rd->vk.geom.size;
+	ssize_t n;
+
+	for (; off < end; off += (uint64_t)n) {
+		n = fileio_read(fd, &rd->vk, ofc, buf, end - off < piece ? end - off : piece, off);
+		if (n == 0)
+			return -EIO; /* shorter than its size said */
+		if (n > 0)
+			n = fileio_write(jfd, &rd->vk, nfc, buf, (size_t)n, off);
+		if (n < 0)
+			return (int)n;
+	}
+	return 0;
+}
+
+/* Every chunk that holds data, re-encrypted; chunks in holes stay holes. */
+static int reencrypt(struct redata *rd, int fd, struct file_crypt *ofc, int jfd,
+		     struct file_crypt *nfc, uint64_t plain)
+{
+	const struct chunk_geom *g = &rd->vk.geom;
+	uint64_t stored = g->size + g->overhead, done = 0, first, last;
+	off_t pos = HEADER_LEN, s, e, end = (off_t)geom_backing_size(g, plain);
+	char *buf = malloc(REDATA_PIECE_CHUNKS * g->size);
+	int rc = buf ? 1 : -ENOMEM;
+
+	while (rc == 1 && (rc = data_extent(fd, pos, end, &s, &e)) == 1) {
+		first = ((uint64_t)(s < HEADER_LEN ? HEADER_LEN : s) - HEADER_LEN) / stored;
+		last = ((uint64_t)e - 1 - HEADER_LEN) / stored;
+		first = first * g->size < done ? done / g->size : first;
+		done = (last + 1) * g->size < plain ? (last + 1) * g->size : plain;
+		if (first * g->size < done)
+			rc = reencrypt_range(rd, fd, ofc, jfd, nfc, first * g->size, done, buf);
+		rc = rc == 0 ? 1 : rc;
+		pos = e;
+	}
+	if (buf)
+		sodium_memzero(buf, REDATA_PIECE_CHUNKS * g->size);
+	free(buf);
+	if (rc == 0 && fileio_size(jfd, g, &done) == 0 && done < plain)
+		rc = fileio_truncate(jfd, &rd->vk, nfc, plain); /* a hole at the end */
+	return rc;
+}
+
+/* Copies the user.* xattrs of src (as stored: sealed values, backing names) onto dst. */
+static int xattrs_copy(int src, int dst)
+{
+	char *names = malloc(XATTR_LIST_MAX), *val = malloc(XATTR_SIZE_MAX);
+	ssize_t len = names && val ? flistxattr(src, names, XATTR_LIST_MAX) : -1, n;
+	int rc = names && val ? 0 : -ENOMEM;
+
+	if (rc == 0 && len < 0)
+		rc = errno == ENOTSUP ? 0 : -errno;
+	for (ssize_t i = 0; rc == 0 && i < len; i += (ssize_t)strlen(names + i) + 1) {
+		if (!xattr_is_encrypted(names + i))
+			continue;
+		n = fgetxattr(src, names + i, val, XATTR_SIZE_MAX);
+		if (n < 0 || fsetxattr(dst, names + i, val, (size_t)n, 0) != 0)
+			rc = -errno;
+	}
+	free(names);
+	free(val);
+	return rc;
+}
+
+/* Zeroes [off, off+len) of fd, as a hole where the filesystem can punch one. */
+static int zero_range(int fd, off_t off, off_t len)
+{
+	static const char zeros[4096];
+	ssize_t n;
+
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
+		return 0;
+	if (errno != EOPNOTSUPP)
+		return -errno;
+	for (; len > 0; off += n, len -= n) {
+		n = pwrite(fd, zeros, len < (off_t)sizeof(zeros) ? (size_t)len : sizeof(zeros),
+			   off);
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+	}
+	return 0;
+}
+
+static int copy_range(int src, int dst, off_t off, off_t len, char *buf)
+{
+	ssize_t n;
+
+	for (; len > 0; off += n, len -= n) {
+		n = pread(src, buf, len < REDATA_COPY ? (size_t)len : REDATA_COPY, off);
+		if (n > 0 && pwrite(dst, buf, (size_t)n, off) != n)
+			return errno ? -errno : -EIO;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+	}
+	return 0;
+}
+
+/*
+ * Lays the job's file over the target, byte for byte (holes as holes), with its xattrs and
+ * the target's old times, then syncs. Idempotent: a crash here is repaired by doing it again.
+ */
+static int job_apply(int jfd, int tfd, const struct job_target *t)
+{
+	char *buf = malloc(REDATA_COPY);
+	struct stat js;
+	off_t pos = 0, s, e;
+	int rc = buf ? 0 : -ENOMEM;
+
+	if (rc == 0 && (fstat(jfd, &js) != 0 || ftruncate(tfd, js.st_size) != 0))
+		rc = -errno;
+	while (rc == 0 && pos < js.st_size) {
+		rc = data_extent(jfd, pos, js.st_size, &s, &e);
+		if (rc == 0)
+			s = e = js.st_size; /* a hole to the end */
+		rc = rc < 0 ? rc : s > pos ? zero_range(tfd, pos, s - pos) : 0;
+		if (rc == 0 && e > s)
+			rc = copy_range(jfd, tfd, s, e - s, buf);
+		pos = e;
+	}
+	free(buf);
+	if (rc == 0)
+		rc = xattrs_copy(jfd, tfd);
+	if (rc == 0 && (futimens(tfd, t->times) != 0 || fsync(tfd) != 0))
+		rc = -errno;
+	return rc;
+}
+
+/* ---- one file ---- */
+
+/* Writes the job's new file (contents and xattrs under a fresh DEK), then commits it. */
+static int job_prepare(struct redata *rd, const struct job *j, int fd, struct file_crypt *ofc,
+		       const struct job_target *t, uint8_t new_id[FILE_ID_LEN])
+{
+	struct file_crypt nfc = {0};
+	char name[48], ready[48];
+	uint64_t plain;
+	int jfd, rc;
+
+	job_file(j, "new", name);
+	job_file(j, "ready", ready);
+	jfd = openat(j->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (jfd < 0)
+		return -errno;
+	rc = fileio_size(fd, &rd->vk.geom, &plain);
+	if (rc == 0)
+		rc = fileio_create(jfd, &rd->vk, &nfc);
+	if (rc == 0)
+		rc = reencrypt(rd, fd, ofc, jfd, &nfc, plain);
+	if (rc == 0)
+		rc = xattrs_copy(fd, jfd);
+	if (rc == 0)
+		rc = xattr_rekey_fd(jfd, rd->nk, ofc->dek, ofc->hdr.file_id, nfc.dek,
+				    nfc.hdr.file_id);
+	memcpy(new_id, nfc.hdr.file_id, FILE_ID_LEN);
+	fileio_drop(&nfc);
+	if (rc == 0 && fsync(jfd) != 0)
+		rc = -errno;
+	close(jfd);
+	if (rc == 0)
+		rc = target_write(j, t);
+	if (rc == 0 && renameat(j->dirfd, name, j->dirfd, ready) != 0) /* the commit */
+		rc = -errno;
+	if (rc == 0 && fsync(j->dirfd) != 0)
+		rc = -errno;
+	return rc;
+}
+
+/* Copies the committed job over the target. */
+static int job_finish(const struct job *j, int tfd, const struct job_target *t)
+{
+	char ready[48];
+	int jfd, rc;
+
+	job_file(j, "ready", ready);
+	jfd = openat(j->dirfd, ready, O_RDONLY | O_CLOEXEC);
+	if (jfd < 0)
+		return -errno;
+	rc = job_apply(jfd, tfd, t);
+	close(jfd);
+	if (rc == 0)
+		job_remove(j);
+	return rc;
+}
+
+/* Where the file is, and its times, for JOB.target. */
+static void target_describe(int fd, const struct stat *st, const char *bpath, struct job_target *t)
+{
+	int mount_id;
+
+	memset(t, 0, sizeof(*t));
+	t->dev = st->st_dev;
+	t->ino = st->st_ino;
+	t->times[0] = st->st_atim;
+	t->times[1] = st->st_mtim;
+	snprintf(t->bpath, sizeof(t->bpath), "%s", bpath);
+	t->fh.h.handle_bytes = MAX_HANDLE_SZ;
+	t->have_handle = name_to_handle_at(fd, "", &t->fh.h, &mount_id, AT_EMPTY_PATH) == 0;
+}
+
+/* The file's DEK now in use, for the daemon's open handles; the page cache stays valid. */
+static void inode_reload(struct redata *rd, struct kinode *ino, int fd)
+{
+	if (ino->fc.dek) {
+		fileio_drop(&ino->fc);
+		if (fileio_load(fd, &rd->vk, &ino->fc) != 0)
+			log_msg(LOG_ERR, "re-encrypt: the new key of a file did not load");
+	}
+	if (ino->cached_valid)
+		ino->cached_valid = fstat(fd, &ino->cached) == 0;
+}
+
+static void redata_audit(struct redata *rd, const struct audit_actor *actor,
+			 const uint8_t old_id[FILE_ID_LEN], const uint8_t new_id[FILE_ID_LEN],
+			 int rc)
+{
+	struct audit_event ev = {.op = "redata", .kek = keyring_active_version(rd->cfg.kr)};
+	char a[2 * FILE_ID_LEN + 1], b[2 * FILE_ID_LEN + 1], detail[96];
+
+	sodium_bin2hex(a, sizeof(a), old_id, FILE_ID_LEN);
+	sodium_bin2hex(b, sizeof(b), new_id, FILE_ID_LEN);
+	snprintf(detail, sizeof(detail), "file %s new %s", a, b);
+	ev.detail = detail;
+	ev.result = rc == 0 ? "ok" : strerror(-rc);
+	ev.uid = actor->uid;
+	ev.pid = actor->pid;
+	if (audit_append(rd->cfg.audit_dir, rd->cfg.kr, &ev) != 0)
+		log_msg(LOG_ERR, "re-encrypt: cannot append to the audit log in %s",
+			rd->cfg.audit_dir);
+}
+
+/* Re-encrypts the file open on fd (inode st, backing path bpath); ino locked if mounted. */
+static int redata_locked(struct redata *rd, const struct job *j, int fd, const struct stat *st,
+			 const char *bpath, struct kinode *ino, const struct audit_actor *actor)
+{
+	struct file_crypt ofc = {0};
+	struct job_target t;
+	uint8_t new_id[FILE_ID_LEN] = {0};
+	int rc = fileio_load(fd, &rd->vk, &ofc);
+
+	target_describe(fd, st, bpath, &t);
+	if (rc == 0)
+		rc = job_prepare(rd, j, fd, &ofc, &t, new_id);
+	if (rc == 0)
+		rc = job_finish(j, fd, &t);
+	else
+		job_remove(j); /* not committed: the file was not touched */
+	if (rc == 0 && ino)
+		inode_reload(rd, ino, fd);
+	if (ofc.dek || rc == 0)
+		redata_audit(rd, actor, ofc.hdr.file_id, new_id, rc);
+	fileio_drop(&ofc);
+	return rc;
+}
+
+/* A fresh job in the journal directory (created if missing). */
+static int job_new(struct redata *rd, struct job *j)
+{
+	uint8_t id[16];
+
+	j->dirfd = journal_dir_open(rd->cfg.backing_fd, 1);
+	if (j->dirfd < 0)
+		return j->dirfd;
+	randombytes_buf(id, sizeof(id));
+	sodium_bin2hex(j->id, sizeof(j->id), id, sizeof(id));
+	return 0;
+}
+
+/*
+ * Opens the regular file at backing path bpath read-write (its inode in *st) and, with pfd, an
+ * O_PATH fd of it for the inode table (which must not hold a writable fd: exec would fail).
+ */
+static int target_open(struct redata *rd, char *bpath, struct stat *st, int *pfd)
+{
+	const char *last;
+	int dirfd = namepath_open_parent(rd->cfg.backing_fd, bpath, &last), fd;
+	struct stat ps;
+
+	if (dirfd < 0)
+		return dirfd;
+	fd = openat(dirfd, last, O_RDWR | O_NOFOLLOW | O_NOATIME | O_CLOEXEC);
+	if (fd < 0 && errno == EPERM) /* O_NOATIME needs ownership or CAP_FOWNER */
+		fd = openat(dirfd, last, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		fd = -(errno == ELOOP ? EINVAL : errno);
+	else if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode))
+		close(fd), fd = -EINVAL;
+	if (fd >= 0 && pfd) {
+		*pfd = openat(dirfd, last, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (*pfd < 0 || fstat(*pfd, &ps) != 0 || ps.st_ino != st->st_ino) {
+			if (*pfd >= 0)
+				close(*pfd);
+			close(fd), fd = -EAGAIN; /* replaced under us: try again */
+		}
+	}
+	close(dirfd);
+	return fd;
+}
+
+int redata_file(struct redata *rd, const char *rel, const struct audit_actor *actor, char *err,
+		size_t err_size)
+{
+	struct kinode *ino = NULL;
+	struct job j = {.dirfd = -1};
+	char bpath[PATH_MAX];
+	struct stat st;
+	int fd = -1, pfd = -1, rc;
+
+	rc = namepath_encrypt(rd->cfg.backing_fd, rd->nk, rd->cfg.vol->root_dir_id, rel, bpath,
+			      sizeof(bpath));
+	if (rc == 0)
+		rc = fd = target_open(rd, bpath, &st, rd->cfg.inodes ? &pfd : NULL);
+	if (rc >= 0 && pfd >= 0 && !(ino = inode_table_get(rd->cfg.inodes, pfd, &st)))
+		rc = -ENOMEM;
+	if (rc >= 0)
+		rc = job_new(rd, &j);
+	if (ino)
+		pthread_rwlock_wrlock(&ino->lock);
+	if (rc >= 0)
+		rc = redata_locked(rd, &j, fd, &st, bpath, ino, actor);
+	if (ino) {
+		pthread_rwlock_unlock(&ino->lock);
+		inode_table_forget(rd->cfg.inodes, ino, 1);
+	}
+	if (rc == -EINVAL || rc == -EISDIR)
+		snprintf(err, err_size,
+			 "%s: not a regular file (only a file's contents have a DEK)", rel);
+	else if (rc == -EBADMSG)
+		snprintf(err, err_size, "%s: cannot be read (bad header or chunk): nothing changed",
+			 rel);
+	else if (rc < 0)
+		snprintf(err, err_size, "%s: %s", rel, strerror(-rc));
+	if (fd >= 0)
+		close(fd);
+	if (j.dirfd >= 0)
+		close(j.dirfd);
+	return rc < 0 ? rc : 0;
+}
+
+/* ---- after a crash ---- */
+
+/* The file a committed job was for, read-write; -ENOENT if it was deleted since. */
+static int target_find(struct redata *rd, struct job_target *t)
+{
+	const char *last;
+	struct stat st;
+	int fd = -1, dirfd;
+
+	if (t->have_handle)
+		fd = open_by_handle_at(rd->cfg.backing_fd, &t->fh.h, O_RDWR | O_CLOEXEC);
+	if (fd < 0 && (dirfd = namepath_open_parent(rd->cfg.backing_fd, t->bpath, &last)) >= 0) {
+		fd = openat(dirfd, last, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+		close(dirfd);
+	}
+	if (fd >= 0 && (fstat(fd, &st) != 0 || st.st_dev != t->dev || st.st_ino != t->ino)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd >= 0 ? fd : -ENOENT;
+}
+
+/* Finishes one committed job; 1 if a file was finished, 0 if it is gone, or -errno. */
+static int job_resume(struct redata *rd, const struct job *j)
+{
+	struct job_target t;
+	int fd, rc = target_read(j, &t);
+
+	if (rc != 0)
+		return rc;
+	fd = target_find(rd, &t);
+	if (fd == -ENOENT) {
+		job_remove(j);
+		return 0;
+	}
+	rc = job_finish(j, fd, &t);
+	close(fd);
+	return rc == 0 ? 1 : rc;
+}
+
+/* What a name in the journal directory is: its job id into j, and the suffix. */
+static const char *job_of(const char *name, struct job *j)
+{
+	const char *dot = strchr(name, '.');
+
+	if (!dot || dot - name != 32)
+		return NULL;
+	memcpy(j->id, name, 32);
+	j->id[32] = '\0';
+	return dot + 1;
+}
+
+int redata_resume(struct redata *rd, char *err, size_t err_size)
+{
+	struct job j = {.dirfd = journal_dir_open(rd->cfg.backing_fd, 0)};
+	int dfd = j.dirfd < 0 ? -1 : dup(j.dirfd), finished = 0, rc = 0, one;
+	DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
+	const char *suffix;
+	struct dirent *de;
+	char name[48];
+
+	if (j.dirfd == -ENOENT)
+		return 0;
+	while (d && (de = readdir(d)) != NULL) {
+		if (!(suffix = job_of(de->d_name, &j)))
+			continue;
+		job_file(&j, "ready", name);
+		if (strcmp(suffix, "ready") == 0 && (one = job_resume(rd, &j)) < 0)
+			rc = rc ? rc : one;
+		else if (strcmp(suffix, "ready") == 0)
+			finished += one;
+		else if (faccessat(j.dirfd, name, F_OK, 0) != 0)
+			job_remove(&j); /* never committed: the file was not touched */
+	}
+	if (!d)
+		rc = j.dirfd < 0 ? j.dirfd : -errno;
+	if (d)
+		closedir(d);
+	else if (dfd >= 0)
+		close(dfd);
+	if (j.dirfd >= 0)
+		close(j.dirfd);
+	if (rc < 0)
+		snprintf(err, err_size,
+			 "an interrupted re-encryption (.kekfs/%s) cannot be finished: %s",
+			 REDATA_DIR, strerror(-rc));
+	else if (finished)
+		log_msg(LOG_NOTICE, "re-encrypt: finished %d file%s interrupted by a crash",
+			finished, finished == 1 ? "" : "s");
+	return rc < 0 ? rc : finished;
+}
+
+int redata_pending(int backing_fd)
+{
+	int fd = journal_dir_open(backing_fd, 0), found = 0;
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	struct dirent *de;
+	struct job j;
+	const char *suffix;
+
+	while (d && !found && (de = readdir(d)) != NULL)
+		found = (suffix = job_of(de->d_name, &j)) && strcmp(suffix, "ready") == 0;
+	if (d)
+		closedir(d);
+	else if (fd >= 0)
+		close(fd);
+	return found;
+}

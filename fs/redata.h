@@ -1,0 +1,55 @@
+/*
+ * Re-encrypting a file's contents under a fresh DEK and file id (`kekfs rotate --data`), for
+ * data whose key may have been exposed. A KEK rotation only re-wraps the DEK; this replaces it.
+ *
+ * Crash-safe by a redo journal in .kekfs/redata: the whole new ciphertext (and the file's
+ * user.* xattrs, re-sealed) is first written and synced to JOB.new beside a JOB.target that
+ * names the file; the rename to JOB.ready commits the job; then JOB.ready is copied over the
+ * file in place. The file keeps its inode, so hard links, open handles and the kernel's page
+ * cache (the plaintext does not change) all stay right. A JOB.ready found later (after a
+ * crash) is copied again before the volume is used; a JOB.new alone is thrown away. No FUSE.
+ */
+#ifndef KEKFS_REDATA_H
+#define KEKFS_REDATA_H
+
+#include <stddef.h>
+
+#include "../keyring/audit.h"
+#include "inode_table.h"
+#include "volume.h"
+
+#define REDATA_DIR "redata" /* in .kekfs */
+
+struct redata_config {
+	int backing_fd;		    /* O_PATH fd of the backing directory (not owned) */
+	const struct volume *vol;   /* unlocked */
+	const struct keyring *kr;   /* unlocked */
+	const char *audit_dir;	    /* BACKING/.kekfs */
+	struct inode_table *inodes; /* the daemon's inodes when mounted, NULL offline */
+};
+
+struct redata;
+
+/* NULL: out of memory. */
+struct redata *redata_new(const struct redata_config *cfg);
+
+void redata_free(struct redata *rd);
+
+/*
+ * Re-encrypts the regular file at plaintext path rel (relative to the volume root). While it
+ * runs, the file's readers and writers wait (mounted). 0, or -errno with one line in err.
+ */
+int redata_file(struct redata *rd, const char *rel, const struct audit_actor *actor, char *err,
+		size_t err_size);
+
+/*
+ * Finishes every job a crash left committed, and removes uncommitted ones. Run before the
+ * volume is used (mount, offline commands). Returns how many files it finished, or -errno
+ * with one line in err (the journal is kept: the next run tries again).
+ */
+int redata_resume(struct redata *rd, char *err, size_t err_size);
+
+/* 1 if committed jobs wait in the volume at backing_fd (a read-only mount cannot finish them). */
+int redata_pending(int backing_fd);
+
+#endif
