@@ -16,6 +16,7 @@
 #include "../keyring/audit.h"
 
 #include "cli.h"
+#include "extopts.h"
 #include "secret.h"
 
 static const char init_usage[] =
@@ -27,6 +28,11 @@ static const char init_usage[] =
     "  --key-file FILE          unlock with a 32-byte key file (openssl rand -out FILE 32)\n"
     "  --passphrase-file FILE   unlock with the passphrase on the first line of FILE\n"
     "                           (without either, the passphrase is asked on the terminal)\n"
+    "  --pkcs11 SPEC [--pin-file F]\n"
+    "                           unlock with an AES key in a PKCS#11 token (see 'kekfs keys\n"
+    "                           --help'; the token is then the only way in)\n"
+    "  --kms-command 'PROG ARGS' [--kms-env VAR]...\n"
+    "                           unlock through a KMS plugin (docs/KMS-PLUGINS.md)\n"
     "  --keyring PATH           keep the keyring at PATH, outside the backing directory\n"
     "  --cipher NAME            xchacha20-poly1305 (default) or aes-256-gcm\n"
     "  --plaintext-names        store file names as given (default: encrypted with AES-SIV)\n"
@@ -99,6 +105,7 @@ static int init_parse(int argc, char **argv, struct init_opts *o)
 	    {"chunk-size", required_argument, NULL, 's'},
 	    {"plaintext-names", no_argument, NULL, 'P'},
 	    {"help", no_argument, NULL, 'h'},
+	    EXTERNAL_OPTIONS,
 	    {NULL, 0, NULL, 0},
 	};
 	int c;
@@ -137,8 +144,9 @@ static int init_parse(int argc, char **argv, struct init_opts *o)
 		case 'h':
 			fputs(init_usage, stdout);
 			exit(0);
-		default:
-			return cli_error("see 'kekfs init --help'");
+		default: /* the first slot may be a token or a KMS plugin */
+			if (external_option(c, optarg, &o->src, &o->src) != 0)
+				return cli_error("see 'kekfs init --help'");
 		}
 	}
 	if (optind != argc - 1)
@@ -206,9 +214,12 @@ int cmd_init(int argc, char **argv)
 		return 1;
 	randombytes_buf(volume_id, sizeof(volume_id));
 	rc = keyring_create(volume_id, &secret, &kr);
+	if (rc != KR_OK)
+		cli_error("cannot create keyring: %s",
+			  rc == KR_ERR_EXTERNAL ? secret.ext->msg : keyring_strerror(rc));
 	secret_free(&secret);
 	if (rc != KR_OK)
-		return cli_error("cannot create keyring: %s", keyring_strerror(rc)), 1;
+		return 1;
 	rc = volume_create(&vol, volume_id, o.cipher, o.chunk_shift, o.name_mode, kr);
 	if (rc == VOL_OK)
 		rc = init_write(&o, &vol, kr);

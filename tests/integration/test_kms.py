@@ -224,3 +224,15 @@ def test_each_plugin_failure_is_one_clear_line():
         os.unlink(good)
         msg = fails("mount", v.backing, v.mnt)
         assert "KMS plugin %s not found or not executable" % good in msg, msg
+
+
+def test_init_with_a_plugin():
+    base = make_tempdir("kms")
+    toy = plugin(base, "toy", TOY)
+    backing = os.path.join(base, "backing")
+    ok("init", "--kms-command", "%s %s" % (toy, os.path.join(base, "log")), backing)
+    assert "KEK v1: active" in ok("keys", "list", backing)  # no option: the only slot
+    failing = plugin(base, "failing", "echo 'no such key' >&2\nexit 1\n")
+    msg = fails("init", "--kms-command", failing, os.path.join(base, "refused"))
+    assert "cannot create keyring" in msg and "no such key" in msg, msg
+    assert not os.path.exists(os.path.join(base, "refused")), "a refused init left a directory"

@@ -210,3 +210,18 @@ def test_pin_wiped_from_daemon_memory():
         assert_eq(hits, 0, "copies of the PIN in the daemon's memory")
         for what in ("cmdline", "environ"):
             assert PIN.encode() not in read_file("/proc/%d/%s" % (v.daemon_pids[0], what))
+
+
+def test_init_straight_onto_the_token():
+    """kekfs init --pkcs11: the token is the volume's first and only slot; a missing key
+    leaves nothing behind."""
+    t = Token()
+    base = make_tempdir("p11init")
+    backing, refused = os.path.join(base, "backing"), os.path.join(base, "refused")
+    msg = t.fails("init", "--pkcs11", t.spec(), "--pin-file", t.pin_file, refused)
+    assert "has no secret key labelled 'kekfs-root'" in msg, msg
+    assert not os.path.exists(refused), "a refused init left a directory"
+    t.ok("keys", "create-token-key", "--pkcs11", t.spec(), "--pin-file", t.pin_file)
+    t.ok("init", "--pkcs11", t.spec(), "--pin-file", t.pin_file, backing)
+    out = t.ok("keys", "slots", "--pin-file", t.pin_file, backing)
+    assert_eq(out.strip(), "slot 1: PKCS#11 token key: " + t.spec(), "slots after init")
