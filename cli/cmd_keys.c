@@ -639,21 +639,12 @@ static int keys_change(struct keys_opts *o, enum kek_change change, uint32_t ver
 	return rc == 0 ? 0 : 1;
 }
 
-static const char *slot_type_name(int type)
-{
-	return type == KR_SECRET_KEYFILE  ? "key file"
-	       : type == KR_SECRET_RSA	  ? "RSA-4096 key pair"
-	       : type == KR_SECRET_PKCS11 ? "PKCS#11 token key"
-	       : type == KR_SECRET_KMS	  ? "KMS plugin"
-					  : "passphrase";
-}
-
 /* Records a slot change (its kind, never a secret) in the audit log. */
 static void slot_audit(const char *dir, const struct keyring *kr, const char *verb, int type,
 		       int rc)
 {
 	struct audit_event ev = {
-	    .op = verb, .detail = slot_type_name(type), .result = rc == KR_OK ? "ok" : "failed"};
+	    .op = verb, .detail = keyring_kind_name(type), .result = rc == KR_OK ? "ok" : "failed"};
 
 	audit_event_self(&ev);
 	ev.kek = keyring_active_version(kr);
@@ -681,10 +672,11 @@ static int slots_change(struct keys_opts *o, const char *verb, unsigned long ind
 	volume_paths_get(o->target, o->keyring, &paths);
 	if (strcmp(verb, "slots") == 0) {
 		for (size_t i = 0; i < keyring_slot_count(kr); i++)
-			printf(
-			    "slot %zu: %s%s%.*s\n", i + 1, slot_type_name(keyring_slot_type(kr, i)),
-			    keyring_slot_spec(kr, i)[0] ? ": " : "",
-			    (int)strcspn(keyring_slot_spec(kr, i), "\n"), keyring_slot_spec(kr, i));
+			printf("slot %zu: %s%s%.*s\n", i + 1,
+			       keyring_kind_name(keyring_slot_type(kr, i)),
+			       keyring_slot_spec(kr, i)[0] ? ": " : "",
+			       (int)strcspn(keyring_slot_spec(kr, i), "\n"),
+			       keyring_slot_spec(kr, i));
 	} else if (strcmp(verb, "remove-slot") == 0) {
 		type = index <= keyring_slot_count(kr) ? keyring_slot_type(kr, index - 1) : 0;
 		rc = keyring_slot_remove(kr, paths.keyring, index - 1);

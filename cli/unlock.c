@@ -1,6 +1,7 @@
 #include "unlock.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "../crypto/secmem.h"
 #include "../fs/redata.h"
@@ -16,6 +17,22 @@ void volume_paths_get(const char *backing, const char *keyring_opt, struct volum
 	else
 		snprintf(p->keyring, sizeof(p->keyring), "%s/%s/%s", backing, VOLUME_DIR,
 			 KEYRING_FILE);
+}
+
+/* The secret given fits no slot: say which kinds the keyring has, so the person can choose. */
+static int no_slot_error(const char *keyring)
+{
+	char kinds[256] = "";
+	unsigned mask = 0;
+
+	keyring_slot_kinds(keyring, &mask);
+	for (int t = KR_SECRET_PASSPHRASE; t <= KR_SECRET_KMS; t++)
+		if (mask & 1U << t)
+			snprintf(kinds + strlen(kinds), sizeof(kinds) - strlen(kinds), "%s%s",
+				 kinds[0] ? ", " : "", keyring_kind_name(t));
+	return cli_error(
+	    "cannot unlock %s: the keyring has no unlock slot of that kind; it has: %s", keyring,
+	    kinds);
 }
 
 int volume_unlock_all(const char *backing, const char *keyring_opt, const struct secret_source *src,
@@ -50,6 +67,8 @@ int volume_unlock_all(const char *backing, const char *keyring_opt, const struct
 		audit_note_failure(p.audit_dir, &ev);
 	if (rc == KR_ERR_EXTERNAL)
 		return cli_error("cannot unlock %s: %s", p.keyring, ext_msg);
+	if (rc == KR_ERR_NO_SLOT)
+		return no_slot_error(p.keyring);
 	if (rc == KR_ERR_MISSING && !keyring_opt)
 		return cli_error("no keyring at %s: if it is kept elsewhere, give --keyring PATH",
 				 p.keyring);

@@ -513,6 +513,24 @@ int keyring_slot_type(const struct keyring *kr, size_t i)
 	return kr->slots[i].type;
 }
 
+const char *keyring_kind_name(int type)
+{
+	switch (type) {
+	case KR_SECRET_PASSPHRASE:
+		return "passphrase";
+	case KR_SECRET_KEYFILE:
+		return "key file";
+	case KR_SECRET_RSA:
+		return "RSA-4096 key pair";
+	case KR_SECRET_PKCS11:
+		return "PKCS#11 token key";
+	case KR_SECRET_KMS:
+		return "KMS plugin";
+	default:
+		return "unknown";
+	}
+}
+
 const char *keyring_slot_spec(const struct keyring *kr, size_t i)
 {
 	return slot_is_external(kr->slots[i].type) ? kr->slots[i].spec : "";

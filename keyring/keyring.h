@@ -131,6 +131,9 @@ int keyring_expire(struct keyring *kr, const char *path, uint64_t now);
 size_t keyring_slot_count(const struct keyring *kr);
 int keyring_slot_type(const struct keyring *kr, size_t i); /* KR_SECRET_* */
 
+/* A person's name for a kind of slot (KR_SECRET_*): "key file", "PKCS#11 token key"... */
+const char *keyring_kind_name(int type);
+
 /* The spec of external slot i (token, key, program: no secret), or "" for other kinds. */
 const char *keyring_slot_spec(const struct keyring *kr, size_t i);
 

@@ -86,7 +86,8 @@ def test_token_only_volume_mounts_rotates_and_shreds():
     t = Token()
     with Volume(do_mount=False) as v:
         token_only_volume(t, v)
-        assert "no unlock slot of that kind" in t.fails("keys", "list", *v.key_args(), v.backing)
+        msg = t.fails("keys", "list", *v.key_args(), v.backing)
+        assert "no unlock slot of that kind; it has: PKCS#11 token key" in msg, msg
         mount_with(t, v, "--pin-file", t.pin_file)
         write_file(v.path("keep"), b"kept through rotation")
         write_file(v.path("gone"), b"shredded")
