@@ -36,7 +36,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 APP_OBJ  := $(FUSE_SRC:%.c=$(BUILD)/%.o) $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/test_%.c=$(BUILD)/tests/unit_%)
 
-.PHONY: all deps test demo bench cipher-speed format clean install
+.PHONY: all deps test demo bench bench-names cipher-speed format clean install
 all: $(BUILD)/kekfs $(UNIT_BIN)
 
 deps:
@@ -76,6 +76,12 @@ bench: deps
 	@for p in fio gocryptfs securefs rsync; do command -v $$p >/dev/null || \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$p >/dev/null || exit 1; done
 	@python3 tools/bench.py $(BUILD)/kekfs
+
+# What encrypted names cost on small files against --plaintext-names (issue 3); a section of
+# docs/BENCHMARKS.md. NAMES_BENCH_REPS, NAMES_BENCH_FILES: see tools/names_bench.py.
+bench-names: deps
+	@$(MAKE) --no-print-directory $(BUILD)/kekfs
+	@python3 tools/names_bench.py $(BUILD)/kekfs
 
 cipher-speed: $(BUILD)/cipher_speed
 	@$(BUILD)/cipher_speed

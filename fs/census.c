@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "fileio.h"
+#include "namedir.h"
 #include "walk.h"
 
 struct census_walk {
@@ -39,6 +40,35 @@ static void census_file(void *ctx, int dirfd, const char *name)
 		close(fd);
 }
 
+/*
+ * On an encrypted-names volume, each example becomes its path in the volume ("/docs/a"), so
+ * the person asking can tell which file it is; one that does not decrypt stays as found.
+ */
+static void census_plain_names(int backing_fd, const struct volume *vol, struct census *c)
+{
+	char proc[64], root[PATH_MAX], plain[PATH_MAX];
+	struct name_keys *nk;
+	ssize_t n;
+
+	if (vol->name_mode != NAMES_AES_SIV || !vol->name_key || c->nexamples == 0)
+		return;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", backing_fd);
+	n = readlink(proc, root, sizeof(root) - 1);
+	nk = n > 0 ? name_keys_new(vol->name_key) : NULL;
+	if (!nk)
+		return;
+	root[n] = '\0';
+	for (unsigned i = 0; i < c->nexamples; i++) {
+		const char *rel = c->examples[i] + n;
+
+		if (strncmp(c->examples[i], root, (size_t)n) == 0 && rel[0] == '/' &&
+		    namepath_decrypt(backing_fd, nk, vol->root_dir_id, rel, plain, sizeof(plain)) ==
+			0)
+			snprintf(c->examples[i], PATH_MAX, "%s", plain);
+	}
+	name_keys_free(nk);
+}
+
 void census_take(int backing_fd, const struct volume *vol, uint32_t version, struct census *c)
 {
 	struct census_walk w = {.c = c, .version = version};
@@ -47,6 +77,7 @@ void census_take(int backing_fd, const struct volume *vol, uint32_t version, str
 	memset(c, 0, sizeof(*c));
 	c->name_key = vol->cur.kek_version == version;
 	walk_regular_files(backing_fd, vol->name_mode == NAMES_AES_SIV, &never, census_file, &w);
+	census_plain_names(backing_fd, vol, c);
 }
 
 /* "needed by 3 files and the name key, e.g. /b/x, /b/y" */

@@ -19,7 +19,8 @@ struct census {
 	uint64_t unreadable; /* headers that could not be read at all */
 	int name_key;	     /* the volume's name key uses it */
 	unsigned nexamples;
-	char examples[CENSUS_EXAMPLES][PATH_MAX]; /* backing paths of the first files found */
+	/* The first files found: backing paths, or paths in the volume when names are encrypted */
+	char examples[CENSUS_EXAMPLES][PATH_MAX];
 };
 
 /* Counts what still uses KEK version in the volume at backing_fd. */

@@ -127,7 +127,29 @@ static int orphan_side(int dirfd, const char *name)
 	       fstatat(dirfd, name + 1, &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT;
 }
 
-/* 0 if the directory holds only its id and orphaned side files (dropped), else -ENOTEMPTY. */
+/*
+ * A directory a crash left under its temporary name (namedir_mkdir): removed with its id, if
+ * that is all it holds. Never one being made: the kernel does not run a mkdir in a directory
+ * while that directory is being removed or renamed over. 1 if name was one and is gone.
+ */
+static int drop_tmpdir(int dirfd, const char *name)
+{
+	int fd;
+
+	if (strncmp(name, NAME_TMPDIR_PREFIX, sizeof(NAME_TMPDIR_PREFIX) - 1) != 0)
+		return 0;
+	fd = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0) {
+		unlinkat(fd, NAME_DIRID_FILE, 0);
+		close(fd);
+	}
+	return unlinkat(dirfd, name, AT_REMOVEDIR) == 0;
+}
+
+/*
+ * 0 if the directory holds only its id and what crashes leave (orphaned side files and
+ * temporary directories, dropped), else -ENOTEMPTY.
+ */
 static int only_id_left(int dirfd)
 {
 	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -148,7 +170,7 @@ static int only_id_left(int dirfd)
 			continue;
 		if (orphan_side(dirfd, n))
 			unlinkat(dirfd, n, 0);
-		else
+		else if (!drop_tmpdir(dirfd, n))
 			rc = -ENOTEMPTY;
 	}
 	closedir(d);

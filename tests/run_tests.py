@@ -10,6 +10,9 @@ Runs
     report at exit, counts one extra failure);
   * every function test_* of every module tests/integration/test_*.py, in
     file order; a test raising kekfs_harness.Skip is counted as skipped.
+    Modules that set NAME_MODES run each test on plaintext and on encrypted
+    names, named test_mod.test_x[plaintext-names] / [encrypted-names]; a
+    test that picks its mode itself runs once, named after the mode it used.
 
 Prints one line per test (PASS name / FAIL name: reason / SKIP name: reason)
 and ends with exactly one line "N passed, N failed[, N skipped]".  Exit
@@ -276,6 +279,39 @@ def collect_integration(args):
     return res
 
 
+def name_mode_runs(mod, funcs):
+    """(line, name, function, name mode) in file order. A module whose tests depend on how
+    names are stored sets NAME_MODES = ("plaintext", "encrypted"): each of its tests runs on
+    each mode (KEKFS_TEST_NAMES), except one that chose its mode itself; elsewhere the
+    mode is None (the harness default, or KEKFS_TEST_NAMES as given)."""
+    modes = getattr(mod, "NAME_MODES", None) or (None,)
+    return [(line, n, f, m) for line, n, f in sorted(funcs, key=lambda t: t[0]) for m in modes]
+
+
+def mode_label(*modes):
+    """"[encrypted-names]" after a test's name; nothing for a test without a mode."""
+    modes = [m for m in modes if m]
+    return "[%s]" % ",".join("%s-names" % m for m in sorted(modes)) if modes else ""
+
+
+def names_env_set(harness, mode):
+    """Sets KEKFS_TEST_NAMES for one run of a test (when it has a mode) and clears the
+    harness's record of the modes its Volumes use; returns what to restore."""
+    harness.NAMES_SEEN.update(modes=set(), from_env=False)
+    saved = os.environ.get("KEKFS_TEST_NAMES")
+    if mode:
+        os.environ["KEKFS_TEST_NAMES"] = mode
+    return (mode, saved)
+
+
+def names_env_restore(env_names):
+    mode, saved = env_names
+    if mode and saved is None:
+        os.environ.pop("KEKFS_TEST_NAMES", None)
+    elif mode:
+        os.environ["KEKFS_TEST_NAMES"] = saved
+
+
 def run_integration_tests(args, counts, harness, tmp_root):
     for modname, path in collect_integration(args):
         try:
@@ -294,9 +330,10 @@ def run_integration_tests(args, counts, harness, tmp_root):
                  for n, f in vars(mod).items()
                  if n.startswith("test_") and callable(f) and inspect.isfunction(f)
                  and f.__module__ == mod.__name__]
-        for _, fname, fn in sorted(funcs, key=lambda t: t[0]):
-            name = "%s.%s" % (modname, fname)
-            if args.k and not any(k in name for k in args.k):
+        chose_mode = set()  # tests that chose their name mode: one run is enough
+        for _, fname, fn, mode in name_mode_runs(mod, funcs):
+            name = "%s.%s%s" % (modname, fname, mode_label(mode))
+            if fname in chose_mode or (args.k and not any(k in name for k in args.k)):
                 continue
             if args.list:
                 out(name)
@@ -305,6 +342,7 @@ def run_integration_tests(args, counts, harness, tmp_root):
             t0 = time.monotonic()
             wd = Watchdog(timeout, tmp_root, harness)
             status = None
+            env_names = names_env_set(harness, mode)
             try:
                 os.chdir(REPO)
                 with wd:
@@ -327,10 +365,14 @@ def run_integration_tests(args, counts, harness, tmp_root):
                     status = ("FAIL", "timed out after %ss (daemons killed); then: %s"
                               % (timeout, status[1] or "passed"))
             finally:
+                names_env_restore(env_names)
                 try:
                     os.chdir(REPO)
                 except OSError:
                     pass
+            if mode and not harness.NAMES_SEEN["from_env"]:
+                chose_mode.add(fname)
+                name = "%s.%s%s" % (modname, fname, mode_label(*harness.NAMES_SEEN["modes"]))
             dt = time.monotonic() - t0
             if status[0] == "PASS":
                 counts.passed += 1

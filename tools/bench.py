@@ -32,6 +32,8 @@ SMALL_FILES = max(1000, int(20000 * SCALE))
 SMALL_DIRS = 100
 TREE_BYTES = max(32, int(500 * SCALE)) * MIB
 TREE_FILES = max(200, int(2000 * SCALE))
+# The section tools/names_bench.py writes into the same document; make bench keeps it.
+NAMES_HEADING = "## Encrypted names: cost on small files"
 ALL_SYSTEMS = ["kekfs", "gocryptfs", "securefs", "passthrough", "passthrough-wb", "plain"]
 PEERS = ["kekfs-base", "gocryptfs", "securefs", "passthrough", "passthrough-wb"]
 
@@ -55,12 +57,12 @@ def timed(fn):
 class System:
     """One mounted filesystem under test (or the plain directory)."""
 
-    def __init__(self, name, base, kekfs, pt_ll):
+    def __init__(self, name, base, kekfs, pt_ll, init_args=()):
         self.name, self.base, self.proc = name, os.path.join(base, name), None
         self.backing, self.mnt = self.base + "/backing", self.base + "/mnt"
         os.makedirs(self.backing)
         os.makedirs(self.mnt)
-        self.kekfs, self.pt_ll = kekfs, pt_ll
+        self.kekfs, self.pt_ll, self.init_args = kekfs, pt_ll, list(init_args)
 
     def mount(self, keydir):
         key, pw = keydir + "/key", keydir + "/pass"
@@ -68,7 +70,8 @@ class System:
             self.mnt = self.backing
             return
         if self.name.startswith("kekfs"):
-            sh([self.kekfs, "init", "--key-file", key, self.backing], stdout=subprocess.DEVNULL)
+            sh([self.kekfs, "init", "--key-file", key] + self.init_args + [self.backing],
+               stdout=subprocess.DEVNULL)
             cmd = [self.kekfs, "mount", "-f", "--key-file", key, self.backing, self.mnt]
         elif self.name == "gocryptfs":
             sh(["gocryptfs", "-q", "-init", "-passfile", pw, self.backing],
@@ -150,17 +153,7 @@ def workloads(sysm, data):
         except subprocess.CalledProcessError:
             r["rand 4k 70/30 %s IOPS" % label] = None
     os.unlink(rnd)
-    small = m + "/small"
-    os.mkdir(small)
-    try:
-        r["small create files/s"] = SMALL_FILES / timed(
-            lambda: sh(["tar", "-xf", data + "/small.tar", "-C", small]))
-        drop_caches()
-        r["small ls -lR files/s"] = SMALL_FILES / timed(
-            lambda: sh("ls -lR '%s' > /dev/null" % small))
-        r["small rm -rf files/s"] = SMALL_FILES / timed(lambda: sh(["rm", "-rf", small]))
-    except subprocess.CalledProcessError:
-        subprocess.run(["rm", "-rf", small])
+    r.update(small_files(m, data))
     r["rsync into MiB/s"] = TREE_BYTES / MIB / timed(
         lambda: sh(["rsync", "-a", data + "/tree/", m + "/tree/"]))
     drop_caches()
@@ -170,17 +163,39 @@ def workloads(sysm, data):
     return r
 
 
-def make_data(data):
-    """The small-file tarball and the mixed-size tree, made once on tmpfs."""
-    rng = random.Random(7)
+def small_files(m, data, nfiles=None):
+    """Small files under mount m: tar -x of small.tar, ls -lR after dropping caches, rm -rf;
+    {figure: files/s}, figures missing when tar fails."""
+    nfiles, r, small = nfiles or SMALL_FILES, {}, m + "/small"
+    os.mkdir(small)
+    try:
+        r["small create files/s"] = nfiles / timed(
+            lambda: sh(["tar", "-xf", data + "/small.tar", "-C", small]))
+        drop_caches()
+        r["small ls -lR files/s"] = nfiles / timed(
+            lambda: sh("ls -lR '%s' > /dev/null" % small))
+        r["small rm -rf files/s"] = nfiles / timed(lambda: sh(["rm", "-rf", small]))
+    except subprocess.CalledProcessError:
+        subprocess.run(["rm", "-rf", small])
+    return r
+
+
+def make_small_tar(data, rng, nfiles=None):
+    """small.tar in data: nfiles random files of 4 KiB spread over SMALL_DIRS directories."""
     src = data + "/small-src"
-    for i in range(SMALL_FILES):
+    for i in range(nfiles or SMALL_FILES):
         d = "%s/d%03d" % (src, i % SMALL_DIRS)
         os.makedirs(d, exist_ok=True)
         with open("%s/f%05d" % (d, i), "wb") as f:
             f.write(rng.randbytes(4096))
     sh(["tar", "-cf", data + "/small.tar", "-C", src, "."])
     shutil.rmtree(src)
+
+
+def make_data(data):
+    """The small-file tarball and the mixed-size tree, made once on tmpfs."""
+    rng = random.Random(7)
+    make_small_tar(data, rng)
     weights = [rng.lognormvariate(0, 2) for _ in range(TREE_FILES)]
     total = sum(weights)
     blob = os.urandom(8 * MIB)
@@ -285,9 +300,19 @@ def report(systems, results, rss, out):
            "back out after dropping caches" % (TREE_BYTES // MIB, TREE_FILES),
            "", "## Results", ""] + lines + ["", "## Ratios (kekfs / peer, medians)", ""] + \
         ratio_lines + ["", "Peak RSS of the daemons over the whole run: " + rss_line, ""]
+    old = open(out).read() if os.path.exists(out) else ""
     with open(out, "w") as f:
-        f.write("\n".join(doc))
+        f.write("\n".join(doc) + doc_section(old, NAMES_HEADING))
     print("wrote " + out)
+
+
+def doc_section(text, heading):
+    """The section of a Markdown text under heading, up to the next "## " ("" if none)."""
+    start = text.find(heading + "\n")
+    if start < 0:
+        return ""
+    end = text.find("\n## ", start + len(heading))
+    return text[start:] if end < 0 else text[start:end + 1]
 
 
 def main():

@@ -428,6 +428,11 @@ def force_unmount(mountpoint, pids=None):
 # --------------------------------------------------------------------------
 # Volume
 
+# The name modes the Volumes of the running test used, and whether any took the mode from
+# KEKFS_TEST_NAMES (the runner runs such tests again on the other mode, see NAME_MODES in
+# tests/run_tests.py). The runner resets it before each test.
+NAMES_SEEN = {"modes": set(), "from_env": False}
+
 
 class Volume(object):
     """Context manager: creates a temp dir holding BACKING, MOUNTPOINT and a
@@ -455,9 +460,13 @@ class Volume(object):
         # bpath(name) finds a file's backing object) or "encrypted" (kekfs's default; use
         # backing_path() to map a plaintext path)
         # KEKFS_TEST_NAMES=encrypted runs every test that does not choose on encrypted names
-        names = names or os.environ.get("KEKFS_TEST_NAMES", "plaintext")
+        if names is None:
+            names = os.environ.get("KEKFS_TEST_NAMES", "plaintext")
+            NAMES_SEEN["from_env"] = True
         assert names in ("plaintext", "encrypted")
+        NAMES_SEEN["modes"].add(names)
         self.names = names
+        self._root_names = {}
         self.base = None
         self.daemon_pids = []
         self.fg_proc = None
@@ -485,14 +494,20 @@ class Volume(object):
         return os.path.join(self.backing, *parts)
 
     def backing_path(self, *parts):
-        """Backing path of a plaintext path inside the volume (`kekfs path encrypt`)."""
+        """Backing path of a plaintext path inside the volume (`kekfs path encrypt`). Names
+        in the root are remembered: the root's directory id never changes."""
         if self.names == "plaintext":
             return self.bpath(*parts)
-        r = run_kekfs("path", "encrypt", *(self.key_args() + [self.backing,
-                                                              os.path.join(*parts)]))
+        rel = os.path.join(*parts)
+        if rel in self._root_names:
+            return self._root_names[rel]
+        r = run_kekfs("path", "encrypt", *(self.key_args() + [self.backing, rel]))
         if r.returncode != 0:
             raise AssertionError("kekfs path encrypt failed: %r" % (r,))
-        return os.fsdecode(r.stdout.rstrip(b"\n"))
+        out = os.fsdecode(r.stdout.rstrip(b"\n"))
+        if "/" not in rel.strip("/"):
+            self._root_names[rel] = out
+        return out
 
     # ---- key args
     def key_args(self):
@@ -547,6 +562,7 @@ class Volume(object):
         return a + self.init_args + [self.backing]
 
     def init(self):
+        self._root_names = {}
         r = run_kekfs(*self.init_argv())
         if r.returncode != 0:
             raise AssertionError("kekfs init failed: %r" % (r,))
@@ -669,17 +685,41 @@ class Volume(object):
                     pass
 
     # ---- helpers on backing files
-    def backing_files(self):
-        """Relative paths of regular files in BACKING outside .kekfs."""
-        out = []
+    def _backing_walk(self):
+        """(directory, name) of every regular backing file outside the root's .kekfs."""
         for root, dirs, files in os.walk(self.backing):
-            rel = os.path.relpath(root, self.backing)
-            if rel == ".kekfs" or rel.startswith(".kekfs" + os.sep):
-                continue
-            if rel == ".":
+            if root == self.backing:
                 dirs[:] = [d for d in dirs if d != ".kekfs"]
             for f in files:
-                out.append(os.path.normpath(os.path.join(rel, f)))
+                yield root, f
+
+    def _name_internal(self, root, name):
+        """kekfs's own name files on an encrypted-name volume: a directory's id, and the
+        side file of a long name whose object is beside it (an orphan is a leftover)."""
+        if self.names != "encrypted":
+            return False
+        if name == ".kekfs.dirid":
+            return not os.path.basename(root).startswith(".kekfs.new.")
+        return name.startswith(".kekfs.long.") and os.path.lexists(os.path.join(root, name[1:]))
+
+    def backing_objects(self):
+        """Absolute paths of the backing objects of regular files (each starts with a
+        header), in either name mode."""
+        return [os.path.join(r, f) for r, f in self._backing_walk()
+                if not self._name_internal(r, f)]
+
+    def backing_files(self):
+        """Plaintext paths (relative to the volume root) of the regular files in BACKING, in
+        either name mode; an entry that does not decrypt (a leftover kekfs should have
+        removed) is listed as "?" + its backing path."""
+        out = []
+        for p in self.backing_objects():
+            rel = os.path.relpath(p, self.backing)
+            if self.names == "encrypted":
+                r = run_kekfs("path", "decrypt", *(self.key_args() + [self.backing, rel]))
+                rel = (os.fsdecode(r.stdout.rstrip(b"\n")).lstrip("/") if r.returncode == 0
+                       else "?" + rel)
+            out.append(os.path.normpath(rel))
         return out
 
     def expected_backing_size(self, size):

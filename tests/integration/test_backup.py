@@ -7,6 +7,9 @@ import stat
 from kekfs_harness import (Volume, make_tempdir, rmtree, compare_trees, run, write_file,
                            pattern, assert_eq, require_tools)
 
+# Run on plaintext and on encrypted names (tests/run_tests.py).
+NAME_MODES = ("plaintext", "encrypted")
+
 MiB = 1024 * 1024
 HOLE = 40 * MiB
 
@@ -119,21 +122,13 @@ def _rsync(src, dst, extra=()):
 
 
 def test_rsync_roundtrip():
-    rsync_roundtrip("plaintext")
-
-
-def test_rsync_roundtrip_encrypted_names():
-    rsync_roundtrip("encrypted")
-
-
-def rsync_roundtrip(names):
     require_tools("rsync")
     work = make_tempdir("rsync")
     try:
         src = make_tree(os.path.join(work, "src"))
         _assert_sparse_src(src)
         out = os.path.join(work, "out")
-        with Volume(names=names) as v:
+        with Volume() as v:
             dst = v.path("r")
             _rsync(src, dst)
             compare_trees(src, dst, check_root=True)
@@ -162,7 +157,6 @@ def rsync_roundtrip(names):
 
 
 test_rsync_roundtrip.timeout = 300
-test_rsync_roundtrip_encrypted_names.timeout = 300
 
 
 def _tar_copy(src, dst):
@@ -178,20 +172,12 @@ def _q(s):
 
 
 def test_tar_roundtrip():
-    tar_roundtrip("plaintext")
-
-
-def test_tar_roundtrip_encrypted_names():
-    tar_roundtrip("encrypted")
-
-
-def tar_roundtrip(names):
     require_tools("tar", "bash")
     work = make_tempdir("tar")
     try:
         src = make_tree(os.path.join(work, "src"))
         out = os.path.join(work, "out")
-        with Volume(names=names) as v:
+        with Volume() as v:
             dst = v.path("t")
             _tar_copy(src, dst)
             compare_trees(src, dst, check_root=True)
@@ -207,7 +193,6 @@ def tar_roundtrip(names):
 
 
 test_tar_roundtrip.timeout = 300
-test_tar_roundtrip_encrypted_names.timeout = 300
 
 
 def _unlink_keep_dir_mtime(b, d, n):

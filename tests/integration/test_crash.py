@@ -12,6 +12,9 @@ import time
 from kekfs_harness import (Volume, write_file, read_file, pattern, assert_eq, assert_bytes_eq,
                            is_mounted, wait_for, pid_alive, force_unmount)
 
+# Run on plaintext and on encrypted names (tests/run_tests.py).
+NAME_MODES = ("plaintext", "encrypted")
+
 C = 4096
 
 

@@ -26,6 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kekfs_harness import (Volume, compare_trees, make_tempdir, rmtree, fallocate,  # noqa: E402
                            FALLOC_FL_KEEP_SIZE, renameat2, RENAME_NOREPLACE, RENAME_EXCHANGE)
 
+# Run on plaintext and on encrypted names (tests/run_tests.py).
+NAME_MODES = ("plaintext", "encrypted")
+
 MiB = 1024 * 1024
 
 
@@ -486,7 +489,7 @@ class DiffTester(object):
         return self.nops
 
 
-def run_differential(seed, nops, cipher=None, chunk_size=None, verbose=False, names="plaintext"):
+def run_differential(seed, nops, cipher=None, chunk_size=None, verbose=False, names=None):
     plain_base = make_tempdir("plain")
     try:
         with Volume(cipher=cipher, chunk_size=chunk_size, names=names) as v:
@@ -517,17 +520,7 @@ def test_differential_aes_gcm_chunk_16k():
     run_differential(3, max(1, _ops() // 2), cipher="aes-256-gcm", chunk_size=16384)
 
 
-def test_differential_encrypted_names_seed_1():
-    run_differential(1, _ops(), names="encrypted")
-
-
-def test_differential_encrypted_names_seed_2():
-    run_differential(20240601, _ops(), names="encrypted")
-
-
 test_differential_seed_1.timeout = 300
-test_differential_encrypted_names_seed_1.timeout = 300
-test_differential_encrypted_names_seed_2.timeout = 300
 test_differential_seed_2.timeout = 300
 test_differential_aes_gcm_chunk_16k.timeout = 300
 
@@ -546,6 +539,8 @@ def main():
     ap.add_argument("--kekfs", default=None, help="kekfs binary (default build/kekfs)")
     ap.add_argument("--cipher", default=None)
     ap.add_argument("--chunk-size", type=_size, default=None, help="e.g. 4096, 16K, 1M")
+    ap.add_argument("--names", choices=("plaintext", "encrypted"), default=None,
+                    help="name mode (default: KEKFS_TEST_NAMES, else plaintext)")
     a = ap.parse_args()
     if a.kekfs:
         os.environ["KEKFS_BIN"] = os.path.abspath(a.kekfs)
@@ -553,13 +548,14 @@ def main():
     print("differential: ops=%d seed=%d" % (a.ops, seed), flush=True)
     rc = 0
     try:
-        run_differential(seed, a.ops, a.cipher, a.chunk_size, verbose=True)
+        run_differential(seed, a.ops, a.cipher, a.chunk_size, verbose=True, names=a.names)
     except kekfs_harness.Skip as e:
         print("skipped: %s" % e)
     except AssertionError as e:
         print("FAILED: %s" % e)
-        print("reproduce: python3 %s --ops %d --seed %d%s" % (
-            sys.argv[0], a.ops, seed, " --kekfs " + a.kekfs if a.kekfs else ""))
+        print("reproduce: python3 %s --ops %d --seed %d%s%s" % (
+            sys.argv[0], a.ops, seed, " --kekfs " + a.kekfs if a.kekfs else "",
+            " --names " + a.names if a.names else ""))
         rc = 1
     finally:
         if not os.environ.get("KEKFS_TEST_TMPDIR"):

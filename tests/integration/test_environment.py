@@ -9,6 +9,9 @@ from kekfs_harness import (Volume, write_file, read_file, pattern, assert_eq, as
                            run, kekfs_bin, make_tempdir, make_key_file)
 from test_errors import check_one_error_line
 
+# Run on plaintext and on encrypted names (tests/run_tests.py).
+NAME_MODES = ("plaintext", "encrypted")
+
 
 def test_disk_full_is_enospc_and_loses_nothing():
     """On a full backing filesystem writes fail with ENOSPC; earlier files stay intact and

@@ -9,6 +9,9 @@ from kekfs_harness import (Volume, run_kekfs, make_key_file, make_passphrase_fil
                            read_file, assert_eq, is_mounted, mount_entries, mounts_under,
                            find_daemon_pids, wait_for, pid_alive)
 
+# Run on plaintext and on encrypted names (tests/run_tests.py).
+NAME_MODES = ("plaintext", "encrypted")
+
 SENTINEL = b"sentinel data that must survive every failed attempt\n" * 100
 
 

@@ -10,6 +10,9 @@ from kekfs_harness import (Volume, write_file, read_file, pattern, assert_eq, as
                            run_kekfs, make_key_file, find_daemon_pids)
 from test_rotation import kekfs_ok, wait_rewrap_finished
 
+# Run on plaintext and on encrypted names (tests/run_tests.py).
+NAME_MODES = ("plaintext", "encrypted")
+
 
 def kekfs_fails(*args):
     r = run_kekfs(*args)
@@ -26,8 +29,9 @@ def test_destroy_refused_while_in_use_allowed_after_rewrap():
         write_file(v.path("a"), pattern(5000, 1))
         msg = kekfs_fails("keys", "destroy", "1", "--now", v.mnt)
         assert "active KEK" in msg, msg
+        ba, copy = v.backing_path("a"), os.path.join(v.base, "a.v1")
         v.umount()
-        shutil.copyfile(v.bpath("a"), v.bpath("..", "a.v1"))
+        shutil.copyfile(ba, copy)
         v.mount()
         for _ in range(2):
             kekfs_ok("rotate", v.mnt)
@@ -39,7 +43,7 @@ def test_destroy_refused_while_in_use_allowed_after_rewrap():
         assert "KEK v3: active" in out, out
         assert_bytes_eq(read_file(v.path("a")), pattern(5000, 1), "file after the destroys")
         v.umount()
-        shutil.copyfile(v.bpath("..", "a.v1"), v.bpath("a"))  # an old copy comes back
+        shutil.copyfile(copy, ba)  # an old copy comes back
         v.mount()
         try:
             read_file(v.path("a"))
@@ -57,14 +61,15 @@ def test_retire_with_census_and_force_then_restore():
     with Volume() as v:
         write_file(v.path("old"), b"old contents")
         write_file(v.path("keep"), b"keep me")
+        bold = v.backing_path("old")
         v.umount()
-        with open(v.bpath("old"), "rb") as f:
+        with open(bold, "rb") as f:
             v1_copy = f.read()
         v.mount()
         kekfs_ok("rotate", v.mnt)
         wait_rewrap_finished(v)
         v.umount()
-        with open(v.bpath("old"), "wb") as f:  # a copy wrapped by v1 alone comes back
+        with open(bold, "wb") as f:  # a copy wrapped by v1 alone comes back
             f.write(v1_copy)
         v.mount()
         msg = kekfs_fails("keys", "retire", "1", v.mnt)
@@ -134,8 +139,9 @@ def test_unlock_slots_add_remove_passwd():
     with Volume(passphrase="first pass phrase") as v:
         write_file(v.path("f"), b"slots")
         assert "unmount it first" in kekfs_fails("keys", "slots", *v.key_args(), v.backing)
+        bf = v.backing_path("f")  # (before the passphrase changes)
         v.umount()
-        before = read_file(v.bpath("f"))
+        before = read_file(bf)
         second = make_key_file(v.base, name="second")
         out = kekfs_ok("keys", "add-slot", "--new-key-file", second, *v.key_args(), v.backing)
         assert "2 unlock slots" in out, out
@@ -153,7 +159,7 @@ def test_unlock_slots_add_remove_passwd():
                                                  second, v.backing)
         assert "no unlock slot of that kind" in kekfs_fails(
             "mount", "--passphrase-file", newpass, v.backing, v.mnt)
-        assert_eq(read_file(v.bpath("f")), before, "slot changes touched a file")
+        assert_eq(read_file(bf), before, "slot changes touched a file")
         kekfs_ok("mount", "--key-file", second, v.backing, v.mnt)
         v.daemon_pids = find_daemon_pids(v.mnt)
         assert_eq(read_file(v.path("f")), b"slots", "file after the slot changes")

@@ -6,6 +6,9 @@ import re
 
 from kekfs_harness import Volume, Skip, find_daemon_pids, read_file, write_file, pattern
 
+# Run on plaintext and on encrypted names (tests/run_tests.py).
+NAME_MODES = ("plaintext", "encrypted")
+
 
 def daemon_pid(v):
     pids = find_daemon_pids(v.mnt)

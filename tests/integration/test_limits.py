@@ -8,6 +8,9 @@ import os
 from kekfs_harness import (Volume, write_file, read_file, pattern, assert_eq, run_kekfs,
                            wait_mounted, find_daemon_pids)
 
+# Run on plaintext and on encrypted names (tests/run_tests.py).
+NAME_MODES = ("plaintext", "encrypted")
+
 SYMLINK_MAX = 3031
 
 
@@ -31,11 +34,12 @@ def test_truncate_to_zero_rekeys_and_keeps_xattrs():
     with Volume() as v:
         write_file(v.path("f"), pattern(9000, 1))
         os.setxattr(v.path("f"), "user.colour", b"blue")
-        with open(v.bpath("f"), "rb") as f:
+        bf = v.backing_path("f")
+        with open(bf, "rb") as f:
             old_id = f.read(24)[8:24]
         with open(v.path("f"), "wb") as f:
             f.write(b"new contents")
-        with open(v.bpath("f"), "rb") as f:
+        with open(bf, "rb") as f:
             new_id = f.read(24)[8:24]
         assert old_id != new_id, "truncate to 0 kept the file id"
         assert_eq(os.getxattr(v.path("f"), "user.colour"), b"blue", "xattr after re-key")
@@ -49,8 +53,9 @@ def test_damaged_chunk_logs_one_line_naming_the_file():
     with Volume() as v:
         log = os.path.join(v.base, "daemon.log")
         write_file(v.path("victim"), pattern(3 * v.effective_chunk, 9))
+        bvictim = v.backing_path("victim")  # what the log names: the backing path
         v.umount()
-        with open(v.bpath("victim"), "r+b") as f:
+        with open(bvictim, "r+b") as f:
             f.seek(256 + v.effective_chunk + v.overhead + 30)
             b = f.read(1)
             f.seek(-1, 1)
@@ -66,7 +71,7 @@ def test_damaged_chunk_logs_one_line_naming_the_file():
         else:
             raise AssertionError("damaged chunk read without error")
         text = read_file(log).decode()
-        lines = [ln for ln in text.splitlines() if "victim" in ln]
+        lines = [ln for ln in text.splitlines() if bvictim in ln]
         assert lines, "no log line names the damaged file"
         assert "chunk 1 " in lines[0], "log line does not say which chunk: %r" % lines[0]
         assert read_file(v.key_file).hex() not in text, "key bytes in the log"

@@ -1,16 +1,18 @@
 """Encrypted names (the default for new volumes): lengths, Unicode and non-UTF-8 bytes,
 long names, directory ids, xattr names, hidden internals, tampering, `kekfs path`.
 
-The core's tests run on plaintext-name volumes (they read backing files by name); the
-differential and backup tests run on both modes (test_differential.py, test_backup.py).
+The core's mount-level tests run on both name modes (modules with NAME_MODES, see
+tests/run_tests.py); this module covers what only encrypted names do.
 """
 
 import errno
 import os
+import signal
+import subprocess
 import time
 
 from kekfs_harness import (Volume, write_file, read_file, assert_eq, assert_raises_errno,
-                           run_kekfs)
+                           run_kekfs, require_tools, wait_for)
 
 MARK = "PlainMark"
 
@@ -29,6 +31,32 @@ def _backing_entries(v):
             if os.path.isfile(p) and not os.path.islink(p):
                 seen.append(open(p, "rb").read().decode("latin-1"))
     return seen
+
+
+def _traced(pid):
+    """Every thread of pid has a tracer attached."""
+    try:
+        return all("\nTracerPid:\t0\n" not in open("/proc/%d/task/%s/status" % (pid, t)).read()
+                   for t in os.listdir("/proc/%d/task" % pid))
+    except OSError:
+        return False
+
+
+def _daemon_syscalls(v, fn):
+    """How many system calls the daemon (all its threads) makes while fn runs: strace -c."""
+    require_tools("strace")
+    (pid,), out = v.daemon_pids, os.path.join(v.base, "strace.txt")
+    tr = subprocess.Popen(["strace", "-f", "-c", "-o", out, "-p", str(pid)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: _traced(pid), 10.0), "strace did not attach to the daemon"
+        fn()
+    finally:
+        tr.send_signal(signal.SIGINT)
+        tr.wait(timeout=30)
+    total = [l.split() for l in open(out) if l.split()[-1:] == ["total"]]
+    assert total, "no strace summary in %s" % out
+    return int(total[0][3])  # % time, seconds, usecs/call, calls[, errors], total
 
 
 def _names_in(path):
@@ -106,8 +134,9 @@ def test_rename_directory_with_10000_entries_is_o1():
         before = {e: os.lstat(os.path.join(bdir, e)).st_ino for e in os.listdir(bdir)}
         top_before = set(os.listdir(v.backing))
         t0 = time.monotonic()
-        os.rename(v.path("big"), v.path("renamed"))
+        calls = _daemon_syscalls(v, lambda: os.rename(v.path("big"), v.path("renamed")))
         elapsed = time.monotonic() - t0
+        assert calls < 200, "the daemon made %d system calls to rename the directory" % calls
         bdir2 = v.backing_path("renamed")
         after = {e: os.lstat(os.path.join(bdir2, e)).st_ino for e in os.listdir(bdir2)}
         assert_eq(after, before, "backing entries of the renamed directory (names, inodes)")
@@ -138,6 +167,36 @@ def test_tampered_and_foreign_names_are_skipped():
         assert "victim" not in log and "keepme" not in log, "plaintext name in the log"
         assert_raises_errno(errno.ENOENT, os.stat, v.path("victim"))
         assert_eq(read_file(v.path("keepme")), b"keepme", "the daemon still serves")
+
+
+def test_swapped_side_files_and_moved_names_are_skipped():
+    """A long name's side file swapped with another's, or an entry moved to another backing
+    directory, does not decrypt there: skipped and logged, never shown under a wrong name;
+    a long name still opens by its own name (the backing name is its hash)."""
+    with Volume(names="encrypted", foreground=True) as v:
+        long_a, long_b = "a" * 200, "b" * 200
+        write_file(v.path(long_a), b"A")
+        write_file(v.path(long_b), b"B")
+        os.mkdir(v.path("sub"))
+        write_file(v.path("moved"), b"M")
+        side_a, side_b = (os.path.join(v.backing, "." + os.path.basename(v.backing_path(n)))
+                          for n in (long_a, long_b))
+        bmoved, bsub = v.backing_path("moved"), v.backing_path("sub")
+        v.umount()
+        a, b = read_file(side_a), read_file(side_b)
+        for p, data in ((side_a, b), (side_b, a)):
+            os.chmod(p, 0o600)
+            write_file(p, data)
+        os.rename(bmoved, os.path.join(bsub, os.path.basename(bmoved)))
+        v.mount()
+        assert_eq(_names_in(v.mnt), ["sub"], "root with swapped side files")
+        assert_eq(_names_in(v.path("sub")), [], "sub with an entry moved in")
+        assert_raises_errno(errno.ENOENT, os.stat, v.path("sub", "moved"))
+        assert_raises_errno(errno.ENOENT, os.stat, v.path("moved"))
+        assert_eq(read_file(v.path(long_a)), b"A", "long name looked up by itself")
+        log = open(v.fg_stderr_path, "rb").read().decode("utf-8", "replace")
+        assert_eq(len([l for l in log.splitlines() if "do not decrypt" in l]), 2,
+                  "log lines (one per directory listed)")
 
 
 def test_tampered_directory_id_is_detected():
@@ -208,6 +267,30 @@ def test_directory_rename_over_empty_directory():
         assert_eq(_names_in(v.mnt), ["b", "full"], "root after rename over b")
         assert_eq(read_file(v.path("b", "x", "f")), b"f", "moved contents")
         assert_eq(read_file(v.path("full", "g")), b"g", "untouched directory")
+
+
+def test_crash_leftovers_do_not_block_rmdir():
+    """What a crash in the middle of a mkdir or a long-name create leaves (a directory still
+    under its temporary name, with or without its id; a side file without its entry) is
+    never shown, and does not keep its parent from being removed."""
+    with Volume(names="encrypted") as v:
+        os.makedirs(v.path("p", "q"))
+        bp = v.backing_path("p")
+        v.umount()
+        for tmp, with_id in ((".kekfs.new.0123456789abcdef", True),
+                             (".kekfs.new.fedcba9876543210", False)):
+            os.mkdir(os.path.join(bp, tmp))
+            if with_id:
+                write_file(os.path.join(bp, tmp, ".kekfs.dirid"), os.urandom(16), 0o400)
+        write_file(os.path.join(bp, ".kekfs.long." + "A" * 43), b"orphaned side file", 0o444)
+        v.mount()
+        assert_eq(_names_in(v.path("p")), ["q"], "listing with crash leftovers")
+        assert_raises_errno(errno.ENOTEMPTY, os.rmdir, v.path("p"))
+        os.rmdir(v.path("p", "q"))
+        assert_eq(_names_in(v.path("p")), [], "listing with only crash leftovers")
+        os.rmdir(v.path("p"))
+        assert not os.path.lexists(bp), "backing directory still there"
+        assert_eq(_names_in(v.mnt), [], "root after rmdir")
 
 
 def test_xattr_names_encrypted():

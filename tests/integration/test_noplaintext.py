@@ -8,6 +8,9 @@ import stat
 from kekfs_harness import (Volume, write_file, read_file, assert_eq, find_daemon_pids,
                            run_kekfs)
 
+# Run on plaintext and on encrypted names (tests/run_tests.py).
+NAME_MODES = ("plaintext", "encrypted")
+
 
 def _marker():
     core = b"KEKFS-PLAINTEXT-MARKER-" + os.urandom(8).hex().encode() + b"-END"
@@ -127,8 +130,9 @@ def test_key_not_leaked():
         for pid in pids:
             leaks += _check_proc(pid, needles, "foreground daemon")
         # provoke error paths that might log: read a tampered file
+        bf = v.backing_path("f")
         v.umount()
-        with open(v.bpath("f"), "r+b") as fh:
+        with open(bf, "r+b") as fh:
             fh.seek(300)
             b = fh.read(1)
             fh.seek(300)
@@ -164,9 +168,10 @@ def test_key_not_leaked_daemonized():
                 if n in r.stdout or n in r.stderr:
                     leaks.append("%s in kekfs mount output" % label)
         # the daemon's log file (--log-file), including an error path
+        bx = v.backing_path("x")
         v.umount()
         log = os.path.join(v.base, "daemon.log")
-        with open(v.bpath("x"), "r+b") as fh:
+        with open(bx, "r+b") as fh:
             fh.seek(256 + 5)
             b = fh.read(1)
             fh.seek(256 + 5)

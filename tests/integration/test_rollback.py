@@ -7,18 +7,22 @@ import shutil
 
 from kekfs_harness import Volume, write_file, read_file, pattern, assert_bytes_eq
 
+# Run on plaintext and on encrypted names (tests/run_tests.py).
+NAME_MODES = ("plaintext", "encrypted")
+
 
 def test_rollback_whole_file():
     """An older copy of the whole backing file (header and chunks) reads as the old data."""
     with Volume() as v:
         old = pattern(3 * v.effective_chunk + 100, 1)
         write_file(v.path("f"), old)
+        bf, copy = v.backing_path("f"), v.bpath("..", "f.old")
         v.umount()
-        shutil.copyfile(v.bpath("f"), v.bpath("..", "f.old"))
+        shutil.copyfile(bf, copy)
         v.mount()
         write_file(v.path("f"), pattern(5 * v.effective_chunk, 2))
         v.umount()
-        shutil.copyfile(v.bpath("..", "f.old"), v.bpath("f"))
+        shutil.copyfile(copy, bf)
         v.mount()
         assert_bytes_eq(read_file(v.path("f")), old, "rolled-back file")
 
@@ -29,8 +33,9 @@ def test_rollback_single_chunk():
         C, O = v.effective_chunk, v.overhead
         first = pattern(4 * C, 3)
         write_file(v.path("f"), first)
+        bf = v.backing_path("f")
         v.umount()
-        with open(v.bpath("f"), "rb") as f:
+        with open(bf, "rb") as f:
             f.seek(256 + 1 * (C + O))
             old_chunk1 = f.read(C + O)
         v.mount()
@@ -38,7 +43,7 @@ def test_rollback_single_chunk():
         with open(v.path("f"), "r+b") as f:
             f.write(second)
         v.umount()
-        with open(v.bpath("f"), "r+b") as f:
+        with open(bf, "r+b") as f:
             f.seek(256 + 1 * (C + O))
             f.write(old_chunk1)
         v.mount()

@@ -11,6 +11,9 @@ import time
 from kekfs_harness import (Volume, write_file, read_file, pattern, assert_eq, assert_bytes_eq,
                            run_kekfs, wait_for, force_unmount, find_daemon_pids)
 
+# Run on plaintext and on encrypted names (tests/run_tests.py).
+NAME_MODES = ("plaintext", "encrypted")
+
 SLOT_A, SLOT_B = 24, 120
 
 
@@ -20,15 +23,6 @@ def current_kek_version(path):
         head = f.read(256)
     slots = [struct.unpack_from("<QI", head, off) for off in (SLOT_A, SLOT_B)]
     return max(slots)[1]
-
-
-def backing_files(v):
-    out = []
-    for dp, dns, fns in os.walk(v.backing):
-        if dp == v.backing:
-            dns[:] = [d for d in dns if d != ".kekfs"]
-        out += [os.path.join(dp, n) for n in fns]
-    return out
 
 
 def make_tree(v, n, size=700):
@@ -60,7 +54,7 @@ def test_online_rotation_under_load():
     """Writers and readers keep working while every header moves to KEK v2; no chunk changes."""
     with Volume() as v:
         data = make_tree(v, 1500)
-        chunks_before = {p: open(p, "rb").read()[256:] for p in backing_files(v)}
+        chunks_before = {p: open(p, "rb").read()[256:] for p in v.backing_objects()}
         stop, errors = threading.Event(), []
 
         def writer():
@@ -124,7 +118,7 @@ def test_offline_rotation_and_refusals():
         assert "KEK v3 is active" in kekfs_ok("rotate", v.mnt)
         out = wait_rewrap_finished(v)
         assert "generation: 3" in out, out
-        assert all(current_kek_version(p) == 3 for p in backing_files(v))
+        assert all(current_kek_version(p) == 3 for p in v.backing_objects())
 
 
 def test_control_socket_refuses_other_users():
@@ -165,7 +159,7 @@ def test_kill9_during_rewrap_resumes():
         assert interrupted > 0, "no kill landed inside a re-wrap: the test proved nothing"
 
         version = _kill_rounds() + 1
-        assert all(current_kek_version(p) == version for p in backing_files(v)), \
+        assert all(current_kek_version(p) == version for p in v.backing_objects()), \
             "files left on an older KEK after the last resumed re-wrap"
         for p, d in data.items():
             assert_bytes_eq(read_file(p), d, p)

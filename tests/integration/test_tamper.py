@@ -22,6 +22,9 @@ from kekfs_harness import (Volume, write_file, read_file, pattern, assert_eq, as
                            is_mounted, HEADER_SIZE, SLOT_A, SLOT_B, SLOT_SIZE, NONCE_LEN,
                            TAG_LEN)
 
+# Run on plaintext and on encrypted names (tests/run_tests.py).
+NAME_MODES = ("plaintext", "encrypted")
+
 MAGIC = b"KKFS"
 
 
@@ -55,7 +58,7 @@ class Rig(object):
 
     def load_pristine(self, names):
         for n in names:
-            b = read_file(self.v.bpath(n))
+            b = read_file(self.v.backing_path(n))
             self.pristine[n] = b
             assert_eq(len(b), self.v.expected_backing_size(self.size),
                       "backing size of %s (layout assumed by the tamper tests)" % n)
@@ -136,7 +139,7 @@ def run_batch(v, rig, cases):
     v.umount()
     for label, tampers, check in cases:
         for name, data in tampers.items():
-            with open(v.bpath(name), "r+b") as f:  # in place: keep inode/xattrs
+            with open(v.backing_path(name), "r+b") as f:  # in place: keep inode/xattrs
                 f.truncate(0)
                 f.write(data)
     v.mount()
@@ -190,7 +193,7 @@ def test_backing_layout():
         v.umount()
         ids = set()
         for n, s in sizes.items():
-            b = read_file(v.bpath(n))
+            b = read_file(v.backing_path(n))
             assert_eq(len(b), v.expected_backing_size(s), "backing size of %d-byte file" % s)
             assert_eq(b[:4], MAGIC, "magic")
             assert_eq(b[216:256], b"\0" * 40, "reserved header bytes of %s" % n)
@@ -207,7 +210,7 @@ def test_backing_layout():
         write_file(v.path("same1"), b"same")
         write_file(v.path("same2"), b"same")
         v.umount()
-        a, b = read_file(v.bpath("same1")), read_file(v.bpath("same2"))
+        a, b = read_file(v.backing_path("same1")), read_file(v.backing_path("same2"))
         assert a[HEADER_SIZE:] != b[HEADER_SIZE:], "identical plaintext gives identical ciphertext"
         v.mount()
 
@@ -507,23 +510,27 @@ def test_tamper_symlink_targets_and_xattr_values():
         os.setxattr(v.path("b"), "user.one", b"value of b.one " * 3)
         os.mkdir(v.path("d"))
         os.setxattr(v.path("d"), "user.one", b"dir value " * 3)
+        bl1, ba, bb, bd = (v.backing_path(n) for n in ("l1", "a", "b", "d"))
         v.umount()
         problems = []
         # symlink target: flip one base64url character
-        t = os.readlink(v.bpath("l1"))
+        t = os.readlink(bl1)
         i = len(t) // 2
         t2 = t[:i] + ("A" if t[i] != "A" else "B") + t[i + 1:]
-        os.unlink(v.bpath("l1"))
-        os.symlink(t2, v.bpath("l1"))
-        # xattr values
-        ba, bb, bd = v.bpath("a"), v.bpath("b"), v.bpath("d")
-        a_one = os.getxattr(ba, "user.one")
-        a_two = os.getxattr(ba, "user.two")
-        os.setxattr(bb, "user.one", a_one)                 # a's value moved to b
-        os.setxattr(ba, "user.one", a_two)                 # a.two's value under name one
-        d_one = bytearray(os.getxattr(bd, "user.one"))
+        os.unlink(bl1)
+        os.symlink(t2, bl1)
+        # xattr values, under their backing names: "user.one" is the only one b has (names
+        # are sealed deterministically when encrypted), "user.two" a's other one
+        (one,) = os.listxattr(bb)
+        (two,) = set(os.listxattr(ba)) - {one}
+        assert_eq(os.listxattr(bd), [one], "backing name of d's user.one")
+        a_one = os.getxattr(ba, one)
+        a_two = os.getxattr(ba, two)
+        os.setxattr(bb, one, a_one)                        # a's value moved to b
+        os.setxattr(ba, one, a_two)                        # a.two's value under name one
+        d_one = bytearray(os.getxattr(bd, one))
         d_one[len(d_one) // 2] ^= 0x01
-        os.setxattr(bd, "user.one", bytes(d_one))          # flipped byte (name-key sealed)
+        os.setxattr(bd, one, bytes(d_one))                 # flipped byte (name-key sealed)
         v.mount()
         checks = [
             ("symlink target with one base64 char changed",
