@@ -370,10 +370,11 @@ int fileio_truncate(int fd, const struct volume_keys *vk, struct file_crypt *fc,
 		rc = fileio_size(fd, &vk->geom, &cur);
 	if (rc != 0)
 		return rc;
-	if (size == 0)
-		return fileio_rekey(fd, vk, fc);
+	/* An empty file stays as it is: re-keying it would only open a crash window (0 bytes). */
 	if (size == cur)
 		return 0;
+	if (size == 0)
+		return fileio_rekey(fd, vk, fc);
 	if (size < cur)
 		return file_shrink(fd, vk, fc, cur, size);
 	return file_update(fd, vk, fc, cur, size, NULL, 0, 0);

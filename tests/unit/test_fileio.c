@@ -171,6 +171,21 @@ static void test_truncate_zero_rekeys(void **state)
 	check_all(f);
 }
 
+/* Truncating an empty file to 0 leaves its backing bytes alone: a crash then has no window
+ * in which the file is 0 bytes on disk and refuses to open. */
+static void test_truncate_empty_is_a_noop(void **state)
+{
+	struct ffix *f = *state;
+	uint8_t before[HEADER_LEN], after[HEADER_LEN];
+
+	do_truncate(f, 0);
+	assert_int_equal(pread(f->fd, before, HEADER_LEN, 0), HEADER_LEN);
+	do_truncate(f, 0);
+	assert_int_equal(pread(f->fd, after, HEADER_LEN, 0), HEADER_LEN);
+	assert_memory_equal(before, after, HEADER_LEN);
+	check_all(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -182,6 +197,7 @@ int main(void)
 	    G(test_reload),
 	    X(test_truncate_zero_rekeys),
 	    G(test_truncate_zero_rekeys),
+	    X(test_truncate_empty_is_a_noop),
 	};
 
 	if (secmem_init() != 0)
