@@ -8,7 +8,8 @@ import os
 import shutil
 
 from kekfs_harness import (Volume, small_fs, run_kekfs, write_file, read_file, pattern,
-                           assert_bytes_eq, assert_eq, make_tempdir, make_key_file)
+                           assert_bytes_eq, assert_eq, assert_raises_errno, make_tempdir,
+                           make_key_file, wait_for, is_mounted, find_daemon_pids, mount_entries)
 
 MIB = 1 << 20
 
@@ -209,3 +210,42 @@ def test_init_on_full_disk():
         r = run_kekfs("init", "--key-file", key, vol)
         assert r.returncode == 0, "init after freeing space: %r" % (r,)
     shutil.rmtree(base)
+
+
+def test_read_only_backing_mounts_read_only():
+    """A backing directory on a read-only file system (a snapshot, read-only media) mounts
+    read-only with a one-line note: reads work, writes fail with EROFS, key changes are
+    refused in one line, and init there fails in one line."""
+    with full_volume(size_mb=16) as fv:
+        v = fv.v
+        data = pattern(3 * 4096 + 5, 7)
+        os.mkdir(v.path("d"))
+        write_file(v.path("d", "f"), data)
+        os.setxattr(v.path("d", "f"), "user.k", b"v")
+        os.symlink("d/f", v.path("l"))
+        v.umount()
+        fv.fs.remount("ro")
+        r = run_kekfs(*v.mount_argv())
+        assert r.returncode == 0, "mount of a read-only backing directory: %r" % (r,)
+        assert wait_for(lambda: is_mounted(v.mnt), 15), "not mounted"
+        v.daemon_pids = find_daemon_pids(v.mnt)
+        lines = r.err_lines()
+        assert len(lines) == 1 and "read-only" in lines[0], "want one note: %r" % (r,)
+        assert "ro" in mount_entries(v.mnt)[0][3].split(","), mount_entries(v.mnt)
+        assert_bytes_eq(read_file(v.path("d", "f")), data, "read from a read-only backing")
+        assert_eq(os.getxattr(v.path("d", "f"), "user.k"), b"v", "xattr")
+        assert_eq(os.readlink(v.path("l")), "d/f", "symlink")
+        for fn, args in ((write_file, (v.path("d", "new"), b"x")),
+                         (write_file, (v.path("d", "f"), b"x")), (os.mkdir, (v.path("e"),)),
+                         (os.unlink, (v.path("d", "f"),)),
+                         (os.setxattr, (v.path("d", "f"), "user.k", b"w"))):
+            assert_raises_errno(errno.EROFS, fn, *args)
+        _one_line(run_kekfs("rotate", v.mnt), "rotate on a read-only mount", "read-only")
+        assert_eq(run_kekfs("status", v.mnt).returncode, 0, "status on a read-only mount")
+        v.umount()
+        _one_line(run_kekfs("init", "--key-file", v.key_file, os.path.join(fv.fs.path, "new")),
+                  "init on a read-only file system", "read-only")
+        fv.fs.remount("rw")
+        r = v.mount()
+        assert not r.err_lines(), "a writable backing directory mounted with %r" % (r,)
+        write_file(v.path("d", "new"), b"x")
