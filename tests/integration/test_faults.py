@@ -27,11 +27,11 @@ def _one_line(r, label, *words):
 class full_volume(object):
     """A Volume whose backing directory is on a small file system of its own."""
 
-    def __init__(self, size_mb=48):
-        self.size_mb = size_mb
+    def __init__(self, size_mb=48, names=None):
+        self.size_mb, self.names = size_mb, names
 
     def __enter__(self):
-        self.v = Volume(do_init=False, do_mount=False).__enter__()
+        self.v = Volume(do_init=False, do_mount=False, names=self.names).__enter__()
         try:
             self.fs = small_fs(os.path.join(self.v.base, "small"), self.size_mb).__enter__()
             self.v.backing = os.path.join(self.fs.path, "backing")
