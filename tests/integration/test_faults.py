@@ -137,6 +137,8 @@ def test_disk_full():
         _try(os.setxattr, v.path("d", "multi"), "user.big", b"x" * 4000)
         _listing_is_sane(v.path("d"))
         _one_line(run_kekfs("rotate", v.mnt), "rotate on a full disk", "space")
+        _one_line(run_kekfs("keys", "policy", "--rotate-every", "90d", v.mnt),
+                  "a key policy change on a full disk", "space")
         assert_eq(run_kekfs("status", v.mnt).returncode, 0, "status on a full disk")
         assert_eq(run_kekfs("audit", "verify", v.mnt).returncode, 0, "audit log after ENOSPC")
 
