@@ -60,10 +60,27 @@ TEST_ENV := KEKFS_SANITIZER_LOGS=$(SAN_LOGS) \
 	    UBSAN_OPTIONS=log_path=$(SAN_LOGS)/ubsan:print_stacktrace=1
 endif
 
+# Plain `make test` also builds build-san/ (one build after the other, never racing) and runs
+# its unit tests and these mount-level tests under ASan+UBSan; any report fails the run.
+SAN_TESTS := test_basic.test_file_sizes_roundtrip test_basic.test_overwrite_within_and_across \
+	     test_basic.test_truncate_grow_shrink test_basic.test_sparse_file_holes \
+	     test_basic.test_rename_variants test_basic.test_hard_links test_basic.test_user_xattrs \
+	     test_names.test_name_lengths test_rotation.test_online_rotation_under_load \
+	     test_shred.test_shred_open_file test_shred.test_shred_hard_links \
+	     test_soak.test_soak test_faults.test_disk_full test_crash.test_sigkill_keeps
+ifeq ($(SANITIZE),1)
+SAN_PASS :=
+else
+SAN_PASS := --sanitized build-san/kekfs $(SAN_TESTS:%=--san-k %)
+endif
+
 test: deps
 	@$(MAKE) --no-print-directory all
+ifneq ($(SANITIZE),1)
+	@$(MAKE) --no-print-directory SANITIZE=1 BUILD=build-san all
+endif
 	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
-	@$(TEST_ENV) python3 tests/run_tests.py --kekfs $(BUILD)/kekfs
+	@$(TEST_ENV) python3 tests/run_tests.py --kekfs $(BUILD)/kekfs $(SAN_PASS)
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,6 +74,7 @@ struct mount_opts {
 	const char *log_file;
 	int foreground;
 	int allow_other, default_permissions, read_only;
+	int ro_backing;	       /* read-only because the backing file system is */
 	char kernel_opts[256]; /* nosuid, nodev, ... passed on to FUSE as they are */
 	char backing[PATH_MAX], mountpoint[PATH_MAX];
 };
@@ -131,6 +133,19 @@ static int parse_o(struct mount_opts *o, char *opts)
 	return 0;
 }
 
+/*
+ * A backing directory on a read-only file system (a snapshot, read-only media) mounts
+ * read-only, so that nothing at mount tries to write it: no audit record, no re-wrap, no
+ * key expiry.
+ */
+static void read_only_backing(struct mount_opts *o)
+{
+	struct statvfs sv;
+
+	if (!o->read_only && statvfs(o->backing, &sv) == 0 && (sv.f_flag & ST_RDONLY))
+		o->read_only = o->ro_backing = 1;
+}
+
 static int mount_parse(int argc, char **argv, struct mount_opts *o)
 {
 	static const struct option longopts[] = {
@@ -187,6 +202,7 @@ static int mount_parse(int argc, char **argv, struct mount_opts *o)
 		return cli_error("mount point %s does not exist: create it with 'mkdir %s'",
 				 argv[optind + 1], argv[optind + 1]);
 	o->src.label = o->backing;
+	read_only_backing(o);
 	return 0;
 }
 
@@ -432,6 +448,9 @@ static int mount_run(struct mount_opts *o, int status_fd)
 		goto out;
 	}
 	mounted = 1;
+	if (o->ro_backing)
+		fprintf(stderr, "kekfs: %s is on a read-only file system: mounted read-only\n",
+			o->backing);
 	kekfs_fs_set_session(fs, se);
 	if (!o->foreground) {
 		if (!o->log_file)

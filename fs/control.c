@@ -330,9 +330,10 @@ static void control_dispatch(struct control *c, const struct audit_actor *actor,
 	}
 	if (strncmp(cmd, "policy ", 7) == 0) {
 		unsigned long long seconds = strtoull(cmd + 7, NULL, 10);
+		int kr_rc = keyring_set_rotation_period(c->info.kr, c->info.keyring_path, seconds);
 
-		if (keyring_set_rotation_period(c->info.kr, c->info.keyring_path, seconds) != KR_OK)
-			fputs("error cannot save the keyring\n", out);
+		if (kr_rc != KR_OK)
+			fprintf(out, "error %s\n", keyring_strerror(kr_rc));
 		else
 			fputs("ok\nrotation policy saved\n", out);
 		volume_record_generation(c->info.vol, c->info.kr, c->info.volume_path);

@@ -1,6 +1,7 @@
 #include "fileio.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -264,9 +265,27 @@ static int chunk_rewrite(int fd, const struct volume_keys *vk, struct file_crypt
 }
 
 /*
+ * Writes buf at off, the part past old_end (new space, which may run out) before the part
+ * below it (overwritten in place): a full disk then fails the write before any old byte
+ * has changed.
+ */
+static int pwrite_grow(int fd, const uint8_t *buf, size_t n, uint64_t off, uint64_t old_end)
+{
+	size_t head = off >= old_end ? 0 : (size_t)MIN(n, old_end - off);
+	int rc = pwrite_full(fd, buf + head, n - head, off + head);
+
+	if (rc == 0 && head > 0)
+		rc = pwrite_full(fd, buf, head, off);
+	return rc;
+}
+
+/*
  * Writes n bytes at off (n may be 0: grow to newsize). Chunks of the written range go out in
  * one pwrite; then, if the file grew past its old final chunk, that chunk is re-sealed as
  * non-final and full. The new final chunk is on disk before the old one loses its flag.
+ * Growing sets the new size first: a crash part-way then leaves a size of whole chunks (new
+ * ones read as holes or EIO, the file still opens), never a torn size that fails the whole
+ * file. A growing write that fails (ENOSPC) cuts the file back to its old size.
  */
 static int file_update(int fd, const struct volume_keys *vk, struct file_crypt *fc, uint64_t cur,
 		       uint64_t newsize, const char *data, size_t n, uint64_t off)
@@ -275,6 +294,7 @@ static int file_update(int fd, const struct volume_keys *vk, struct file_crypt *
 	uint64_t stored = g->size + g->overhead;
 	uint64_t last = geom_nchunks(g, cur) - 1, newlast = geom_nchunks(g, newsize) - 1;
 	uint64_t first = n ? off / g->size : newlast, wlast = n ? (off + n - 1) / g->size : newlast;
+	uint64_t old_end = geom_backing_size(g, cur);
 	size_t out_len = 0;
 	uint8_t *out, *pt, *scratch;
 	int rc = 0;
@@ -289,31 +309,58 @@ static int file_update(int fd, const struct volume_keys *vk, struct file_crypt *
 				   scratch);
 		out_len += chunk_plain_len(g, newsize, i) + g->overhead;
 	}
+	if (rc == 0 && newsize > cur && ftruncate(fd, (off_t)geom_backing_size(g, newsize)) != 0)
+		rc = -errno;
 	if (rc == 0)
-		rc = pwrite_full(fd, out, out_len, geom_chunk_off(g, first));
+		rc = pwrite_grow(fd, out, out_len, geom_chunk_off(g, first), old_end);
 	if (rc == 0 && newsize > cur && last < first) {
 		rc = chunk_rewrite(fd, vk, fc, cur, newsize, last, NULL, 0, 0, out, pt, scratch);
 		if (rc == 0)
-			rc = pwrite_full(fd, out, stored, geom_chunk_off(g, last));
+			rc = pwrite_grow(fd, out, stored, geom_chunk_off(g, last), old_end);
 	}
+	if (rc != 0 && newsize > cur && ftruncate(fd, (off_t)old_end) != 0)
+		rc = -EIO; /* left longer than its chunks: not a clean ENOSPC any more */
 	sodium_memzero(pt, g->size);
 	free(out);
 	return rc;
 }
 
+/*
+ * Reserves the space a write of plain [off, off+n) will fill in a sparse backing file: a
+ * full disk then fails the write before it half-writes a chunk that was a hole (which would
+ * read as EIO instead of zeros). A file without holes needs nothing: it is overwritten in
+ * place, and growth is undone on failure (file_update).
+ */
+static int reserve_holes(int fd, const struct stat *st, const struct chunk_geom *g, uint64_t off,
+			 size_t n)
+{
+	uint64_t from = geom_chunk_off(g, off / g->size);
+	uint64_t to = geom_chunk_off(g, (off + n - 1) / g->size) + g->size + g->overhead;
+
+	if ((uint64_t)st->st_blocks * 512 >= (uint64_t)st->st_size)
+		return 0;
+	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(to - from)) == 0 ||
+	    errno == EOPNOTSUPP)
+		return 0;
+	return -errno;
+}
+
 ssize_t fileio_write(int fd, const struct volume_keys *vk, struct file_crypt *fc, const char *buf,
 		     size_t n, uint64_t off)
 {
+	struct stat st;
 	uint64_t cur;
 	int rc = fileio_usable(fc);
 
+	if (rc == 0 && fstat(fd, &st) != 0)
+		rc = -errno;
 	if (rc == 0)
-		rc = fileio_size(fd, &vk->geom, &cur);
-	if (rc != 0)
+		rc = geom_plain_size(&vk->geom, (uint64_t)st.st_size, &cur);
+	if (rc != 0 || n == 0)
 		return rc;
-	if (n == 0)
-		return 0;
-	rc = file_update(fd, vk, fc, cur, cur > off + n ? cur : off + n, buf, n, off);
+	rc = reserve_holes(fd, &st, &vk->geom, off, n);
+	if (rc == 0)
+		rc = file_update(fd, vk, fc, cur, cur > off + n ? cur : off + n, buf, n, off);
 	return rc != 0 ? rc : (ssize_t)n;
 }
 
@@ -370,10 +417,11 @@ int fileio_truncate(int fd, const struct volume_keys *vk, struct file_crypt *fc,
 		rc = fileio_size(fd, &vk->geom, &cur);
 	if (rc != 0)
 		return rc;
-	if (size == 0)
-		return fileio_rekey(fd, vk, fc);
+	/* An empty file stays as it is: re-keying it would only open a crash window (0 bytes). */
 	if (size == cur)
 		return 0;
+	if (size == 0)
+		return fileio_rekey(fd, vk, fc);
 	if (size < cur)
 		return file_shrink(fd, vk, fc, cur, size);
 	return file_update(fd, vk, fc, cur, size, NULL, 0, 0);

@@ -221,15 +221,59 @@ void inode_unpin(struct inode_table *t, struct kinode *ino)
 
 /* ---- the table ---- */
 
+/* The live inode of (dev, ino), or NULL. Under the table lock. */
+static struct kinode *inode_find(struct inode_table *t, dev_t dev, ino_t ino_nr)
+{
+	struct kinode *ino;
+
+	for (ino = t->buckets[inode_bucket(dev, ino_nr)]; ino; ino = ino->next)
+		if (ino->ino == ino_nr && ino->dev == dev && !ino->reused)
+			break;
+	return ino;
+}
+
+/*
+ * Is fd (described by st) another object than ino, which had the same inode number? That
+ * happens once ino's object is deleted and its fd closed (an open fd keeps the number
+ * taken): the backing file system gives the number to a new object while the kernel still
+ * remembers ino. Under both locks.
+ */
+static int inode_number_reused(struct inode_table *t, struct kinode *ino, int fd,
+			       const struct stat *st)
+{
+	struct file_handle *h;
+	int same;
+
+	if ((st->st_mode & S_IFMT) != ino->type)
+		return 1;
+	if (ino->fd >= 0)
+		return 0;
+	if (!ino->handle)
+		return 1; /* closed by inode_table_unlinked: its object is gone */
+	h = handle_of_fd(t, fd);
+	same = h && h->handle_type == ino->handle->handle_type &&
+	       h->handle_bytes == ino->handle->handle_bytes &&
+	       memcmp(h->f_handle, ino->handle->f_handle, h->handle_bytes) == 0;
+	free(h);
+	return !same;
+}
+
 struct kinode *inode_table_get(struct inode_table *t, int fd, const struct stat *st)
 {
 	size_t b = inode_bucket(st->st_dev, st->st_ino);
 	struct kinode *ino;
 
 	pthread_mutex_lock(&t->table_lock);
-	for (ino = t->buckets[b]; ino; ino = ino->next)
-		if (ino->ino == st->st_ino && ino->dev == st->st_dev)
-			break;
+	ino = inode_find(t, st->st_dev, st->st_ino);
+	if (ino) {
+		pthread_mutex_lock(&t->fd_lock);
+		/* the old one stays (hidden) until the kernel forgets it; the new object gets
+		 * a new inode, so the kernel never mixes the two up */
+		ino->reused = inode_number_reused(t, ino, fd, st);
+		pthread_mutex_unlock(&t->fd_lock);
+		if (ino->reused)
+			ino = NULL;
+	}
 	if (ino) {
 		ino->nlookup++;
 		pthread_mutex_lock(&t->fd_lock);
@@ -273,9 +317,7 @@ void inode_table_unlinked(struct inode_table *t, dev_t dev, ino_t ino_nr)
 	struct kinode *ino;
 
 	pthread_mutex_lock(&t->table_lock);
-	for (ino = t->buckets[inode_bucket(dev, ino_nr)]; ino; ino = ino->next)
-		if (ino->ino == ino_nr && ino->dev == dev)
-			break;
+	ino = inode_find(t, dev, ino_nr);
 	if (ino) {
 		pthread_mutex_lock(&t->fd_lock);
 		if (inode_idle(ino)) {

@@ -27,6 +27,7 @@ struct kinode {
 	struct kinode *lru_prev, *lru_next; /* unpinned holders of an fd, oldest last */
 	struct file_handle *handle;	    /* to reopen after eviction; NULL: never evicted */
 	int forgotten; /* the kernel forgot it while pinned: the last unpin frees it */
+	int reused;    /* its number now names another object: lookups skip it (table lock) */
 
 	pthread_rwlock_t lock; /* contents and crypto state */
 	int opens;	       /* users of fc, under lock held exclusively */

@@ -139,12 +139,18 @@ static void utc_now(char out[32])
 	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Appends one line, chained to c, and advances c. */
+/*
+ * Appends one line, chained to c, and advances c. A line cut short (a full disk) is cut off
+ * again: left there, it would end the chain for every later append and for audit verify.
+ */
 static int chain_write(int fd, const struct keyring *kr, struct chain *c, const char *when,
 		       const struct audit_event *ev)
 {
 	char line[AUDIT_LINE_MAX + 128], hex[2 * AUDIT_MAC_LEN + 1];
 	int len = line_body(line, AUDIT_LINE_MAX, c->seq + 1, when, ev, keyring_generation(kr));
+	off_t end = lseek(fd, 0, SEEK_END);
+	ssize_t n;
+	int rc;
 
 	if (len < 0 || len >= AUDIT_LINE_MAX)
 		return -EINVAL;
@@ -152,7 +158,13 @@ static int chain_write(int fd, const struct keyring *kr, struct chain *c, const 
 	c->seq++;
 	sodium_bin2hex(hex, sizeof(hex), c->mac, AUDIT_MAC_LEN);
 	len += snprintf(line + len, sizeof(line) - (size_t)len, "%s%s\"}\n", AUDIT_MAC_FIELD, hex);
-	return write(fd, line, (size_t)len) == len ? 0 : -EIO;
+	n = write(fd, line, (size_t)len);
+	if (n == len)
+		return 0;
+	rc = n < 0 ? -errno : -ENOSPC;
+	if (end < 0 || ftruncate(fd, end) != 0)
+		rc = -EIO;
+	return rc;
 }
 
 /* Moves failed unlocks noted without a key into the chain, then drops the note file. */

@@ -869,13 +869,24 @@ void keyring_subkey(const struct keyring *kr, const char *label, uint8_t out[32]
 	kdf_subkey(kr->keyring_key, label, out);
 }
 
+/* KR_ERR_IO with the reason errno still holds (a full disk, a read-only file system). */
+static const char *keyring_io_strerror(void)
+{
+	static _Thread_local char buf[128];
+
+	if (errno == 0)
+		return "the keyring could not be read or written";
+	snprintf(buf, sizeof(buf), "the keyring could not be read or written: %s", strerror(errno));
+	return buf;
+}
+
 const char *keyring_strerror(int err)
 {
 	switch (err) {
 	case KR_OK:
 		return "success";
 	case KR_ERR_IO:
-		return "the keyring could not be read or written";
+		return keyring_io_strerror();
 	case KR_ERR_MISSING:
 		return "the keyring file does not exist";
 	case KR_ERR_CORRUPT:

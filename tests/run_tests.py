@@ -14,12 +14,19 @@ Runs
     names, named test_mod.test_x[plaintext-names] / [encrypted-names]; a
     test that picks its mode itself runs once, named after the mode it used.
 
+With --sanitized PATH (a build with ASan+UBSan, e.g. build-san/kekfs), a
+second pass follows: that build's unit tests and the integration tests named
+by --san-k, with KEKFS_BIN pointing at it, named "san:...", and every
+ASan/UBSan/LSan report any of its processes wrote (daemons included) counted
+as a failure.
+
 Prints one line per test (PASS name / FAIL name: reason / SKIP name: reason)
-and ends with exactly one line "N passed, N failed[, N skipped]".  Exit
-status is 1 if anything failed.
+and ends with exactly one line "N passed, N failed[, N skipped]" for both
+passes together.  Exit status is 1 if anything failed.
 
   python3 tests/run_tests.py [-k SUBSTRING]... [--kekfs PATH] [--timeout SECS]
                              [--no-unit] [--no-integration] [--list] [-v]
+                             [--sanitized PATH [--san-k SUBSTRING]...]
 
 After every integration test and at the end, /proc/mounts is checked for
 mounts left under the run's temp dir (/tmp/kekfs-it-<pid>-*); they are
@@ -83,7 +90,7 @@ def run_unit_tests(args, counts):
                   if os.path.isfile(p) and os.access(p, os.X_OK)
                   and not p.endswith((".o", ".d", ".c", ".h", ".a", ".so")))
     for b in bins:
-        name = os.path.basename(b)
+        name = args.prefix + os.path.basename(b)
         if args.k and not any(k in name for k in args.k):
             continue
         env = dict(os.environ)
@@ -312,6 +319,11 @@ def names_env_restore(env_names):
         os.environ["KEKFS_TEST_NAMES"] = saved
 
 
+def selected(args, name):
+    """-k (any of them) and, in the sanitizer pass, --san-k (any of them) match name."""
+    return all(not ks or any(k in name for k in ks) for ks in (args.k, args.only))
+
+
 def run_integration_tests(args, counts, harness, tmp_root):
     for modname, path in collect_integration(args):
         try:
@@ -319,7 +331,7 @@ def run_integration_tests(args, counts, harness, tmp_root):
         except BaseException as e:
             if isinstance(e, KeyboardInterrupt):
                 raise
-            if args.k and not any(k in modname for k in args.k):
+            if not selected(args, modname):
                 continue
             msg, lines = short_tb(*sys.exc_info())
             counts.failed += 1
@@ -332,8 +344,8 @@ def run_integration_tests(args, counts, harness, tmp_root):
                  and f.__module__ == mod.__name__]
         chose_mode = set()  # tests that chose their name mode: one run is enough
         for _, fname, fn, mode in name_mode_runs(mod, funcs):
-            name = "%s.%s%s" % (modname, fname, mode_label(mode))
-            if fname in chose_mode or (args.k and not any(k in name for k in args.k)):
+            name = "%s%s.%s%s" % (args.prefix, modname, fname, mode_label(mode))
+            if fname in chose_mode or not selected(args, name):
                 continue
             if args.list:
                 out(name)
@@ -372,7 +384,8 @@ def run_integration_tests(args, counts, harness, tmp_root):
                     pass
             if mode and not harness.NAMES_SEEN["from_env"]:
                 chose_mode.add(fname)
-                name = "%s.%s%s" % (modname, fname, mode_label(*harness.NAMES_SEEN["modes"]))
+                name = "%s%s.%s%s" % (args.prefix, modname, fname,
+                                      mode_label(*harness.NAMES_SEEN["modes"]))
             dt = time.monotonic() - t0
             if status[0] == "PASS":
                 counts.passed += 1
@@ -403,10 +416,15 @@ def main():
     ap.add_argument("--no-integration", action="store_true")
     ap.add_argument("--list", action="store_true", help="list integration tests only")
     ap.add_argument("-v", "--verbose", action="store_true", help="show each test's duration")
+    ap.add_argument("--sanitized", metavar="PATH",
+                    help="then run PATH's unit tests and the --san-k integration tests under "
+                    "ASan+UBSan (PATH = build-san/kekfs)")
+    ap.add_argument("--san-k", action="append", default=[], metavar="SUBSTRING",
+                    help="integration tests of the sanitizer pass (repeatable)")
     args = ap.parse_args()
+    args.prefix, args.only = "", []
 
     os.chdir(REPO)
-    os.environ["KEKFS_BIN"] = os.path.abspath(args.kekfs)
     tmp_root = tempfile.mkdtemp(prefix="kekfs-it-%d-" % os.getpid(), dir="/tmp")
     os.environ["KEKFS_TEST_TMPDIR"] = tmp_root
     sys.path.insert(0, INTEG)
@@ -416,10 +434,9 @@ def main():
     t0 = time.monotonic()
     interrupted = False
     try:
-        if not args.no_unit and not args.list:
-            run_unit_tests(args, counts)
-        if not args.no_integration:
-            run_integration_tests(args, counts, harness, tmp_root)
+        run_pass(args, counts, harness, tmp_root)
+        if args.sanitized:
+            sanitized_pass(args, counts, harness, tmp_root)
     except KeyboardInterrupt:
         interrupted = True
         counts.failed += 1
@@ -440,6 +457,29 @@ def main():
         line += ", %d skipped" % counts.skipped
     out(line)
     return 1 if counts.failed or interrupted else 0
+
+
+def run_pass(args, counts, harness, tmp_root):
+    os.environ["KEKFS_BIN"] = os.path.abspath(args.kekfs)
+    if not args.no_unit and not args.list:
+        run_unit_tests(args, counts)
+    if not args.no_integration:
+        run_integration_tests(args, counts, harness, tmp_root)
+
+
+def sanitized_pass(args, counts, harness, tmp_root):
+    """The ASan+UBSan build's unit tests and --san-k integration tests; every process of
+    that build writes its reports into one directory, checked at the end."""
+    logdir = os.path.join(os.path.dirname(os.path.abspath(args.sanitized)), "sanitizer-logs")
+    harness.rmtree(logdir)
+    os.makedirs(logdir)
+    os.environ.update({
+        "KEKFS_SANITIZER_LOGS": logdir,
+        "ASAN_OPTIONS": "log_path=%s/asan:detect_leaks=1" % logdir,
+        "UBSAN_OPTIONS": "log_path=%s/ubsan:print_stacktrace=1" % logdir})
+    san = argparse.Namespace(**vars(args))
+    san.kekfs, san.prefix, san.only = args.sanitized, "san:", args.san_k
+    run_pass(san, counts, harness, tmp_root)
 
 
 def sanitizer_reports(counts):

@@ -1049,3 +1049,47 @@ class saved_cwd(object):
             os.chdir("/")
         os.close(self.fd)
         return False
+
+
+# --------------------------------------------------------------------------
+# a small file system of its own (disk full, read-only backing)
+
+
+class small_fs(object):
+    """Mounts a fresh small file system at path (root only): a loop-mounted ext4 image of
+    size_mb MiB (no blocks reserved for root), or a tmpfs of that size where loop devices
+    are missing. Unmounted again on exit, lazily if something still holds it. .kind says
+    which it is."""
+
+    def __init__(self, path, size_mb):
+        self.path, self.size_mb, self.kind = path, size_mb, None
+
+    def __enter__(self):
+        if os.geteuid() != 0:
+            raise Skip("mounting a small file system needs root")
+        os.makedirs(self.path, exist_ok=True)
+        img = self.path.rstrip("/") + ".img"
+        if shutil.which("mkfs.ext4") and os.path.exists("/dev/loop-control"):
+            with open(img, "wb") as f:
+                f.truncate(self.size_mb << 20)
+            made = subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", img],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if made.returncode == 0 and subprocess.run(
+                    ["mount", "-o", "loop", img, self.path], stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL).returncode == 0:
+                self.kind = "ext4"
+            os.unlink(img)
+        if self.kind is None:
+            run(["mount", "-t", "tmpfs", "-o", "size=%dm" % self.size_mb, "tmpfs", self.path])
+            self.kind = "tmpfs"
+        return self
+
+    def remount(self, opts):
+        run(["mount", "-o", "remount," + opts, self.path])
+
+    def __exit__(self, *a):
+        if is_mounted(self.path):
+            if subprocess.run(["umount", self.path], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL).returncode != 0:
+                subprocess.run(["umount", "-l", self.path])
+        return False

@@ -3,9 +3,14 @@ that was created but never written is empty (not garbage, not a crash),
 and a write interrupted by the crash never yields wrong plaintext (each
 chunk reads as an old or a new version, or fails with EIO)."""
 
+import collections
 import errno
 import os
+import random
+import shutil
 import signal
+import struct
+import sys
 import threading
 import time
 
@@ -197,3 +202,221 @@ def test_sigkill_during_appends_keeps_synced_prefix():
                                     "round %d: unsynced tail chunk at %d" % (rnd, off))
             finally:
                 os.close(fd)
+
+
+# --------------------------------------------------------------------------
+# kill -9 during heavy writes, many rounds
+#
+# Writers own their files and keep, per file, the list of states it went through: a state is
+# (version, data length, size): bytes [0, data length) of version's content, then zeros up to
+# size (a truncation keeps a prefix, a grow adds zeros). A state is durable once fsync() or
+# close() returned after it (the daemon keeps no data of its own: the kernel sends it all
+# before either returns). After the kill, a file whose last state is durable reads back
+# exactly; any other file reads, chunk by chunk, as one of the states since its last durable
+# one, or EIO; it may fail to open (EIO) only if it was being created or cut to 0 bytes.
+
+class _File(object):
+    def __init__(self, fid, path, kind, state):
+        self.fid, self.path, self.kind = fid, path, kind
+        self.states = [state]  # None: does not exist yet
+        self.durable = 0 if state else -1  # index of the last durable state
+        self.version = 1 if state else 0
+        self.fd = None  # left open by an op that neither fsync'ed nor closed
+
+
+def _chunk_of(fid, version, idx):
+    return struct.pack("<IIQ", fid, version, idx) * (C // 16)
+
+
+def _content(fid, state, lo, hi):
+    """Bytes [lo, hi) of a state, zeros past its data (and past its size)."""
+    version, dlen, _ = state
+    out = bytearray(hi - lo)
+    for i in range(lo // C, (min(hi, dlen) + C - 1) // C):
+        a, b = max(lo, i * C), min(hi, dlen, (i + 1) * C)
+        out[a - lo:b - lo] = _chunk_of(fid, version, i)[a - i * C:b - i * C]
+    return bytes(out)
+
+
+def _write_version(fd, f, size, rng):
+    """Writes version f.version+1 over [0, size) in chunk-aligned pieces of 1-64 chunks."""
+    f.version += 1
+    off = 0
+    while off < size:
+        n = min(size - off, C * rng.randint(1, 64))
+        os.pwrite(fd, _content(f.fid, (f.version, size, size), off, off + n), off)
+        off += n
+
+
+def _close(f):
+    """close() frees the number even when it fails: never close it twice (another thread
+    may own it by then)."""
+    fd, f.fd = f.fd, None
+    os.close(fd)
+
+
+def _one_op(f, rng):
+    """One change to f; appends the states it passes through, then marks durability."""
+    prev = f.states[-1]
+    size = rng.choice((rng.randint(0, 3) * C, rng.randint(1, 48) * C + rng.randint(0, C - 1)))
+    op = "create" if prev is None else (rng.choice(("rewrite", "trunc", "resize", "extend"))
+                                         if f.kind == "resize" else "rewrite")
+    if f.fd is not None and op != "rewrite":
+        _close(f)  # returns: the state it left is durable
+        f.durable = len(f.states) - 1
+    # a state is recorded before the call that makes it: the daemon may die after doing it
+    # but before answering
+    if op in ("create", "trunc"):
+        f.states.append((0, 0, 0))
+        f.fd = os.open(f.path, os.O_RDWR | (os.O_CREAT | os.O_EXCL if op == "create" else
+                                             os.O_TRUNC), 0o644)
+    elif f.fd is None:
+        f.fd = os.open(f.path, os.O_RDWR)
+    if op == "resize":
+        f.states.append((prev[0], min(prev[1], size), size))
+        os.ftruncate(f.fd, size)
+    else:
+        size = prev[2] if op == "rewrite" else prev[2] + size if op == "extend" else size
+        f.states.append((f.version + 1, size, size))
+        _write_version(f.fd, f, size, rng)
+    end = rng.random()
+    if end < 0.3:
+        os.fsync(f.fd)
+        f.durable = len(f.states) - 1
+    if end < 0.7:
+        _close(f)
+        f.durable = len(f.states) - 1
+
+
+def _writer(files, rng, stop, errors):
+    try:
+        while not stop.is_set():
+            _one_op(rng.choice(files), rng)
+    except OSError as e:
+        if not stop.is_set():  # before the kill, nothing may fail
+            errors.append("%s: %s" % (threading.current_thread().name, e))
+    finally:
+        for f in files:
+            if f.fd is not None:
+                try:
+                    _close(f)
+                except OSError:
+                    pass
+
+
+def _check_chunk(f, cands, idx, got):
+    for st in cands:
+        if st is not None and got == _content(f.fid, st, idx * C, idx * C + len(got)):
+            return
+    raise AssertionError("%s chunk %d: WRONG CONTENT after kill -9 (first bytes %r; states %r)"
+                         % (f.path, idx, got[:16], cands))
+
+
+def _verify_file(f, stats):
+    """Checks one file after the remount; see the comment above _File."""
+    cands = f.states[max(f.durable, 0):]
+    exact = f.durable == len(f.states) - 1
+    sizes = {st[2] for st in cands if st is not None}
+    # only a create, or a cut to 0 bytes (a new header), leaves a window in which the backing
+    # file is empty and refuses to open
+    emptied = any(b is not None and b[2] == 0 and (a is None or a[2] > 0)
+                  for a, b in zip(cands, cands[1:]))
+    if not os.path.lexists(f.path):
+        assert None in cands, "%s: lost (states %r, durable %d)" % (f.path, f.states, f.durable)
+        return
+    try:
+        fd = os.open(f.path, os.O_RDONLY)
+    except OSError as e:
+        assert e.errno == errno.EIO and not exact and emptied, \
+            "%s does not open: %s (states %r, durable %d)" % (f.path, e, cands, f.durable)
+        stats["eio_open"] += 1
+        return
+    try:
+        size = os.fstat(fd).st_size
+        if exact:
+            assert_bytes_eq(read_file(f.path), _content(f.fid, cands[-1], 0, cands[-1][2]),
+                            "%s (durable before the kill: %r)" % (f.path, cands[-1]))
+            stats["exact"] += 1
+            return
+        assert min(sizes) <= size <= max(sizes), "%s: size %d, states %r" % (f.path, size, cands)
+        for idx in range((size + C - 1) // C):
+            try:
+                got = os.pread(fd, C, idx * C)
+            except OSError as e:
+                assert e.errno == errno.EIO, "%s chunk %d: %s" % (f.path, idx, e)
+                stats["eio_chunk"] += 1
+                continue
+            assert_eq(len(got), min(C, size - idx * C), "%s chunk %d length" % (f.path, idx))
+            _check_chunk(f, cands, idx, got)
+        stats["mixed"] += 1
+    finally:
+        os.close(fd)
+
+
+def _crash_round(v, rnd, rng, stats):
+    d = v.path("r%d" % rnd)
+    os.mkdir(d)
+    files, fid = [], rnd * 1000
+    for w in range(4):
+        mine = []
+        for kind in ("inplace", "inplace", "resize", "resize", "new", "new"):
+            fid += 1
+            f = _File(fid, os.path.join(d, "w%d-%d" % (w, fid)), kind,
+                      None if kind == "new" else (1, 0, 0))
+            if f.states[0]:
+                size = rng.randint(1, 40) * C + rng.randint(0, C - 1)
+                f.states[0] = (1, size, size)
+                write_file(f.path, _content(fid, f.states[0], 0, size))
+            f.kind = "resize" if kind == "new" else kind
+            mine.append(f)
+        files.append(mine)
+    os.sync()
+    stop, errors = threading.Event(), []
+    threads = [threading.Thread(target=_writer, args=(mine, random.Random(rng.random()), stop,
+                                                      errors), name="writer%d" % i)
+               for i, mine in enumerate(files)]
+    for t in threads:
+        t.start()
+    time.sleep(rng.uniform(0.05, 0.8))  # the injection point, not a wait for a mount
+    try:
+        stop.set()
+        _kill_daemon(v)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert not any(t.is_alive() for t in threads), "a writer is stuck after the kill"
+    assert not errors, "writes failed before the kill: %s" % errors
+    v.mount()
+    want = {os.path.basename(f.path) for mine in files for f in mine if f.states[-1] is not None}
+    maybe = {os.path.basename(f.path) for mine in files for f in mine if None in f.states}
+    listed = set(os.listdir(d))
+    assert want - maybe <= listed <= want | maybe, "round %d: names %r, expected %r" % (
+        rnd, sorted(listed), sorted(want))
+    for mine in files:
+        for f in mine:
+            _verify_file(f, stats)
+    shutil.rmtree(d)
+
+
+def test_kill9_during_heavy_writes():
+    """KEKFS_CRASH_ROUNDS (default 20) kill -9s while four writers overwrite, truncate, grow
+    and create files: durable files read back exactly, the others chunk by chunk as one of
+    their recent states or EIO, never anything else."""
+    rounds = int(os.environ.get("KEKFS_CRASH_ROUNDS", "20"))
+    seed = int(os.environ.get("KEKFS_CRASH_SEED", str(random.randrange(1 << 30))))
+    rng = random.Random(seed)
+    stats = collections.Counter()
+    with Volume() as v:
+        for rnd in range(rounds):
+            try:
+                _crash_round(v, rnd, rng, stats)
+            except AssertionError as e:
+                raise AssertionError("seed %d round %d: %s" % (seed, rnd, e))
+    sys.stderr.write("kill -9 during writes: %d rounds, seed %d, %r\n" % (rounds, seed,
+                                                                          dict(stats)))
+    assert stats["exact"] > rounds, "too few durable files checked: %r" % dict(stats)
+    assert stats["mixed"] > 0, "no kill landed inside a write: %r" % dict(stats)
+
+
+test_kill9_during_heavy_writes.timeout = 900

@@ -1,5 +1,7 @@
 /* Unit tests for fs/fileio on a plain temp file: a model-checked random op sequence, holes,
- * reload, and re-keying on truncate to 0. */
+ * reload, re-keying on truncate to 0, and a growing write that fails part-way. */
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/xattr.h>
 
 #include "fileio_fix.h"
@@ -171,6 +173,49 @@ static void test_truncate_zero_rekeys(void **state)
 	check_all(f);
 }
 
+/* Truncating an empty file to 0 leaves its backing bytes alone: a crash then has no window
+ * in which the file is 0 bytes on disk and refuses to open. */
+static void test_truncate_empty_is_a_noop(void **state)
+{
+	struct ffix *f = *state;
+	uint8_t before[HEADER_LEN], after[HEADER_LEN];
+
+	do_truncate(f, 0);
+	assert_int_equal(pread(f->fd, before, HEADER_LEN, 0), HEADER_LEN);
+	do_truncate(f, 0);
+	assert_int_equal(pread(f->fd, after, HEADER_LEN, 0), HEADER_LEN);
+	assert_memory_equal(before, after, HEADER_LEN);
+	check_all(f);
+}
+
+/* A growing write that fails part-way (RLIMIT_FSIZE stands in for a full disk) leaves the
+ * file exactly as it was, its last partial chunk included; the same write works later. */
+static void test_failed_growth_leaves_file_as_it_was(void **state)
+{
+	struct ffix *f = *state;
+	size_t len = 20 * f->vk.geom.size;
+	char *data = malloc(len);
+	struct rlimit old, lim;
+	struct stat st;
+	ssize_t rc;
+
+	do_write(f, 0, 5 * f->vk.geom.size + 100);
+	assert_int_equal(fstat(f->fd, &st), 0);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = (rlim_t)st.st_size + 100;
+	signal(SIGXFSZ, SIG_IGN);
+	randombytes_buf(data, len);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	rc = fileio_write(f->fd, &f->vk, &f->fc, data, len, 0);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	assert_int_equal(rc, -EFBIG);
+	check_all(f);
+	free(data);
+	do_write(f, 0, len);
+	check_all(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -182,6 +227,9 @@ int main(void)
 	    G(test_reload),
 	    X(test_truncate_zero_rekeys),
 	    G(test_truncate_zero_rekeys),
+	    X(test_truncate_empty_is_a_noop),
+	    X(test_failed_growth_leaves_file_as_it_was),
+	    G(test_failed_growth_leaves_file_as_it_was),
 	};
 
 	if (secmem_init() != 0)
