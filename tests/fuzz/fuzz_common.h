@@ -1,0 +1,67 @@
+/*
+ * Shared by the libFuzzer harnesses: the fixture volume (tests/fuzz/fixture, made by
+ * make_corpus.py) whose config and keyring open with its committed test key, so seeds taken
+ * from that volume get past authentication and the fuzzer reaches what lies behind it.
+ */
+#ifndef KEKFS_FUZZ_COMMON_H
+#define KEKFS_FUZZ_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "../../fs/volume.h"
+#include "../../keyring/keyring.h"
+
+#ifndef FUZZ_FIXTURE
+#error "build with -DFUZZ_FIXTURE=\"path of tests/fuzz/fixture\""
+#endif
+
+struct fixture {
+	struct volume vol; /* unlocked: name_key set */
+	struct keyring *kr;
+};
+
+/* Loads and unlocks the fixture once; any failure is a broken build, so it aborts. */
+static inline struct fixture *fixture_get(void)
+{
+	static struct fixture fx;
+	static int loaded;
+	uint8_t key[32];
+	FILE *f;
+
+	if (loaded)
+		return &fx;
+	if (sodium_init() < 0)
+		abort();
+	f = fopen(FUZZ_FIXTURE "/key", "rb");
+	if (!f || fread(key, 1, sizeof(key), f) != sizeof(key))
+		abort();
+	fclose(f);
+	if (volume_load(FUZZ_FIXTURE "/volume", &fx.vol) != VOL_OK ||
+	    keyring_load(FUZZ_FIXTURE "/keyring", fx.vol.id,
+			 &(struct kr_secret){KR_SECRET_KEYFILE, key, sizeof(key)},
+			 &fx.kr) != KR_OK ||
+	    volume_unlock(&fx.vol, fx.kr) != VOL_OK)
+		abort();
+	loaded = 1;
+	return &fx;
+}
+
+/* An in-memory file holding the input; *path names it for functions that take a path. */
+static inline int memfd_with(const uint8_t *data, size_t size, char path[64])
+{
+	int fd = memfd_create("fuzz", MFD_CLOEXEC);
+
+	if (fd < 0 || (size && write(fd, data, size) != (ssize_t)size))
+		abort();
+	snprintf(path, 64, "/proc/self/fd/%d", fd);
+	return fd;
+}
+
+#endif
