@@ -16,5 +16,6 @@ int cmd_keys(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_path(int argc, char **argv);
 int cmd_shred(int argc, char **argv);
+int cmd_fsck(int argc, char **argv);
 
 #endif

@@ -757,6 +757,21 @@ void keyring_subkey(const struct keyring *kr, const char *label, uint8_t out[32]
 	kdf_subkey(kr->keyring_key, label, out);
 }
 
+const char *keyring_kek_state_name(const struct keyring *kr, uint32_t version)
+{
+	static const char *const names[] = {"unknown",	   "active",
+					    "decrypt-only", "retired",
+					    "pending destruction", "destroyed"};
+	struct kek_info k;
+
+	for (size_t i = 0; i < keyring_kek_count(kr); i++) {
+		keyring_kek_info(kr, i, &k);
+		if (k.version == version && k.state >= KEK_ACTIVE && k.state <= KEK_DESTROYED)
+			return names[k.state];
+	}
+	return names[0];
+}
+
 const char *keyring_strerror(int err)
 {
 	switch (err) {
