@@ -282,7 +282,7 @@ static void check_chunks(struct fsck_run *r, int fd, struct file_crypt *fc, cons
 	}
 	if (bad == 1)
 		problem(r, plain, backing, 0, RESTORE "; its other chunks still read",
-			"chunk %llu (plaintext bytes %llu..) does not authenticate (tampered or "
+			"chunk %llu (at plaintext offset %llu) does not authenticate (tampered or "
 			"damaged)",
 			(unsigned long long)first_bad, (unsigned long long)(first_bad * g->size));
 	else if (bad > 1)
