@@ -1,7 +1,8 @@
 /*
  * libFuzzer: encrypted names. The first byte picks the parser: a backing name (base64url
- * AES-SIV) in the root directory, a user.* xattr name, or the contents of a long name's side
- * file (stored under the name its own hash gives, so the hash check passes and decoding runs).
+ * AES-SIV) in the root directory, a user.* xattr name, the contents of a long name's side
+ * file (stored under the name its own hash gives, so the hash check passes and decoding runs),
+ * or a sealed symlink target.
  */
 #include <fcntl.h>
 #include <limits.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "../../fs/namedir.h"
+#include "../../fs/objcrypt.h"
 #include "fuzz_common.h"
 
 static struct name_keys *keys(struct fixture *fx)
@@ -56,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	n = size - 1 < sizeof(text) - 1 ? size - 1 : sizeof(text) - 1;
 	memcpy(text, data + 1, n);
 	text[n] = '\0';
-	switch (data[0] % 3) {
+	switch (data[0] % 4) {
 	case 0:
 		name_decrypt(keys(fx), fx->vol.root_dir_id, text, out);
 		name_is_long(text);
@@ -64,8 +66,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 1:
 		xattr_name_decrypt(keys(fx), text, out);
 		break;
-	default:
+	case 2:
 		long_side(fx, dirfd, text, data + 1, size - 1, out);
+		break;
+	default:
+		symlink_open(fx->vol.name_key, fx->vol.id, text, out, 256);
 	}
 	free(out);
 	return 0;

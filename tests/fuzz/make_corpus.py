@@ -58,6 +58,8 @@ def collect(v):
             data = open(p, "rb").read()
             seed("header", data[:256])
             seed("chunk", data)
+        if os.path.islink(p):
+            seed("names", b"\x03" + os.readlink(p).encode())
         if name.startswith(".kekfs.long."):
             seed("names", b"\x02" + open(p, "rb").read())
         elif not name.startswith("."):
