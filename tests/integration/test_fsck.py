@@ -9,7 +9,7 @@ import os
 import shutil
 
 from kekfs_harness import (Volume, run_kekfs, write_file, read_file, pattern, assert_eq,
-                           assert_bytes_eq, HEADER_SIZE, SLOT_A, SLOT_B, SLOT_SIZE)
+                           assert_bytes_eq, wait_for, HEADER_SIZE, SLOT_A, SLOT_B, SLOT_SIZE)
 
 MODES = ("plaintext", "encrypted")
 
@@ -123,6 +123,8 @@ def test_fsck_clean_volume_exits_0():
                 f.seek(10 * 4096)
                 f.write(b"x")
             assert run_kekfs("rotate", v.mnt).returncode == 0
+            assert wait_for(lambda: b"re-wrap: finished" in run_kekfs("status", v.mnt).stdout,
+                            60, interval=0.05), "the re-wrap did not finish"
             v.umount()
             r = fsck(v)
             line = expect(r, 0, "clean")
