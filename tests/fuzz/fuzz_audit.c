@@ -26,17 +26,13 @@ static void put(const char *dir, const char *name, const uint8_t *data, size_t s
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fixture *fx = fixture_get();
-	static char dir[] = "/tmp/kekfs-fuzz-audit-XXXXXX";
-	static int made;
+	const char *dir = scratch_dir();
 	struct audit_event ev = {.op = "unlock", .result = "ok", .program = "fuzz"};
 	const uint8_t *nul = memchr(data, 0, size);
 	size_t log_len = nul ? (size_t)(nul - data) : size;
 	unsigned long lines;
 	char msg[512];
 
-	if (!made && !mkdtemp(dir))
-		abort();
-	made = 1;
 	put(dir, AUDIT_FILE, data, log_len);
 	put(dir, AUDIT_PENDING_FILE, nul ? nul + 1 : data, nul ? size - log_len - 1 : 0);
 	audit_verify(dir, fx->kr, &lines, msg, sizeof(msg));

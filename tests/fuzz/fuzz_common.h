@@ -6,6 +6,7 @@
 #ifndef KEKFS_FUZZ_COMMON_H
 #define KEKFS_FUZZ_COMMON_H
 
+#include <ftw.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +21,33 @@
 
 #ifndef FUZZ_FIXTURE
 #error "build with -DFUZZ_FIXTURE=\"path of tests/fuzz/fixture\""
+static char fuzz_scratch[64];
+
+static int scratch_unlink(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void scratch_remove(void)
+{
+	nftw(fuzz_scratch, scratch_unlink, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A directory on tmpfs (fsyncs cost nothing there) for harnesses that need files, removed
+ * at exit. */
+static inline const char *scratch_dir(void)
+{
+	if (!fuzz_scratch[0]) {
+		snprintf(fuzz_scratch, sizeof(fuzz_scratch), "/dev/shm/kekfs-fuzz-XXXXXX");
+		if (!mkdtemp(fuzz_scratch))
+			abort();
+		atexit(scratch_remove);
+	}
+	return fuzz_scratch;
+}
+
 #endif
 
 struct fixture {
@@ -62,6 +90,33 @@ static inline int memfd_with(const uint8_t *data, size_t size, char path[64])
 		abort();
 	snprintf(path, 64, "/proc/self/fd/%d", fd);
 	return fd;
+}
+
+static char fuzz_scratch[64];
+
+static int scratch_unlink(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void scratch_remove(void)
+{
+	nftw(fuzz_scratch, scratch_unlink, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A directory on tmpfs (fsyncs cost nothing there) for harnesses that need files, removed
+ * at exit. */
+static inline const char *scratch_dir(void)
+{
+	if (!fuzz_scratch[0]) {
+		snprintf(fuzz_scratch, sizeof(fuzz_scratch), "/dev/shm/kekfs-fuzz-XXXXXX");
+		if (!mkdtemp(fuzz_scratch))
+			abort();
+		atexit(scratch_remove);
+	}
+	return fuzz_scratch;
 }
 
 #endif

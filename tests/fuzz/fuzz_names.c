@@ -44,7 +44,6 @@ static void long_side(struct fixture *fx, int dirfd, const char *text, const uin
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fixture *fx = fixture_get();
-	static char dir[] = "/tmp/kekfs-fuzz-names-XXXXXX";
 	static int dirfd = -1;
 	/*
 	 * 256 bytes, the most every decoder promises to write, ending at a guard page: OpenSSL
@@ -57,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		sodium_free(out);
 		return 0;
 	}
-	if (dirfd < 0 && (!mkdtemp(dir) || (dirfd = open(dir, O_RDONLY | O_DIRECTORY)) < 0))
+	if (dirfd < 0 && (dirfd = open(scratch_dir(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		abort();
 	n = size - 1 < sizeof(text) - 1 ? size - 1 : sizeof(text) - 1;
 	memcpy(text, data + 1, n);
