@@ -335,3 +335,34 @@ def test_fsck_sparse_1tib_reads_only_data():
         assert r.elapsed < 30, "fsck of a 1 TiB sparse file took %.1f s" % r.elapsed
         flip(bfile(v, "huge"), chunk_off(v, (tib // 2) // 4096 + 1) + 100)
         expect(fsck(v), 1, "/huge: chunk %d " % ((tib // 2) // 4096 + 1), "does not authenticate")
+
+
+def test_fsck_progress_bar_on_a_terminal():
+    """On a terminal fsck draws a progress bar, wiped before each problem line and at the end;
+    elsewhere (every test above) it prints none."""
+    import pty
+    import subprocess
+    with volume_with_tree("encrypted") as v:
+        v.umount()
+        flip(bfile(v, "d", "f"), chunk_off(v, 0) + 30)
+        master, slave = pty.openpty()
+        p = subprocess.Popen([os.environ.get("KEKFS_BIN", "build/kekfs"), "fsck"] +
+                             v.key_args() + [v.backing], stdin=subprocess.DEVNULL, stdout=slave,
+                             stderr=slave, start_new_session=True)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        assert_eq(p.wait(timeout=60), 1, "fsck exit status (output %r)" % out[-500:])
+        bar, problem, summary = out.split(b"\r\x1b[K")
+        assert bar.startswith(b"\rchecking: ") and b" files (" in bar, out
+        assert problem.startswith(b"/d/f: chunk 0 "), out
+        assert b"\rchecking: 3/3 files (100%)" in problem, out
+        assert summary.startswith(b"fsck ") and b"1 problem" in summary, out
