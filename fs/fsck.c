@@ -388,13 +388,25 @@ static int entry_name(struct fsck_run *r, const struct walk_entry *e, const stru
 	return -1;
 }
 
-/* Entries kekfs keeps to itself: an orphan long-name side file is reported and dropped. */
+/* A directory a crash left under its temporary name; --repair removes it if it is empty. */
+static void check_unnamed_dir(struct fsck_run *r, const struct walk_entry *e, const char *backing)
+{
+	int removed = r->cfg->repair && namedir_rmdir(e->dirfd, e->name) == 0;
+
+	problem(r, NULL, backing, removed, "'kekfs fsck --repair' removes it if it is empty",
+		"a directory whose creation a crash interrupted: it never got its name");
+}
+
+/* Entries kekfs keeps to itself: orphan long-name side files and unnamed directories. */
 static void check_internal(struct fsck_run *r, const struct walk_entry *e,
 			   const struct fsck_dir *parent, const char *backing)
 {
 	char enc[NAME_ENC_SIZE], name[NAME_PLAIN_MAX + 1], *plain = NULL;
 	int removed = 0;
 
+	if (e->type == DT_DIR &&
+	    strncmp(e->name, NAME_TMPDIR_PREFIX, sizeof(NAME_TMPDIR_PREFIX) - 1) == 0)
+		check_unnamed_dir(r, e, backing);
 	if (e->type != DT_REG || !namedir_side_orphan(e->dirfd, e->name))
 		return;
 	/* It holds the entry's full encrypted name: say which name was lost. */

@@ -236,7 +236,7 @@ def test_fsck_shredded_file():
 
 def test_fsck_orphan_side_file_removed_by_repair():
     """A long name's entry gone, its side file left (a crash): named by its plaintext name,
-    removed by --repair."""
+    removed by --repair; so is an empty directory a crash left under its temporary name."""
     with Volume(names="encrypted") as v:
         long_name = "N" * 190
         write_file(v.path(long_name), b"x")
@@ -249,6 +249,12 @@ def test_fsck_orphan_side_file_removed_by_repair():
         expect(fsck(v, "--repair"), 0, "orphan long-name side file", "(repaired)")
         assert not os.path.exists(side), "--repair left the orphan side file"
         expect(fsck(v), 0, "clean")
+        unnamed = v.bpath(".kekfs.new.0123456789abcdef")  # a mkdir cut short by a crash
+        os.mkdir(unnamed)
+        write_file(os.path.join(unnamed, ".kekfs.dirid"), os.urandom(16))
+        expect(fsck(v), 1, unnamed + ": a directory whose creation a crash interrupted")
+        expect(fsck(v, "--repair"), 0, unnamed + ": a directory", "(repaired)")
+        assert not os.path.exists(unnamed), "--repair left the unnamed directory"
 
 
 def test_fsck_tampered_names_and_dir_ids():
