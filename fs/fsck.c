@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <search.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -37,6 +38,7 @@ struct fsck_run {
 	struct fsck_dir *dirs;
 	size_t ndirs;
 	uint64_t total; /* regular files, for the progress bar */
+	void *links;	/* (dev, ino) of files with several names, checked once */
 	char *buf;	/* one chunk of plaintext */
 };
 
@@ -323,6 +325,34 @@ static int open_file(const struct fsck_run *r, int dirfd, const char *name)
 	return fd;
 }
 
+static int ino_cmp(const void *a, const void *b)
+{
+	const struct stat *x = a, *y = b;
+
+	if (x->st_dev != y->st_dev)
+		return x->st_dev < y->st_dev ? -1 : 1;
+	return x->st_ino < y->st_ino ? -1 : x->st_ino > y->st_ino;
+}
+
+/* 1 if this is a further name of a hard-linked file already checked under another. */
+static int seen_before(struct fsck_run *r, const struct stat *st)
+{
+	struct stat *key;
+	void **found;
+
+	if (st->st_nlink < 2 || !(key = malloc(sizeof(*key))))
+		return 0;
+	*key = *st;
+	found = tsearch(key, &r->links, ino_cmp);
+	if (found && *found != key) {
+		free(key);
+		return 1;
+	}
+	if (!found)
+		free(key);
+	return 0;
+}
+
 static void check_file(struct fsck_run *r, int dirfd, const char *name, const char *plain,
 		       const char *backing)
 {
@@ -334,7 +364,11 @@ static void check_file(struct fsck_run *r, int dirfd, const char *name, const ch
 	if (fd < 0)
 		problem(r, plain, backing, 0, "check its permissions", "cannot be opened: %s",
 			strerror(errno));
-	else if (fstat(fd, &st) == 0 && st.st_size < HEADER_LEN)
+	else if (fstat(fd, &st) != 0)
+		problem(r, plain, backing, 0, RESTORE, "cannot be read: %s", strerror(errno));
+	else if (seen_before(r, &st))
+		; /* its header and chunks were checked under its first name */
+	else if (st.st_size < HEADER_LEN)
 		problem(r, plain, backing, 0, RESTORE,
 			"it is shorter than a kekfs header (%lld bytes): truncated",
 			(long long)st.st_size);
@@ -561,6 +595,7 @@ int fsck_run(const struct fsck_config *cfg, struct fsck_result *res)
 		free(r.dirs[i].backing);
 	}
 	free(r.dirs);
+	tdestroy(r.links, free);
 	if (r.buf)
 		secmem_wipe(r.buf, r.vk.geom.size);
 	free(r.buf);

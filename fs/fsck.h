@@ -29,8 +29,8 @@ struct fsck_config {
 	const struct volume *vol; /* unlocked */
 	const struct keyring *kr; /* unlocked */
 	const char *audit_dir;	  /* BACKING/.kekfs */
-	int repair;		  /* rewrite torn slots from their twin, drop orphan side files */
-	int force;		  /* with repair: also remove crypto-shredded files */
+	int repair; /* rewrite torn slots from their twin, drop orphans and unnamed empty dirs */
+	int force;  /* with repair: also remove crypto-shredded files */
 	fsck_report_fn report;
 	fsck_progress_fn progress; /* may be NULL */
 	void *arg;

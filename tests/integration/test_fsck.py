@@ -132,12 +132,17 @@ def test_fsck_clean_volume_exits_0():
 
 
 def test_fsck_tampered_chunk():
-    """One byte of one chunk changed: that chunk is named, by the file's plaintext path."""
+    """One byte of one chunk changed: that chunk is named, by the file's plaintext path, once
+    even though the file has a second name (a hard link)."""
     for names in MODES:
         with volume_with_tree(names) as v:
+            os.link(v.path("d", "f"), v.path("zlink"))
             v.umount()
             flip(bfile(v, "d", "f"), chunk_off(v, 1) + 30)
-            expect(fsck(v), 1, "/d/f: chunk 1 ", "does not authenticate", "backup")
+            r = fsck(v)
+            expect(r, 1, ": chunk 1 ", "does not authenticate", "backup")
+            assert_eq(sum("chunk 1" in l for l in out_lines(r)), 1, "problem lines: %r" % r)
+            assert "4 files" in out_lines(r)[-1], out_lines(r)
 
 
 def test_fsck_torn_slot_repaired():
