@@ -146,7 +146,7 @@ install: $(BUILD)/kekfs
 	chmod 0644 $(DESTDIR)$(UNITDIR)/kekfs@.service $(DESTDIR)$(EXAMPLEDIR)/srv-vault.mount
 
 format:
-	clang-format -i $(LIB_SRC) $(FUSE_SRC) $(CLI_SRC) $(UNIT_SRC) */*.h
+	clang-format -i $(LIB_SRC) $(FUSE_SRC) $(CLI_SRC) $(UNIT_SRC) $(FUZZ_SRC) */*.h tests/fuzz/*.h
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -759,9 +759,8 @@ void keyring_subkey(const struct keyring *kr, const char *label, uint8_t out[32]
 
 const char *keyring_kek_state_name(const struct keyring *kr, uint32_t version)
 {
-	static const char *const names[] = {"unknown",	   "active",
-					    "decrypt-only", "retired",
-					    "pending destruction", "destroyed"};
+	static const char *const names[] = {
+	    "unknown", "active", "decrypt-only", "retired", "pending destruction", "destroyed"};
 	struct kek_info k;
 
 	for (size_t i = 0; i < keyring_kek_count(kr); i++) {
