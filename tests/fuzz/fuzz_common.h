@@ -11,16 +11,39 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <sodium.h>
+#include <xxhash.h>
 
 #include "../../fs/volume.h"
 #include "../../keyring/keyring.h"
 
 #ifndef FUZZ_FIXTURE
 #error "build with -DFUZZ_FIXTURE=\"path of tests/fuzz/fixture\""
+/*
+ * A copy of the input whose xxHash64 of bytes [0, covered) is written at offset at (the
+ * checksums that guard the volume config, keyring and wrap slots): fed to a parser as well as
+ * the input itself, it takes the fuzzer past the checksum into the fields behind it.
+ */
+static inline uint8_t *checksum_fixed(const uint8_t *data, size_t size, size_t covered, size_t at)
+{
+	uint8_t *copy = malloc(size ? size : 1);
+	uint64_t h;
+
+	if (!copy)
+		abort();
+	memcpy(copy, data, size);
+	if (covered <= size && at + 8 <= size) {
+		h = XXH64(copy, covered, 0);
+		for (int i = 0; i < 8; i++)
+			copy[at + i] = (uint8_t)(h >> (8 * i));
+	}
+	return copy;
+}
+
 static char fuzz_scratch[64];
 
 static int scratch_unlink(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -90,6 +113,27 @@ static inline int memfd_with(const uint8_t *data, size_t size, char path[64])
 		abort();
 	snprintf(path, 64, "/proc/self/fd/%d", fd);
 	return fd;
+}
+
+/*
+ * A copy of the input whose xxHash64 of bytes [0, covered) is written at offset at (the
+ * checksums that guard the volume config, keyring and wrap slots): fed to a parser as well as
+ * the input itself, it takes the fuzzer past the checksum into the fields behind it.
+ */
+static inline uint8_t *checksum_fixed(const uint8_t *data, size_t size, size_t covered, size_t at)
+{
+	uint8_t *copy = malloc(size ? size : 1);
+	uint64_t h;
+
+	if (!copy)
+		abort();
+	memcpy(copy, data, size);
+	if (covered <= size && at + 8 <= size) {
+		h = XXH64(copy, covered, 0);
+		for (int i = 0; i < 8; i++)
+			copy[at + i] = (uint8_t)(h >> (8 * i));
+	}
+	return copy;
 }
 
 static char fuzz_scratch[64];

@@ -1,14 +1,14 @@
 /*
  * libFuzzer: the keyring file, opened with the fixture's key file (passphrase slots are
- * skipped, so a mutated Argon2 cost cannot turn the run into a memory test), then every KEK.
+ * skipped, so a mutated Argon2 cost cannot turn the run into a memory test), then every KEK;
+ * again with its trailing checksum made right, so the structure behind it is parsed.
  */
 #include <unistd.h>
 
 #include "fuzz_common.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void parse(struct fixture *fx, const uint8_t *data, size_t size)
 {
-	struct fixture *fx = fixture_get();
 	static uint8_t key[32];
 	static int have_key;
 	struct keyring *kr = NULL;
@@ -35,5 +35,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		keyring_free(kr);
 	}
 	close(fd);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct fixture *fx = fixture_get();
+	uint8_t *fixed =
+	    checksum_fixed(data, size, size >= 8 ? size - 8 : 0, size >= 8 ? size - 8 : 0);
+
+	parse(fx, data, size);
+	if (size >= 8)
+		parse(fx, fixed, size);
+	free(fixed);
 	return 0;
 }
