@@ -23,54 +23,6 @@
 
 #ifndef FUZZ_FIXTURE
 #error "build with -DFUZZ_FIXTURE=\"path of tests/fuzz/fixture\""
-/*
- * A copy of the input whose xxHash64 of bytes [0, covered) is written at offset at (the
- * checksums that guard the volume config, keyring and wrap slots): fed to a parser as well as
- * the input itself, it takes the fuzzer past the checksum into the fields behind it.
- */
-static inline uint8_t *checksum_fixed(const uint8_t *data, size_t size, size_t covered, size_t at)
-{
-	uint8_t *copy = malloc(size ? size : 1);
-	uint64_t h;
-
-	if (!copy)
-		abort();
-	memcpy(copy, data, size);
-	if (covered <= size && at + 8 <= size) {
-		h = XXH64(copy, covered, 0);
-		for (int i = 0; i < 8; i++)
-			copy[at + i] = (uint8_t)(h >> (8 * i));
-	}
-	return copy;
-}
-
-static char fuzz_scratch[64];
-
-static int scratch_unlink(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	remove(path);
-	return 0;
-}
-
-static void scratch_remove(void)
-{
-	nftw(fuzz_scratch, scratch_unlink, 8, FTW_DEPTH | FTW_PHYS);
-}
-
-/* A directory on tmpfs (fsyncs cost nothing there) for harnesses that need files, removed
- * at exit. */
-static inline const char *scratch_dir(void)
-{
-	if (!fuzz_scratch[0]) {
-		snprintf(fuzz_scratch, sizeof(fuzz_scratch), "/dev/shm/kekfs-fuzz-XXXXXX");
-		if (!mkdtemp(fuzz_scratch))
-			abort();
-		atexit(scratch_remove);
-	}
-	return fuzz_scratch;
-}
-
 #endif
 
 struct fixture {
