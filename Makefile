@@ -23,12 +23,12 @@ KEYRING_SRC := keyring/keyring.c keyring/wrapslot.c keyring/atomic_file.c keyrin
 	       keyring/pkcs11_slot.c
 FSCORE_SRC  := fs/volume.c fs/header.c fs/chunk.c fs/fileio.c fs/objcrypt.c fs/log.c \
 	       fs/inode_table.c fs/rotation.c fs/control.c \
-	       fs/walk.c fs/census.c fs/names.c fs/namedir.c fs/shred.c fs/redata.c
+	       fs/walk.c fs/census.c fs/names.c fs/namedir.c fs/shred.c fs/redata.c fs/fsck.c
 FUSE_SRC    := fs/fuse_ops.c
 CLI_SRC     := cli/main.c cli/secret.c cli/unlock.c cli/mounts.c cli/cmd_init.c \
 	       cli/cmd_mount.c cli/cmd_keys.c cli/notify.c cli/keysource.c cli/mount_helper.c \
 	       cli/cmd_path.c cli/cmd_shred.c cli/target.c cli/cmd_redata.c cli/spawn.c \
-	       cli/kms.c cli/extopts.c cli/cmd_token.c
+	       cli/kms.c cli/extopts.c cli/cmd_token.c cli/cmd_fsck.c cli/progress.c
 LIB_SRC     := $(CRYPTO_SRC) $(KEYRING_SRC) $(FSCORE_SRC)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 
@@ -36,7 +36,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 APP_OBJ  := $(FUSE_SRC:%.c=$(BUILD)/%.o) $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/test_%.c=$(BUILD)/tests/unit_%)
 
-.PHONY: all deps test demo bench bench-names cipher-speed format clean install
+.PHONY: all deps test demo bench bench-names cipher-speed format clean install fuzz fuzz-build
 all: $(BUILD)/kekfs $(UNIT_BIN)
 
 deps:
@@ -79,12 +79,53 @@ test: deps
 ifneq ($(SANITIZE),1)
 	@$(MAKE) --no-print-directory SANITIZE=1 BUILD=build-san all
 endif
+	@$(MAKE) --no-print-directory fuzz-build
 	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
 	@$(TEST_ENV) python3 tests/run_tests.py --kekfs $(BUILD)/kekfs $(SAN_PASS)
 
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@./tools/demo.sh $(BUILD)/kekfs
+
+# libFuzzer harnesses (tests/fuzz/fuzz_*.c), built with clang, ASan and UBSan into
+# build-fuzz/. `make test` replays tests/fuzz/regressions/ and runs each harness for
+# FUZZ_TEST_SECONDS (5); `make fuzz` runs each for FUZZ_SECONDS. Without a clang that links
+# -fsanitize=fuzzer, build-fuzz/skipped says why and the fuzz tests count as skipped.
+FUZZ_BUILD   := build-fuzz
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   := -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -g -O1 -Wall -Wextra -Werror \
+		-fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_PROBE    = echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { return d && n; }' | \
+		$(FUZZ_CC) -x c -fsanitize=fuzzer,address - -o /dev/null 2>/dev/null
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) \
+		-DFUZZ_FIXTURE='"$(abspath tests/fuzz/fixture)"' -o $@ $< $(FUZZ_LIB_OBJ) $(PKG_LIBS)
+
+fuzz-build:
+	@mkdir -p $(FUZZ_BUILD) && rm -f $(FUZZ_BUILD)/skipped
+	@if $(FUZZ_PROBE); then $(MAKE) --no-print-directory $(FUZZ_BIN); else \
+		echo "$(FUZZ_CC) cannot link -fsanitize=fuzzer (install clang and libclang-rt-14-dev)" \
+		> $(FUZZ_BUILD)/skipped; cat $(FUZZ_BUILD)/skipped; fi
+
+fuzz: fuzz-build
+	@test ! -f $(FUZZ_BUILD)/skipped || exit 1
+	@for b in $(FUZZ_BIN); do n=$${b##*/fuzz_}; \
+		mkdir -p $(FUZZ_BUILD)/corpus/$$n $(FUZZ_BUILD)/crashes || exit 1; \
+		echo "fuzz_$$n: $(FUZZ_SECONDS) s"; \
+		$$b -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+			-artifact_prefix=$(FUZZ_BUILD)/crashes/$$n- \
+			$(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n > $(FUZZ_BUILD)/$$n.log 2>&1; \
+		rc=$$?; grep -E '^(stat::number_of_executed_units|==[0-9]+==|SUMMARY|Test unit)' \
+			$(FUZZ_BUILD)/$$n.log; test $$rc -eq 0 || exit 1; done
 
 # The side-by-side benchmark (issue 7); never part of `make test`. BENCH_SCALE=0.25 for a
 # quick run; see tools/bench.py for the other knobs.
@@ -131,9 +172,9 @@ install: $(BUILD)/kekfs
 	chmod 0644 $(DESTDIR)$(UNITDIR)/kekfs@.service $(DESTDIR)$(EXAMPLEDIR)/srv-vault.mount
 
 format:
-	clang-format -i $(LIB_SRC) $(FUSE_SRC) $(CLI_SRC) $(UNIT_SRC) */*.h
+	clang-format -i $(LIB_SRC) $(FUSE_SRC) $(CLI_SRC) $(UNIT_SRC) $(FUZZ_SRC) */*.h tests/fuzz/*.h
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) $(FUZZ_BUILD) -name '*.d' 2>/dev/null)

@@ -24,6 +24,7 @@
 #include "cli.h"
 #include "extopts.h"
 #include "mounts.h"
+#include "progress.h"
 #include "unlock.h"
 
 struct keys_opts {
@@ -212,17 +213,16 @@ static void progress_wait(struct rotation *rot)
 {
 	struct rotation_status st;
 	const struct timespec tick = {0, 100 * 1000 * 1000};
-	int tty = isatty(STDOUT_FILENO);
+	struct progress bar;
+	char what[64];
 
+	progress_init(&bar);
 	for (rotation_get_status(rot, &st); st.running; rotation_get_status(rot, &st)) {
-		if (tty && st.total)
-			printf("\rre-wrapping to KEK v%u: %llu/%llu files (%3.0f%%)", st.target,
-			       (unsigned long long)st.done, (unsigned long long)st.total,
-			       100.0 * (double)st.done / (double)st.total);
-		fflush(stdout);
+		snprintf(what, sizeof(what), "re-wrapping to KEK v%u", st.target);
+		progress_show(&bar, what, st.done, st.total);
 		nanosleep(&tick, NULL);
 	}
-	if (tty)
+	if (bar.shown)
 		putchar('\n');
 }
 

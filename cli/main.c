@@ -22,6 +22,7 @@ static const char usage[] =
     "  audit verify MOUNTPOINT|BACKING  check the audit log's chain of MACs\n"
     "  path encrypt|decrypt BACKING PATH  map a plaintext path to its backing path, or back\n"
     "  shred [-r] PATH... | --seal | --verify COPY  crypto-shred files (see 'kekfs shred -h')\n"
+    "  fsck [--repair [--force]] BACKING  check an unmounted volume, repair what is safe\n"
     "\n"
     "Options:\n"
     "  -h, --help                    show this help (or 'kekfs COMMAND --help')\n"
@@ -75,6 +76,8 @@ int main(int argc, char **argv)
 		return cmd_shred(argc - 1, argv + 1);
 	if (strcmp(argv[1], "audit") == 0)
 		return cmd_audit(argc - 1, argv + 1);
+	if (strcmp(argv[1], "fsck") == 0)
+		return cmd_fsck(argc - 1, argv + 1);
 	if (mount_helper_wanted(argc, argv)) /* from mount(8), mount.fuse3 or fstab */
 		return cmd_mount_helper(argc, argv);
 	cli_error("unknown command '%s': see 'kekfs --help'", argv[1]);

@@ -51,8 +51,10 @@ int volume_unlock_all(const char *backing, const char *keyring_opt, const struct
 		return cli_error(
 		    "%s is not a kekfs volume (no %s/%s): create one with 'kekfs init'", backing,
 		    VOLUME_DIR, VOLUME_FILE);
-	if (rc != VOL_OK)
-		return cli_error("%s: %s", p.volume, volume_strerror(rc));
+	if (rc != VOL_OK) {
+		cli_error("%s: %s", p.volume, volume_strerror(rc));
+		return rc == VOL_ERR_CORRUPT ? UNLOCK_DAMAGED : -1;
+	}
 	secret_source_auto(&chosen, p.keyring);
 	if (secret_read(&chosen, 0, &secret) != 0)
 		return -1;
@@ -72,18 +74,23 @@ int volume_unlock_all(const char *backing, const char *keyring_opt, const struct
 	if (rc == KR_ERR_MISSING && !keyring_opt)
 		return cli_error("no keyring at %s: if it is kept elsewhere, give --keyring PATH",
 				 p.keyring);
-	if (rc != KR_OK)
-		return cli_error("cannot unlock %s: %s", p.keyring, keyring_strerror(rc));
-	if (keyring_generation(*kr) < vol->generation)
-		return cli_error(
-		    "the keyring %s is older (generation %llu) than this volume has seen "
-		    "(%llu): it may be a restored copy that brings destroyed keys back; "
-		    "use the current keyring",
-		    p.keyring, (unsigned long long)keyring_generation(*kr),
-		    (unsigned long long)vol->generation);
+	if (rc != KR_OK) {
+		cli_error("cannot unlock %s: %s", p.keyring, keyring_strerror(rc));
+		return rc == KR_ERR_CORRUPT || rc == KR_ERR_TAMPERED ? UNLOCK_DAMAGED : -1;
+	}
+	if (keyring_generation(*kr) < vol->generation) {
+		cli_error("the keyring %s is older (generation %llu) than this volume has seen "
+			  "(%llu): it may be a restored copy that brings destroyed keys back; "
+			  "use the current keyring",
+			  p.keyring, (unsigned long long)keyring_generation(*kr),
+			  (unsigned long long)vol->generation);
+		return UNLOCK_DAMAGED;
+	}
 	rc = volume_unlock(vol, *kr);
-	if (rc != VOL_OK)
-		return cli_error("%s: %s", p.volume, volume_strerror(rc));
+	if (rc != VOL_OK) {
+		cli_error("%s: %s", p.volume, volume_strerror(rc));
+		return rc == VOL_ERR_NOMEM ? -1 : UNLOCK_DAMAGED;
+	}
 	ev.kek = keyring_active_version(*kr);
 	if (purpose && audit_append(p.audit_dir, *kr, &ev) != 0)
 		fprintf(stderr, "kekfs: warning: cannot append to the audit log in %s\n",

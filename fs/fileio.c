@@ -427,7 +427,7 @@ int fileio_truncate(int fd, const struct volume_keys *vk, struct file_crypt *fc,
 	return file_update(fd, vk, fc, cur, size, NULL, 0, 0);
 }
 
-int fileio_rewrap(int fd, const struct volume_keys *vk, int *hdr_err)
+int fileio_rewrap(int fd, const struct volume_keys *vk, int always, int *hdr_err)
 {
 	uint8_t buf[HEADER_LEN];
 	struct file_header h;
@@ -444,7 +444,7 @@ int fileio_rewrap(int fd, const struct volume_keys *vk, int *hdr_err)
 	}
 	if (rc == 0 && *hdr_err != HDR_OK)
 		rc = -EBADMSG;
-	if (rc == 0 && h.cur.kek_version == keyring_active_version(vk->kr)) {
+	if (rc == 0 && !always && h.cur.kek_version == keyring_active_version(vk->kr)) {
 		secmem_free(dek);
 		return 0;
 	}

@@ -58,10 +58,11 @@ int fileio_truncate(int fd, const struct volume_keys *vk, struct file_crypt *fc,
 /*
  * Re-wraps the DEK of the file open on fd (read-write) under the active KEK, writing only
  * the spare wrap slot: the current one stays valid until the new one is on disk. Returns
- * 1 if re-wrapped, 0 if already on the active KEK, -EBADMSG (reason in *hdr_err) or -errno.
+ * 1 if re-wrapped, 0 if already on the active KEK (unless always: fsck rewrites a torn
+ * spare slot that way), -EBADMSG (reason in *hdr_err) or -errno.
  * The caller holds the inode lock, so no truncation re-keys the file meanwhile.
  */
-int fileio_rewrap(int fd, const struct volume_keys *vk, int *hdr_err);
+int fileio_rewrap(int fd, const struct volume_keys *vk, int always, int *hdr_err);
 
 /*
  * Crypto-shreds the file open on fd (read-write): overwrites both wrap slots with random

@@ -122,6 +122,16 @@ int header_open_dek(struct file_header *h, const struct volume *v, const struct 
 	}
 }
 
+void header_check_slots(const struct file_header *h, const struct volume *v,
+			const struct keyring *kr, int state[2])
+{
+	uint8_t aad[HEADER_PREFIX_LEN + VOLUME_ID_LEN];
+	size_t n = header_aad(h, v, aad);
+
+	for (int i = 0; i < 2; i++)
+		state[i] = wrap_slot_check(h->slots[i], kr, aad, n);
+}
+
 int header_current_version(const uint8_t in[HEADER_LEN], uint32_t *version)
 {
 	struct wrap_slot slot;

@@ -59,6 +59,10 @@ int header_decode(const uint8_t in[HEADER_LEN], const struct volume *v, struct f
 int header_open_dek(struct file_header *h, const struct volume *v, const struct keyring *kr,
 		    uint8_t dek[DEK_LEN]);
 
+/* What each wrap slot of a decoded header holds: SLOT_* codes (see wrap_slot_check). */
+void header_check_slots(const struct file_header *h, const struct volume *v,
+			const struct keyring *kr, int state[2]);
+
 /* The KEK version of the newest slot that passes its checksum; HDR_ERR_* if none does. */
 int header_current_version(const uint8_t in[HEADER_LEN], uint32_t *version);
 

@@ -118,8 +118,7 @@ int namedir_mkdir(int parentfd, const char *name, mode_t mode)
 	return rc;
 }
 
-/* A long-name side file whose object is gone (left by a crash): safe to drop. */
-static int orphan_side(int dirfd, const char *name)
+int namedir_side_orphan(int dirfd, const char *name)
 {
 	struct stat st;
 
@@ -168,7 +167,7 @@ static int only_id_left(int dirfd)
 
 		if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 || strcmp(n, NAME_DIRID_FILE) == 0)
 			continue;
-		if (orphan_side(dirfd, n))
+		if (namedir_side_orphan(dirfd, n))
 			unlinkat(dirfd, n, 0);
 		else if (!drop_tmpdir(dirfd, n))
 			rc = -ENOTEMPTY;

@@ -54,6 +54,9 @@ int namedir_long_write(int dirfd, const struct bname *b);
 /* Removes the side file of a long name (after its object is gone). */
 void namedir_long_remove(int dirfd, const struct bname *b);
 
+/* 1 if name is a long name's side file whose entry is gone (left by a crash): safe to drop. */
+int namedir_side_orphan(int dirfd, const char *name);
+
 /* Reads and checks the full encoding of a long backing name. 0, or -EBADMSG / -errno. */
 int namedir_long_read(int dirfd, const char *backing, char enc[NAME_ENC_SIZE]);
 

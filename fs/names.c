@@ -205,7 +205,8 @@ int xattr_name_decrypt(const struct name_keys *nk, const char *enc, char *out)
 {
 	int n;
 
-	if (strncmp(enc, "user.", 5) != 0)
+	/* No xattr name is longer than 255 bytes; a longer one would not fit out once opened. */
+	if (strncmp(enc, "user.", 5) != 0 || strnlen(enc, 256) > 255)
 		return -EBADMSG;
 	n = decode_open(nk->xattr, (const uint8_t *)XATTR_AD, 16, enc + 5, out + 5);
 	if (n < 0 || (size_t)n != strlen(out + 5))

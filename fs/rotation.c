@@ -67,7 +67,7 @@ static int rewrap_at(struct rotation *r, int dirfd, const char *name, const stru
 	else if (now.st_size < HEADER_LEN)
 		rc = 0; /* being created: its header will be written with the active KEK */
 	else
-		rc = fileio_rewrap(fd, &vk, hdr_err);
+		rc = fileio_rewrap(fd, &vk, 0, hdr_err);
 	close(fd);
 	return rc;
 }

@@ -472,20 +472,6 @@ int shred_path(struct shred *s, const char *rel, int recursive, const struct aud
 
 /* ---- verify a copy ---- */
 
-/* "destroyed" or "retired" or ...: the state of KEK version in this keyring. */
-static const char *kek_state_word(const struct keyring *kr, uint32_t version)
-{
-	struct kek_info k;
-
-	for (size_t i = 0; i < keyring_kek_count(kr); i++) {
-		keyring_kek_info(kr, i, &k);
-		if (k.version == version)
-			return k.state == KEK_DESTROYED ? "destroyed"
-							: "retired or pending destruction";
-	}
-	return "unknown";
-}
-
 int shred_verify_header(const struct volume *vol, const struct keyring *kr,
 			const uint8_t hdr[HEADER_LEN], char *msg, size_t msg_size)
 {
@@ -509,7 +495,7 @@ int shred_verify_header(const struct volume *vol, const struct keyring *kr,
 		snprintf(msg, msg_size,
 			 "cannot be opened: its key is wrapped by KEK v%u, %s in "
 			 "this keyring",
-			 v, kek_state_word(kr, v));
+			 v, keyring_kek_state_name(kr, v));
 	else
 		snprintf(msg, msg_size, "cannot be opened: %s", header_strerror(err));
 	return err == HDR_OK;

@@ -138,6 +138,15 @@ int volume_unlock(struct volume *v, const struct keyring *kr)
 	return rc == SLOT_ERR_CORRUPT ? VOL_ERR_CORRUPT : VOL_ERR_TAMPERED;
 }
 
+void volume_check_slots(const struct volume *v, const struct keyring *kr, int state[2])
+{
+	uint8_t aad[VOL_AAD_LEN];
+
+	volume_encode_fields(v, aad);
+	for (int i = 0; i < 2; i++)
+		state[i] = wrap_slot_check(v->slots[i], kr, aad, sizeof(aad));
+}
+
 int volume_rewrap(struct volume *v, const struct keyring *kr, const char *path)
 {
 	uint8_t aad[VOL_AAD_LEN];

@@ -59,6 +59,9 @@ int volume_load(const char *path, struct volume *v);
 /* Unwraps the name key; VOL_ERR_TAMPERED if the config's fields were altered. */
 int volume_unlock(struct volume *v, const struct keyring *kr);
 
+/* What each name-key slot of a loaded config holds: SLOT_* codes (see wrap_slot_check). */
+void volume_check_slots(const struct volume *v, const struct keyring *kr, int state[2]);
+
 /*
  * Re-wraps the name key under the active KEK into the spare slot and saves the config to
  * path. Returns 1 if it was re-wrapped, 0 if it already was on the active KEK, or VOL_ERR_*.

@@ -10,24 +10,30 @@
 #include "volume.h"
 
 struct walk {
-	int encrypted_names;
 	volatile int *stop;
-	walk_fn fn;
+	walk_visit_fn fn;
 	void *ctx;
 };
 
-/* Backing entries that are not user files: the volume's own directory, side files. */
-static int entry_skipped(const struct walk *w, int is_root, const char *name)
+/* d_type, asking the filesystem when readdir did not say. */
+static int entry_type(int dirfd, const struct dirent *de)
 {
-	if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
-		return 1;
-	if (w->encrypted_names && name_is_internal(name))
-		return 1;
-	return is_root && strcmp(name, VOLUME_DIR) == 0;
+	struct stat st;
+
+	if (de->d_type != DT_UNKNOWN)
+		return de->d_type == DT_REG || de->d_type == DT_DIR || de->d_type == DT_LNK
+			   ? de->d_type
+			   : DT_UNKNOWN;
+	if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return DT_UNKNOWN;
+	return S_ISDIR(st.st_mode)   ? DT_DIR
+	       : S_ISREG(st.st_mode) ? DT_REG
+	       : S_ISLNK(st.st_mode) ? DT_LNK
+				     : DT_UNKNOWN;
 }
 
 /* Walks dirfd (which it closes). */
-static void walk_dir(int dirfd, int is_root, const struct walk *w)
+static void walk_dir(int dirfd, unsigned depth, const struct walk *w)
 {
 	DIR *d = fdopendir(dirfd);
 	struct dirent *de;
@@ -37,33 +43,55 @@ static void walk_dir(int dirfd, int is_root, const struct walk *w)
 		return;
 	}
 	while (!*w->stop && (de = readdir(d)) != NULL) {
-		unsigned char type = de->d_type;
-		struct stat st;
+		const char *n = de->d_name;
+		struct walk_entry e = {.dirfd = dirfd, .name = n, .depth = depth};
+		int sub;
 
-		if (entry_skipped(w, is_root, de->d_name))
+		if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0')))
 			continue;
-		if (type == DT_UNKNOWN && fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
-			type = S_ISDIR(st.st_mode)   ? DT_DIR
-			       : S_ISREG(st.st_mode) ? DT_REG
-						     : DT_UNKNOWN;
-		if (type == DT_REG) {
-			w->fn(w->ctx, dirfd, de->d_name);
-		} else if (type == DT_DIR) {
-			int sub = openat(dirfd, de->d_name,
-					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (sub >= 0)
-				walk_dir(sub, 0, w);
-		}
+		e.type = entry_type(dirfd, de);
+		if (w->fn(w->ctx, &e) != 1 || e.type != DT_DIR)
+			continue;
+		sub = openat(dirfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub >= 0)
+			walk_dir(sub, depth + 1, w);
 	}
 	closedir(d);
+}
+
+void walk_tree(int backing_fd, volatile int *stop, walk_visit_fn fn, void *ctx)
+{
+	struct walk w = {.stop = stop, .fn = fn, .ctx = ctx};
+	int root = openat(backing_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (root >= 0)
+		walk_dir(root, 0, &w);
+}
+
+struct regular_walk {
+	int encrypted_names;
+	walk_fn fn;
+	void *ctx;
+};
+
+/* Regular files only, never the volume's own directory or the side files of names. */
+static int regular_visit(void *ctx, const struct walk_entry *e)
+{
+	struct regular_walk *r = ctx;
+
+	if (e->depth == 0 && strcmp(e->name, VOLUME_DIR) == 0)
+		return 0;
+	if (r->encrypted_names && name_is_internal(e->name))
+		return 0;
+	if (e->type == DT_REG)
+		r->fn(r->ctx, e->dirfd, e->name);
+	return 1;
 }
 
 void walk_regular_files(int backing_fd, int encrypted_names, volatile int *stop, walk_fn fn,
 			void *ctx)
 {
-	struct walk w = {.encrypted_names = encrypted_names, .stop = stop, .fn = fn, .ctx = ctx};
-	int root = openat(backing_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct regular_walk r = {.encrypted_names = encrypted_names, .fn = fn, .ctx = ctx};
 
-	if (root >= 0)
-		walk_dir(root, 1, &w);
+	walk_tree(backing_fd, stop, regular_visit, &r);
 }

@@ -1,6 +1,23 @@
-/* Visiting every regular file of a backing directory, depth first, with *at() calls. */
+/* Visiting a backing directory tree, depth first, with *at() calls. */
 #ifndef KEKFS_WALK_H
 #define KEKFS_WALK_H
+
+/* One backing entry met by walk_tree. */
+struct walk_entry {
+	int dirfd;	  /* its directory: valid only during the call */
+	const char *name; /* never "." or ".." */
+	int type;	  /* DT_REG, DT_DIR, DT_LNK, or DT_UNKNOWN for anything else */
+	unsigned depth;	  /* 0 for entries of the backing directory itself */
+};
+
+/* Returns 1 to descend into a directory entry (0 not to; ignored for other types). */
+typedef int (*walk_visit_fn)(void *ctx, const struct walk_entry *e);
+
+/*
+ * Calls fn for every entry below the backing directory (.kekfs and the internal files of
+ * encrypted names included: fn decides), until done or *stop becomes non-zero.
+ */
+void walk_tree(int backing_fd, volatile int *stop, walk_visit_fn fn, void *ctx);
 
 typedef void (*walk_fn)(void *ctx, int dirfd, const char *name);
 

@@ -880,6 +880,20 @@ static const char *keyring_io_strerror(void)
 	return buf;
 }
 
+const char *keyring_kek_state_name(const struct keyring *kr, uint32_t version)
+{
+	static const char *const names[] = {
+	    "unknown", "active", "decrypt-only", "retired", "pending destruction", "destroyed"};
+	struct kek_info k;
+
+	for (size_t i = 0; i < keyring_kek_count(kr); i++) {
+		keyring_kek_info(kr, i, &k);
+		if (k.version == version && k.state >= KEK_ACTIVE && k.state <= KEK_DESTROYED)
+			return names[k.state];
+	}
+	return names[0];
+}
+
 const char *keyring_strerror(int err)
 {
 	switch (err) {

@@ -164,6 +164,9 @@ size_t keyring_kek_count(const struct keyring *kr);
 /* Describes the i-th KEK (0 <= i < keyring_kek_count), oldest first. */
 void keyring_kek_info(const struct keyring *kr, size_t i, struct kek_info *info);
 
+/* The state of KEK version as a word ("retired", "destroyed", ...; "unknown" if absent). */
+const char *keyring_kek_state_name(const struct keyring *kr, uint32_t version);
+
 /* Incremented by every save: lets a volume notice a keyring restored from an old copy. */
 uint64_t keyring_generation(const struct keyring *kr);
 

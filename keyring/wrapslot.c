@@ -6,6 +6,7 @@
 #include <xxhash.h>
 
 #include "../crypto/bytes.h"
+#include "../crypto/secmem.h"
 
 #define SLOT_CHECKSUM_OFF 88
 
@@ -102,6 +103,25 @@ int wrap_slots_open(const uint8_t slots[2][WRAP_SLOT_LEN], const struct keyring 
 			err = rc;
 	}
 	return err;
+}
+
+int wrap_slot_check(const uint8_t in[WRAP_SLOT_LEN], const struct keyring *kr, const uint8_t *aad,
+		    size_t aad_len)
+{
+	struct wrap_slot slot;
+	uint8_t *key;
+	int rc;
+
+	if (aad_len > WRAP_SLOT_AAD_MAX)
+		return -EINVAL;
+	if (!wrap_slot_decode(in, &slot))
+		return SLOT_ERR_CORRUPT;
+	key = secmem_alloc(KEYWRAP_KEY_LEN);
+	if (!key)
+		return -ENOMEM;
+	rc = wrap_slot_try(&slot, kr, aad, aad_len, key);
+	secmem_free(key);
+	return rc;
 }
 
 int wrap_slots_newest(const uint8_t slots[2][WRAP_SLOT_LEN], struct wrap_slot *slot_out)

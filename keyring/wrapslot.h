@@ -46,6 +46,13 @@ int wrap_slots_open(const uint8_t slots[2][WRAP_SLOT_LEN], const struct keyring 
 		    struct wrap_slot *slot_out);
 
 /*
+ * What one slot holds (for fsck): SLOT_OK if it opens, SLOT_ERR_CORRUPT if it fails its
+ * checksum (torn, overwritten, or never written: all zero), or why it would not open.
+ */
+int wrap_slot_check(const uint8_t in[WRAP_SLOT_LEN], const struct keyring *kr, const uint8_t *aad,
+		    size_t aad_len);
+
+/*
  * The slot a pair would open with, judged by checksums alone (no key): for counting which
  * KEK versions are still in use. Returns SLOT_OK or SLOT_ERR_CORRUPT.
  */

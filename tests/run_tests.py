@@ -8,6 +8,9 @@ Runs
     binary that dies without a summary counts as 1 failed; a binary that
     exits non-zero although its summary reports no failure, e.g. a sanitizer
     report at exit, counts one extra failure);
+  * every libFuzzer harness build-fuzz/fuzz_* (tests/fuzz), one test each:
+    its committed crash inputs replayed, then a few seconds of fuzzing
+    (skipped, and said so, when clang cannot build libFuzzer targets);
   * every function test_* of every module tests/integration/test_*.py, in
     file order; a test raising kekfs_harness.Skip is counted as skipped.
     Modules that set NAME_MODES run each test on plaintext and on encrypted
@@ -25,7 +28,7 @@ and ends with exactly one line "N passed, N failed[, N skipped]" for both
 passes together.  Exit status is 1 if anything failed.
 
   python3 tests/run_tests.py [-k SUBSTRING]... [--kekfs PATH] [--timeout SECS]
-                             [--no-unit] [--no-integration] [--list] [-v]
+                             [--no-unit] [--no-integration] [--no-fuzz] [--list] [-v]
                              [--sanitized PATH [--san-k SUBSTRING]...]
 
 After every integration test and at the end, /proc/mounts is checked for
@@ -164,6 +167,59 @@ def describe_rc(rc):
         except ValueError:
             return "signal %d" % -rc
     return str(rc)
+
+
+# --------------------------------------------------------------------------
+# fuzz harnesses
+
+
+def run_fuzz_tests(args, counts):
+    """Each libFuzzer harness (tests/fuzz/fuzz_*.c, built by `make fuzz-build`) is one test:
+    it replays every committed crash input in tests/fuzz/regressions/<name>/, then fuzzes
+    from the seed corpus for FUZZ_TEST_SECONDS (5). Pass = no crash, leak or timeout."""
+    fdir = os.path.join(REPO, "build-fuzz")
+    seconds = os.environ.get("FUZZ_TEST_SECONDS", "5")
+    for src in sorted(glob.glob(os.path.join(REPO, "tests", "fuzz", "fuzz_*.c"))):
+        harness = os.path.splitext(os.path.basename(src))[0]
+        name = "fuzz.%s" % harness
+        short = harness[len("fuzz_"):]
+        if args.k and not any(k in name for k in args.k):
+            continue
+        if args.list:
+            out(name)
+            continue
+        skipped = os.path.join(fdir, "skipped")
+        if os.path.exists(skipped):
+            counts.skipped += 1
+            out("SKIP %s: %s" % (name, open(skipped).read().strip()))
+            continue
+        binary = os.path.join(fdir, harness)
+        if not os.access(binary, os.X_OK):
+            counts.failed += 1
+            out("FAIL %s: %s is not built (make fuzz-build)" % (name, binary))
+            continue
+        crashes = sorted(glob.glob(os.path.join(REPO, "tests", "fuzz", "regressions", short, "*")))
+        work = tempfile.mkdtemp(prefix="kekfs-fuzz-")
+        runs = ([[binary] + crashes] if crashes else []) + [
+            [binary, "-max_total_time=%s" % seconds, "-timeout=10",
+             "-artifact_prefix=%s/" % work, work,
+             os.path.join(REPO, "tests", "fuzz", "corpus", short)]]
+        failure = None
+        for argv in runs:
+            p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, timeout=int(seconds) + 120)
+            if p.returncode != 0:
+                tail = p.stdout.decode("utf-8", "replace").splitlines()[-25:]
+                failure = "exit %s\n    %s" % (describe_rc(p.returncode), "\n    ".join(tail))
+                break
+        subprocess.run(["rm", "-rf", work])
+        if failure:
+            counts.failed += 1
+            out("FAIL %s: %s" % (name, failure))
+        else:
+            counts.passed += 1
+            out("PASS %s (%d regression input%s, %s s fuzzing)" % (
+                name, len(crashes), "" if len(crashes) == 1 else "s", seconds))
 
 
 # --------------------------------------------------------------------------
@@ -414,6 +470,7 @@ def main():
     ap.add_argument("--unit-timeout", type=float, default=600.0)
     ap.add_argument("--no-unit", action="store_true")
     ap.add_argument("--no-integration", action="store_true")
+    ap.add_argument("--no-fuzz", action="store_true", help="skip the libFuzzer harnesses")
     ap.add_argument("--list", action="store_true", help="list integration tests only")
     ap.add_argument("-v", "--verbose", action="store_true", help="show each test's duration")
     ap.add_argument("--sanitized", metavar="PATH",
@@ -435,6 +492,8 @@ def main():
     interrupted = False
     try:
         run_pass(args, counts, harness, tmp_root)
+        if not args.no_fuzz and not args.list:
+            run_fuzz_tests(args, counts)
         if args.sanitized:
             sanitized_pass(args, counts, harness, tmp_root)
     except KeyboardInterrupt:

@@ -191,6 +191,20 @@ def test_redata_crash_after_commit_is_finished_at_mount():
         assert_bytes_eq(read_file(v.path("f")), data)
 
 
+def test_fsck_finishes_an_interrupted_redata():
+    """fsck reports a committed re-encryption a crash interrupted; --repair finishes it."""
+    from test_fsck import fsck, expect
+    with Volume() as v:
+        data, seen, _ = _crash_when(v, ".ready", 96 << 20)
+        assert seen, "never caught the job between its commit and its end"
+        expect(fsck(v), 1, "re-encryption", "interrupted")
+        expect(fsck(v, "--repair"), 0, "re-encryption")
+        assert_eq(journal(v), [], "journal left behind")
+        expect(fsck(v), 0, "clean")
+        v.mount()
+        assert_bytes_eq(read_file(v.path("f")), data)
+
+
 def test_redata_sigkill_rounds():
     """SIGKILL at random points of re-encryptions: every round reads back exactly."""
     rounds = int(os.environ.get("KEKFS_REDATA_KILL_ROUNDS", "8"))

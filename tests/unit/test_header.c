@@ -352,6 +352,28 @@ static void test_shredded_vs_damaged(void **state)
 	assert_int_equal(header_decode(f->buf, &f->env->vol, &d), HDR_ERR_FORMAT);
 }
 
+/* header_check_slots (fsck): each slot on its own, OK, torn (checksum) or tampered (auth). */
+static void test_check_slots(void **state)
+{
+	struct hfix *f = *state;
+	struct file_header d;
+	int st[2];
+
+	seal_encode(f, 0);
+	assert_int_equal(header_decode(f->buf, &f->env->vol, &d), HDR_OK);
+	header_check_slots(&d, &f->env->vol, f->env->kr, st);
+	assert_int_equal(st[0], SLOT_OK);
+	assert_int_equal(st[1], SLOT_ERR_CORRUPT); /* never written */
+	seal_encode(f, 0);			   /* now both slots hold the key */
+	f->buf[SLOT_B + 40] ^= 1;
+	fix_xxh64(f->buf + SLOT_B, SLOT_SUM, SLOT_SUM);
+	f->buf[SLOT_A + 50] ^= 1; /* torn: checksum not fixed */
+	assert_int_equal(header_decode(f->buf, &f->env->vol, &d), HDR_OK);
+	header_check_slots(&d, &f->env->vol, f->env->kr, st);
+	assert_int_equal(st[0], SLOT_ERR_CORRUPT);
+	assert_int_equal(st[1], SLOT_ERR_AUTH);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -372,6 +394,7 @@ int main(void)
 	    T(test_encode_sealed_slot),
 	    T(test_strerror),
 	    T(test_shredded_vs_damaged),
+	    T(test_check_slots),
 	};
 
 	if (secmem_init() != 0)
