@@ -378,9 +378,12 @@ static void external_encode(const struct kr_slot *s, uint8_t *p)
 
 static int external_decode(struct kr_slot *s, const uint8_t *p)
 {
-	size_t n = get_le16(p), blob;
+	size_t n, blob;
 
-	if (s->ext_len > KR_EXT_MAX || n > KR_SPEC_MAX || 4 + n > s->ext_len)
+	if (s->ext_len < 4 || s->ext_len > KR_EXT_MAX)
+		return KR_ERR_CORRUPT; /* p holds ext_len bytes: not even the two lengths */
+	n = get_le16(p);
+	if (n > KR_SPEC_MAX || 4 + n > s->ext_len)
 		return KR_ERR_CORRUPT;
 	blob = get_le16(p + 2 + n);
 	if (blob > KR_BLOB_MAX || 4 + n + blob != s->ext_len || memchr(p + 2, 0, n))
