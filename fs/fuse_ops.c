@@ -1613,6 +1613,14 @@ const struct fuse_lowlevel_ops *kekfs_fs_ops(void)
 	return &ops;
 }
 
+/* One helper per other online CPU (at most 7) shares the chunk crypto of large requests. */
+static struct par_pool *crypto_pool_new(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return par_pool_new(cpus > 8 ? 7 : cpus > 1 ? (unsigned)cpus - 1 : 0);
+}
+
 struct kekfs_fs *kekfs_fs_new(const struct kekfs_fs_config *cfg)
 {
 	struct kekfs_fs *fs = calloc(1, sizeof(*fs));
@@ -1638,6 +1646,7 @@ struct kekfs_fs *kekfs_fs_new(const struct kekfs_fs_config *cfg)
 		}
 		fs->vk.nk = fs->nk;
 	}
+	fs->vk.pool = crypto_pool_new(); /* NULL: every request runs on its own thread */
 	fs->is_root = geteuid() == 0;
 	pthread_mutex_init(&fs->handles_lock, NULL);
 	fs->handles.next = fs->handles.prev = &fs->handles;
@@ -1666,6 +1675,7 @@ void kekfs_fs_free(struct kekfs_fs *fs)
 	handles_free(fs);
 	inode_table_free(fs->inodes);
 	name_keys_free(fs->nk);
+	par_pool_free(fs->vk.pool);
 	pthread_mutex_destroy(&fs->handles_lock);
 	free(fs);
 }
