@@ -15,6 +15,8 @@
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
+_Static_assert(DEK_LEN == SECMEM_KEY_LEN, "a DEK fits a secmem key slot");
+
 static int pread_full(int fd, void *buf, size_t n, uint64_t off)
 {
 	size_t got = 0;
@@ -61,7 +63,7 @@ int fileio_create(int fd, const struct volume_keys *vk, struct file_crypt *fc)
 	uint8_t buf[HEADER_LEN + AEAD_MAX_OVERHEAD];
 	int rc;
 
-	fc->dek = secmem_alloc(DEK_LEN);
+	fc->dek = secmem_key_alloc();
 	if (!fc->dek)
 		return -ENOMEM;
 	randombytes_buf(fc->dek, DEK_LEN);
@@ -79,7 +81,7 @@ int fileio_create(int fd, const struct volume_keys *vk, struct file_crypt *fc)
 
 void fileio_drop(struct file_crypt *fc)
 {
-	secmem_free(fc->dek);
+	secmem_key_free(fc->dek);
 	fc->dek = NULL;
 }
 
@@ -173,7 +175,7 @@ int fileio_load(int fd, const struct volume_keys *vk, struct file_crypt *fc)
 		fc->shredded = 1;
 	if (fc->hdr_err != HDR_OK)
 		return fc->shredded ? -EKEYREVOKED : -EBADMSG;
-	fc->dek = secmem_alloc(DEK_LEN);
+	fc->dek = secmem_key_alloc();
 	if (!fc->dek)
 		return -ENOMEM;
 	fc->hdr_err = header_open_dek(&fc->hdr, vk->vol, vk->kr, fc->dek);
