@@ -242,7 +242,12 @@ def versions():
     ]
 
 
-def report(systems, results, rss, out):
+def load_average():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def report(systems, results, rss, out, loads):
     figs = list(dict.fromkeys(k for s in systems for rep in results[s] for k in rep))
     lines = ["| figure | " + " | ".join(systems) + " |",
              "|---" * (len(systems) + 1) + "|"]
@@ -273,6 +278,11 @@ def report(systems, results, rss, out):
            "Made by `make bench` (tools/bench.py). Every system runs over its own directory on "
            "one tmpfs, mounted at the same time; the workloads run interleaved (every system "
            "in turn, %d repetitions). Figures are medians with min-max, higher is better." % REPS,
+           "", "Load average (1 min, this benchmark's own work included) sampled between systems: "
+           "%.1f-%.1f on %d CPUs%s." % (
+               min(loads), max(loads), os.cpu_count(),
+               ": the machine was shared with other work, so wall-clock figures are noisy; "
+               "compare systems within this run only" if max(loads) > 3 else ""),
            "", "## Machine and versions", ""] + ["- " + v for v in versions()] + [
            "", "## Sizes", "",
            "- sequential: %d MiB written with 1 MiB requests and a final fsync; read after "
@@ -314,12 +324,14 @@ def main():
             s.mount(root)
             systems.append(s)
         results = {s.name: [] for s in systems}
+        loads = [load_average()]
         for rep in range(REPS):
             for s in systems:
                 results[s.name].append(workloads(s, root + "/data"))
                 print("rep %d %s done" % (rep + 1, s.name), file=sys.stderr, flush=True)
+                loads.append(load_average())
         rss = {s.name: s.peak_rss_mib() for s in systems}
-        report([s.name for s in systems], results, rss, out)
+        report([s.name for s in systems], results, rss, out, loads)
     finally:
         for s in systems:
             s.unmount()
