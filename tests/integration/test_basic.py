@@ -429,6 +429,24 @@ def test_mkdir_rmdir():
         assert_eq(os.listdir(v.mnt), ["m"])
 
 
+def test_new_objects_show_their_final_mode_at_once():
+    """mkdir, create and mknod reply with the object's final attributes: a mode the
+    kernel would not guess (0151) reads back at once, before any attribute timeout."""
+    with Volume() as v:
+        old = os.umask(0)
+        try:
+            os.mkdir(v.path("d"), 0o151)
+            os.close(os.open(v.path("f"), os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o151))
+            os.mkfifo(v.path("p"), 0o151)
+            for name in ("d", "f", "p"):
+                assert_eq(stat.S_IMODE(os.stat(v.path(name)).st_mode), 0o151,
+                          "mode of new %s, read back at once" % name)
+                assert_eq(stat.S_IMODE(os.lstat(v.backing_path(name)).st_mode), 0o151,
+                          "mode of the backing %s" % name)
+        finally:
+            os.umask(old)
+
+
 def test_readdir_dtype_and_many_entries():
     with Volume() as v:
         write_file(v.path("reg"), b"r")
