@@ -398,6 +398,10 @@ static int mount_run(struct mount_opts *o, int status_fd)
 		goto out;
 	}
 	mounted = 1;
+	if (kekfs_fs_attach_io(fs, se) != 0) {
+		cli_error("cannot attach to the FUSE session");
+		goto out;
+	}
 	kekfs_fs_set_session(fs, se);
 	if (!o->foreground) {
 		if (!o->log_file)

@@ -980,6 +980,57 @@ def test_allow_other_default_permissions():
         assert_eq((st.st_uid, st.st_gid), (65534, 65534), "owner after remount")
 
 
+def test_write_and_truncate_by_others_clear_setuid_setgid():
+    """A write, a truncate, an O_TRUNC open or a fallocate by a user without CAP_FSETID clears the
+    setuid bit, and the setgid bit of a group-executable file, as on a local filesystem;
+    root's writes keep them."""
+    with Volume() as v:
+        os.chmod(tmp_root(), 0o711)
+        os.chmod(v.base, 0o711)
+        os.chmod(v.mnt, 0o755)
+        v.remount(opts="allow_other")
+        ops = {"write": lambda p: write_at(p, b"nobody", 0),
+               "truncate": lambda p: os.truncate(p, 3),
+               "otrunc": lambda p: os.close(os.open(p, os.O_WRONLY | os.O_TRUNC)),
+               "fallocate": lambda p: fallocate_at(p, 0, 4 * C)}
+        for name, op in ops.items():
+            for mode, want in ((0o6777, 0o0777), (0o6767, 0o2767)):
+                p = v.path("%s-%o" % (name, mode))
+                write_file(p, pattern(2 * C, 3))
+                os.chmod(p, mode)
+
+                def run(path=p, fn=op):
+                    try:
+                        fn(path)
+                        return 0
+                    except OSError as e:
+                        return e.errno % 256
+                assert_eq(_as_nobody(run), 0, "%s by another user" % name)
+                assert_eq(stat.S_IMODE(os.stat(p).st_mode), want,
+                          "mode after %s by another user of a %o file" % (name, mode))
+        p = v.path("root-writes")
+        write_file(p, b"x")
+        os.chmod(p, 0o6777)
+        write_at(p, b"root", 0)
+        assert_eq(stat.S_IMODE(os.stat(p).st_mode), 0o6777, "mode after a write by root")
+
+
+def fallocate_at(path, off, length):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.posix_fallocate(fd, off, length)
+    finally:
+        os.close(fd)
+
+
+def write_at(path, data, off):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, off)
+    finally:
+        os.close(fd)
+
+
 # ---------------------------------------------------------------- more edges
 
 
