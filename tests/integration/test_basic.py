@@ -989,10 +989,10 @@ def test_write_and_truncate_by_others_clear_setuid_setgid():
         os.chmod(v.base, 0o711)
         os.chmod(v.mnt, 0o755)
         v.remount(opts="allow_other")
-        ops = {"write": lambda p: write_at(p, b"nobody", 0),
+        ops = {"write": lambda p: on_fd(p, lambda fd: os.pwrite(fd, b"nobody", 0)),
                "truncate": lambda p: os.truncate(p, 3),
                "otrunc": lambda p: os.close(os.open(p, os.O_WRONLY | os.O_TRUNC)),
-               "fallocate": lambda p: fallocate_at(p, 0, 4 * C)}
+               "fallocate": lambda p: on_fd(p, lambda fd: os.posix_fallocate(fd, 0, 4 * C))}
         for name, op in ops.items():
             for mode, want in ((0o6777, 0o0777), (0o6767, 0o2767)):
                 p = v.path("%s-%o" % (name, mode))
@@ -1011,22 +1011,15 @@ def test_write_and_truncate_by_others_clear_setuid_setgid():
         p = v.path("root-writes")
         write_file(p, b"x")
         os.chmod(p, 0o6777)
-        write_at(p, b"root", 0)
+        on_fd(p, lambda fd: os.pwrite(fd, b"root", 0))
         assert_eq(stat.S_IMODE(os.stat(p).st_mode), 0o6777, "mode after a write by root")
 
 
-def fallocate_at(path, off, length):
+def on_fd(path, fn):
+    """fn(fd) on path opened write-only."""
     fd = os.open(path, os.O_WRONLY)
     try:
-        os.posix_fallocate(fd, off, length)
-    finally:
-        os.close(fd)
-
-
-def write_at(path, data, off):
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.pwrite(fd, data, off)
+        fn(fd)
     finally:
         os.close(fd)
 
