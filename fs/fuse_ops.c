@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,9 +66,9 @@ struct kekfs_fs {
 	int is_root;
 	int dont_mask; /* the kernel leaves the umask to us (FUSE_CAP_DONT_MASK) */
 	int writeback; /* the kernel caches writes and owns sizes (FUSE_CAP_WRITEBACK_CACHE) */
-	uint64_t init_unique;	 /* the INIT request, until it is replied to (see killpriv_v2) */
-	int killpriv_offered;	 /* the kernel offered FUSE_HANDLE_KILLPRIV_V2 */
-	struct fuse_session *se; /* for cache invalidation after a shred; NULL before mount */
+	_Atomic uint64_t init_unique; /* the INIT request until replied to (KILLPRIV_V2 below) */
+	int killpriv_offered;	      /* the kernel offered FUSE_HANDLE_KILLPRIV_V2 */
+	struct fuse_session *se;      /* for cache invalidation after a shred; NULL before mount */
 	pthread_mutex_t handles_lock;
 	struct open_handle handles; /* list head */
 };
@@ -1598,7 +1599,7 @@ static int request_kill_flag(struct kekfs_fs *fs, const void *buf, size_t n)
 		if (len >= offsetof(struct fuse_init_in, flags) + sizeof(uint32_t)) {
 			fs->killpriv_offered = (((const struct fuse_init_in *)arg)->flags &
 						FUSE_HANDLE_KILLPRIV_V2) != 0;
-			fs->init_unique = h->unique;
+			atomic_store(&fs->init_unique, h->unique);
 		}
 		return 0;
 	case FUSE_WRITE:
@@ -1627,13 +1628,13 @@ static ssize_t fuse_io_writev(int fd, struct iovec *iov, int count, void *userda
 {
 	struct kekfs_fs *fs = userdata;
 	struct fuse_out_header *out = iov[0].iov_base;
+	uint64_t init = atomic_load_explicit(&fs->init_unique, memory_order_relaxed);
 
-	if (fs->init_unique && count >= 2 && iov[0].iov_len >= sizeof(*out) &&
-	    out->unique == fs->init_unique) {
+	if (init && count >= 2 && iov[0].iov_len >= sizeof(*out) && out->unique == init) {
 		if (out->error == 0 && fs->killpriv_offered &&
 		    iov[1].iov_len >= offsetof(struct fuse_init_out, flags) + sizeof(uint32_t))
 			((struct fuse_init_out *)iov[1].iov_base)->flags |= FUSE_HANDLE_KILLPRIV_V2;
-		fs->init_unique = 0;
+		atomic_store(&fs->init_unique, 0);
 	}
 	return writev(fd, iov, count);
 }
