@@ -151,7 +151,7 @@ def workloads(sysm, data):
             r["rand 4k 70/30 %s IOPS" % label] = None
     os.unlink(rnd)
     small = m + "/small"
-    os.mkdir(small)
+    os.makedirs(small, exist_ok=True)  # a failed peer may have left it behind
     try:
         r["small create files/s"] = SMALL_FILES / timed(
             lambda: sh(["tar", "-xf", data + "/small.tar", "-C", small]))
@@ -333,7 +333,11 @@ def main():
         loads = [load_average()]
         for rep in range(REPS):
             for s in systems:
-                results[s.name].append(workloads(s, root + "/data"))
+                try:
+                    results[s.name].append(workloads(s, root + "/data"))
+                except (OSError, subprocess.CalledProcessError) as e:
+                    print("%s failed a workload: %s" % (s.name, e), file=sys.stderr)
+                    results[s.name].append({})
                 print("rep %d %s done" % (rep + 1, s.name), file=sys.stderr, flush=True)
                 loads.append(load_average())
         rss = {s.name: s.peak_rss_mib() for s in systems}
