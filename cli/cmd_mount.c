@@ -448,6 +448,10 @@ static int mount_run(struct mount_opts *o, int status_fd)
 		goto out;
 	}
 	mounted = 1;
+	if (kekfs_fs_attach_io(fs, se) != 0) {
+		cli_error("cannot attach to the FUSE session");
+		goto out;
+	}
 	if (o->ro_backing)
 		fprintf(stderr, "kekfs: %s is on a read-only file system: mounted read-only\n",
 			o->backing);

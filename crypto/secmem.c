@@ -1,5 +1,6 @@
 #include "secmem.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -27,6 +28,54 @@ void secmem_free(void *p)
 {
 	if (p)
 		sodium_free(p);
+}
+
+/* Key slots: free ones are chained through their first bytes; slabs are never returned. */
+#define KEY_SLAB_SLOTS 256
+static pthread_mutex_t key_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *key_free_list;
+
+/* Adds a new slab's slots to the free list. Caller holds key_lock. */
+static int key_slab_add(void)
+{
+	unsigned char *slab = sodium_malloc(KEY_SLAB_SLOTS * SECMEM_KEY_LEN);
+
+	if (!slab)
+		return -1;
+	for (size_t i = 0; i < KEY_SLAB_SLOTS; i++) {
+		void *slot = slab + i * SECMEM_KEY_LEN;
+
+		sodium_memzero(slot, SECMEM_KEY_LEN);
+		*(void **)slot = key_free_list;
+		key_free_list = slot;
+	}
+	return 0;
+}
+
+void *secmem_key_alloc(void)
+{
+	void *slot = NULL;
+
+	pthread_mutex_lock(&key_lock);
+	if (key_free_list || key_slab_add() == 0) {
+		slot = key_free_list;
+		key_free_list = *(void **)slot;
+	}
+	pthread_mutex_unlock(&key_lock);
+	if (slot)
+		sodium_memzero(slot, SECMEM_KEY_LEN);
+	return slot;
+}
+
+void secmem_key_free(void *p)
+{
+	if (!p)
+		return;
+	sodium_memzero(p, SECMEM_KEY_LEN);
+	pthread_mutex_lock(&key_lock);
+	*(void **)p = key_free_list;
+	key_free_list = p;
+	pthread_mutex_unlock(&key_lock);
 }
 
 void secmem_wipe(void *p, size_t n)

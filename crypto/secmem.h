@@ -13,6 +13,16 @@ void *secmem_alloc(size_t n);
 /* Wipes and frees memory from secmem_alloc; NULL is allowed. */
 void secmem_free(void *p);
 
+/*
+ * A SECMEM_KEY_LEN-byte slot for a short-lived key (a file's DEK, loaded at every open),
+ * carved from shared sodium_malloc'd pages: locked and kept out of core dumps like
+ * secmem_alloc, but without its ~10 system calls per key. Neighbouring slots are not
+ * separated by guard pages. NULL on failure; secmem_key_free wipes the slot (NULL is fine).
+ */
+#define SECMEM_KEY_LEN 32
+void *secmem_key_alloc(void);
+void secmem_key_free(void *p);
+
 /* Wipes a stack or heap buffer in a way the compiler cannot elide. */
 void secmem_wipe(void *p, size_t n);
 

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,6 +15,8 @@
 #include "objcrypt.h"
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
+
+_Static_assert(DEK_LEN == SECMEM_KEY_LEN, "a DEK fits a secmem key slot");
 
 static int pread_full(int fd, void *buf, size_t n, uint64_t off)
 {
@@ -61,7 +64,7 @@ int fileio_create(int fd, const struct volume_keys *vk, struct file_crypt *fc)
 	uint8_t buf[HEADER_LEN + AEAD_MAX_OVERHEAD];
 	int rc;
 
-	fc->dek = secmem_alloc(DEK_LEN);
+	fc->dek = secmem_key_alloc();
 	if (!fc->dek)
 		return -ENOMEM;
 	randombytes_buf(fc->dek, DEK_LEN);
@@ -79,7 +82,7 @@ int fileio_create(int fd, const struct volume_keys *vk, struct file_crypt *fc)
 
 void fileio_drop(struct file_crypt *fc)
 {
-	secmem_free(fc->dek);
+	secmem_key_free(fc->dek);
 	fc->dek = NULL;
 }
 
@@ -95,9 +98,10 @@ static uint64_t chunk_plain_len(const struct chunk_geom *g, uint64_t plain, uint
  * Opens stored chunk idx of a file whose final chunk is last. A non-final all-zero chunk
  * is a hole. A non-final chunk may also carry the final flag: that is what a crash between
  * writing new chunks and re-sealing the old final one leaves, and it grants nothing a
- * chunk rollback would not.
+ * chunk rollback would not. The caller records a failure in fc->bad_chunk: helper threads
+ * may run this for one request at the same time.
  */
-static int chunk_decode(const struct volume_keys *vk, struct file_crypt *fc, uint64_t idx,
+static int chunk_decode(const struct volume_keys *vk, const struct file_crypt *fc, uint64_t idx,
 			uint64_t last, const uint8_t *in, size_t in_len, uint8_t *pt)
 {
 	const struct chunk_geom *g = &vk->geom;
@@ -110,15 +114,11 @@ static int chunk_decode(const struct volume_keys *vk, struct file_crypt *fc, uin
 	rc = chunk_open(g, fc->dek, fc->hdr.file_id, idx, idx == last, in, in_len, pt);
 	if (rc != 0 && idx != last)
 		rc = chunk_open(g, fc->dek, fc->hdr.file_id, idx, 1, in, in_len, pt);
-	if (rc != 0) {
-		fc->bad_chunk = idx;
-		return -EBADMSG;
-	}
-	return 0;
+	return rc != 0 ? -EBADMSG : 0;
 }
 
 /* Reads and opens chunk idx of a file of cur plain bytes into pt (zero-padded to a chunk). */
-static int chunk_read_plain(int fd, const struct volume_keys *vk, struct file_crypt *fc,
+static int chunk_read_plain(int fd, const struct volume_keys *vk, const struct file_crypt *fc,
 			    uint64_t cur, uint64_t idx, uint8_t *pt, uint8_t *scratch)
 {
 	const struct chunk_geom *g = &vk->geom;
@@ -145,8 +145,8 @@ static int empty_file_check(int fd, const struct volume_keys *vk, struct file_cr
 	uint8_t stored[AEAD_MAX_OVERHEAD], none[1];
 	int rc = pread_full(fd, stored, vk->geom.overhead, HEADER_LEN);
 
-	if (rc == 0)
-		rc = chunk_decode(vk, fc, 0, 0, stored, vk->geom.overhead, none);
+	if (rc == 0 && (rc = chunk_decode(vk, fc, 0, 0, stored, vk->geom.overhead, none)) != 0)
+		fc->bad_chunk = 0;
 	return rc;
 }
 
@@ -176,7 +176,7 @@ int fileio_load(int fd, const struct volume_keys *vk, struct file_crypt *fc)
 		fc->shredded = 1;
 	if (fc->hdr_err != HDR_OK)
 		return fc->shredded ? -EKEYREVOKED : -EBADMSG;
-	fc->dek = secmem_alloc(DEK_LEN);
+	fc->dek = secmem_key_alloc();
 	if (!fc->dek)
 		return -ENOMEM;
 	fc->hdr_err = header_open_dek(&fc->hdr, vk->vol, vk->kr, fc->dek);
@@ -194,74 +194,145 @@ int fileio_load(int fd, const struct volume_keys *vk, struct file_crypt *fc)
 	return rc;
 }
 
+/* Chunks a helper takes at a time: 64 KiB of 4 KiB chunks, enough to pay for the hand-off. */
+#define PAR_GRAIN 16
+
+/* One read request: stored chunks [first, rlast] of a file of cur bytes, opened into buf. */
+struct read_job {
+	const struct volume_keys *vk;
+	struct file_crypt *fc;
+	uint64_t cur, off, first, rlast, last;
+	size_t n;
+	const uint8_t *stored; /* the stored bytes of the chunks, from chunk first on */
+	char *buf;
+	uint8_t *edge[2]; /* plaintext of a partly read first and last chunk */
+	atomic_uint_fast64_t bad;
+};
+
+/* Whether chunk i is read whole (it can then be opened straight into buf); from: where the
+ * read starts in it. */
+static int read_whole(const struct read_job *j, uint64_t i, uint64_t *from)
+{
+	const struct chunk_geom *g = &j->vk->geom;
+	uint64_t cstart = i * g->size;
+
+	*from = j->off > cstart ? j->off - cstart : 0;
+	return *from == 0 && cstart + chunk_plain_len(g, j->cur, i) <= j->off + j->n;
+}
+
+/* Opens chunk i of a read, into buf or, if it is read in part, its edge buffer. */
+static int read_chunk(struct read_job *j, uint64_t i)
+{
+	const struct chunk_geom *g = &j->vk->geom;
+	uint64_t from, clen = chunk_plain_len(g, j->cur, i);
+	uint8_t *pt = read_whole(j, i, &from) ? (uint8_t *)j->buf + (i * g->size - j->off)
+					      : j->edge[i == j->first ? 0 : 1];
+	const uint8_t *in = j->stored + (geom_chunk_off(g, i) - geom_chunk_off(g, j->first));
+	int rc = chunk_decode(j->vk, j->fc, i, j->last, in, clen + g->overhead, pt);
+
+	if (rc != 0)
+		atomic_store(&j->bad, i);
+	return rc;
+}
+
+static int read_batch(void *arg, size_t b)
+{
+	struct read_job *j = arg;
+	uint64_t lo = j->first + b * PAR_GRAIN, hi = MIN(j->rlast + 1, lo + PAR_GRAIN);
+	int rc = 0;
+
+	for (uint64_t i = lo; i < hi && rc == 0; i++)
+		rc = read_chunk(j, i);
+	return rc;
+}
+
+/* Copies the read part of a partly read first or last chunk from its edge buffer. */
+static void read_edges(struct read_job *j)
+{
+	const struct chunk_geom *g = &j->vk->geom;
+	uint64_t from, lstart = j->rlast * g->size;
+
+	if (!read_whole(j, j->first, &from))
+		memcpy(j->buf, j->edge[0] + from,
+		       MIN(chunk_plain_len(g, j->cur, j->first) - from, j->n));
+	if (j->rlast > j->first && !read_whole(j, j->rlast, &from))
+		memcpy(j->buf + (lstart - j->off), j->edge[1], j->off + j->n - lstart);
+}
+
+/* Reads the stored chunks of a request in one pread and opens them, in parallel if large. */
+static ssize_t read_chunks(int fd, struct read_job *j)
+{
+	const struct chunk_geom *g = &j->vk->geom;
+	uint64_t base = geom_chunk_off(g, j->first);
+	size_t stored_len =
+	    geom_chunk_off(g, j->rlast) + chunk_plain_len(g, j->cur, j->rlast) + g->overhead - base;
+	uint8_t *mem = malloc(stored_len + 2 * g->size);
+	int rc;
+
+	if (!mem)
+		return -ENOMEM;
+	j->stored = mem;
+	j->edge[0] = mem + stored_len;
+	j->edge[1] = j->edge[0] + g->size;
+	atomic_init(&j->bad, 0);
+	rc = pread_full(fd, mem, stored_len, base);
+	if (rc == 0)
+		rc = par_run(j->vk->pool, (j->rlast - j->first) / PAR_GRAIN + 1, read_batch, j);
+	if (rc == -EBADMSG)
+		j->fc->bad_chunk = atomic_load(&j->bad);
+	if (rc == 0)
+		read_edges(j);
+	sodium_memzero(j->edge[0], 2 * g->size);
+	free(mem);
+	return rc != 0 ? rc : (ssize_t)j->n;
+}
+
 ssize_t fileio_read(int fd, const struct volume_keys *vk, struct file_crypt *fc, char *buf,
 		    size_t n, uint64_t off)
 {
 	const struct chunk_geom *g = &vk->geom;
-	uint64_t cur, first, rlast, last, base;
-	uint8_t *stored, *tmp;
-	size_t stored_len, done = 0;
+	struct read_job j = {.vk = vk, .fc = fc, .off = off, .buf = buf};
 	int rc = fileio_usable(fc);
 
 	if (rc == 0)
-		rc = fileio_size(fd, g, &cur);
+		rc = fileio_size(fd, g, &j.cur);
 	if (rc != 0)
 		return rc;
-	if (cur == 0)
+	if (j.cur == 0)
 		return empty_file_check(fd, vk, fc);
-	if (off >= cur || n == 0)
+	if (off >= j.cur || n == 0)
 		return 0;
-	n = MIN(n, cur - off);
-	first = off / g->size;
-	rlast = (off + n - 1) / g->size;
-	last = geom_nchunks(g, cur) - 1;
-	base = geom_chunk_off(g, first);
-	stored_len = geom_chunk_off(g, rlast) + chunk_plain_len(g, cur, rlast) + g->overhead - base;
-	stored = malloc(stored_len + g->size);
-	if (!stored)
-		return -ENOMEM;
-	tmp = stored + stored_len;
-	rc = pread_full(fd, stored, stored_len, base);
-	for (uint64_t i = first; rc == 0 && i <= rlast; i++) {
-		uint64_t clen = chunk_plain_len(g, cur, i);
-		uint64_t cstart = i * g->size, from = off > cstart ? off - cstart : 0;
-		size_t take = MIN(clen - from, n - done);
-		uint8_t *in = stored + (geom_chunk_off(g, i) - base);
-		int whole = from == 0 && take == clen;
-
-		rc = chunk_decode(vk, fc, i, last, in, clen + g->overhead,
-				  whole ? (uint8_t *)buf + done : tmp);
-		if (rc == 0 && !whole)
-			memcpy(buf + done, tmp + from, take);
-		done += take;
-	}
-	sodium_memzero(tmp, g->size);
-	free(stored);
-	return rc != 0 ? rc : (ssize_t)done;
+	j.n = MIN(n, j.cur - off);
+	j.first = off / g->size;
+	j.rlast = (off + j.n - 1) / g->size;
+	j.last = geom_nchunks(g, j.cur) - 1;
+	return read_chunks(fd, &j);
 }
 
 /*
  * Seals chunk idx of a file growing or changing from cur to newsize bytes, with data
- * (covering plain offsets [off, off+n)) laid over its old contents.
+ * (covering plain offsets [off, off+n)) laid over its old contents. A chunk the data
+ * covers whole is sealed straight from it; others are read, patched in pt, then sealed.
  */
-static int chunk_rewrite(int fd, const struct volume_keys *vk, struct file_crypt *fc, uint64_t cur,
-			 uint64_t newsize, uint64_t idx, const char *data, size_t n, uint64_t off,
-			 uint8_t *out, uint8_t *pt, uint8_t *scratch)
+static int chunk_rewrite(int fd, const struct volume_keys *vk, const struct file_crypt *fc,
+			 uint64_t cur, uint64_t newsize, uint64_t idx, const char *data, size_t n,
+			 uint64_t off, uint8_t *out, uint8_t *pt, uint8_t *scratch)
 {
 	const struct chunk_geom *g = &vk->geom;
 	uint64_t cstart = idx * g->size, newlen = chunk_plain_len(g, newsize, idx);
 	uint64_t lo = MIN(newlen, off > cstart ? off - cstart : 0);
 	uint64_t hi = MIN(newlen, off + n > cstart ? off + n - cstart : 0);
-	uint64_t newlast = geom_nchunks(g, newsize) - 1;
-	int rc = 0;
+	int final = idx == geom_nchunks(g, newsize) - 1, rc;
 
-	if (n == 0 || lo > 0 || hi < newlen)
-		rc = chunk_read_plain(fd, vk, fc, cur, idx, pt, scratch);
+	if (n > 0 && lo == 0 && hi == newlen)
+		return chunk_seal(g, fc->dek, fc->hdr.file_id, idx, final,
+				  (const uint8_t *)data + (cstart - off), newlen, out);
+	rc = chunk_read_plain(fd, vk, fc, cur, idx, pt, scratch);
 	if (rc != 0)
 		return rc;
 	if (hi > lo)
 		memcpy(pt + lo, data + (cstart + lo - off), hi - lo);
-	return chunk_seal(g, fc->dek, fc->hdr.file_id, idx, idx == newlast, pt, newlen, out);
+	return chunk_seal(g, fc->dek, fc->hdr.file_id, idx, final, pt, newlen, out);
 }
 
 /*
@@ -279,6 +350,86 @@ static int pwrite_grow(int fd, const uint8_t *buf, size_t n, uint64_t off, uint6
 	return rc;
 }
 
+/* One write request: chunks [first, wlast] of a file going from cur to newsize bytes. */
+struct write_job {
+	int fd;
+	const struct volume_keys *vk;
+	const struct file_crypt *fc;
+	uint64_t cur, newsize, first, wlast, off;
+	uint64_t old_end; /* backing size before the write */
+	const char *data;
+	size_t n;
+	uint8_t *out;	  /* the sealed chunks, from chunk first on */
+	uint8_t *edge[2]; /* room to patch a partly written first and last chunk */
+	atomic_uint_fast64_t bad;
+};
+
+static int write_batch(void *arg, size_t b)
+{
+	struct write_job *j = arg;
+	const struct chunk_geom *g = &j->vk->geom;
+	uint64_t lo = j->first + b * PAR_GRAIN, hi = MIN(j->wlast + 1, lo + PAR_GRAIN);
+	int rc = 0;
+
+	for (uint64_t i = lo; i < hi && rc == 0; i++) {
+		uint8_t *pt = j->edge[i == j->first ? 0 : 1];
+
+		rc = chunk_rewrite(j->fd, j->vk, j->fc, j->cur, j->newsize, i, j->data, j->n,
+				   j->off, j->out + (i - j->first) * (g->size + g->overhead), pt,
+				   pt + g->size);
+		if (rc == -EBADMSG)
+			atomic_store(&j->bad, i);
+	}
+	return rc;
+}
+
+/* Seals the chunks of a write (in parallel if large) and writes them in one pwrite. */
+static int write_chunks(struct write_job *j, struct file_crypt *fc)
+{
+	const struct chunk_geom *g = &j->vk->geom;
+	uint64_t base = geom_chunk_off(g, j->first), edge = 2 * g->size + g->overhead;
+	size_t out_len = geom_chunk_off(g, j->wlast) + chunk_plain_len(g, j->newsize, j->wlast) +
+			 g->overhead - base;
+	int rc;
+
+	j->out = malloc(out_len + 2 * edge);
+	if (!j->out)
+		return -ENOMEM;
+	j->edge[0] = j->out + out_len;
+	j->edge[1] = j->edge[0] + edge;
+	atomic_init(&j->bad, 0);
+	rc = par_run(j->vk->pool, (j->wlast - j->first) / PAR_GRAIN + 1, write_batch, j);
+	if (rc == -EBADMSG)
+		fc->bad_chunk = atomic_load(&j->bad);
+	if (rc == 0)
+		rc = pwrite_grow(j->fd, j->out, out_len, base, j->old_end);
+	sodium_memzero(j->edge[0], 2 * edge);
+	free(j->out);
+	return rc;
+}
+
+/* Re-seals the old final chunk idx of a file that grew past it, as non-final and full. */
+static int old_final_reseal(int fd, const struct volume_keys *vk, struct file_crypt *fc,
+			    uint64_t cur, uint64_t newsize, uint64_t idx)
+{
+	const struct chunk_geom *g = &vk->geom;
+	uint64_t stored = g->size + g->overhead;
+	uint8_t *buf = malloc(stored + g->size + stored);
+	int rc;
+
+	if (!buf)
+		return -ENOMEM;
+	rc = chunk_rewrite(fd, vk, fc, cur, newsize, idx, NULL, 0, 0, buf, buf + stored,
+			   buf + stored + g->size);
+	if (rc == -EBADMSG)
+		fc->bad_chunk = idx;
+	if (rc == 0)
+		rc = pwrite_full(fd, buf, stored, geom_chunk_off(g, idx));
+	sodium_memzero(buf + stored, g->size);
+	free(buf);
+	return rc;
+}
+
 /*
  * Writes n bytes at off (n may be 0: grow to newsize). Chunks of the written range go out in
  * one pwrite; then, if the file grew past its old final chunk, that chunk is re-sealed as
@@ -291,37 +442,29 @@ static int file_update(int fd, const struct volume_keys *vk, struct file_crypt *
 		       uint64_t newsize, const char *data, size_t n, uint64_t off)
 {
 	const struct chunk_geom *g = &vk->geom;
-	uint64_t stored = g->size + g->overhead;
 	uint64_t last = geom_nchunks(g, cur) - 1, newlast = geom_nchunks(g, newsize) - 1;
-	uint64_t first = n ? off / g->size : newlast, wlast = n ? (off + n - 1) / g->size : newlast;
 	uint64_t old_end = geom_backing_size(g, cur);
-	size_t out_len = 0;
-	uint8_t *out, *pt, *scratch;
+	struct write_job j = {.fd = fd,
+			      .vk = vk,
+			      .fc = fc,
+			      .cur = cur,
+			      .newsize = newsize,
+			      .first = n ? off / g->size : newlast,
+			      .wlast = n ? (off + n - 1) / g->size : newlast,
+			      .off = off,
+			      .old_end = old_end,
+			      .data = data,
+			      .n = n};
 	int rc = 0;
 
-	out = malloc((wlast - first + 1) * stored + g->size + stored);
-	if (!out)
-		return -ENOMEM;
-	pt = out + (wlast - first + 1) * stored;
-	scratch = pt + g->size;
-	for (uint64_t i = first; rc == 0 && i <= wlast; i++) {
-		rc = chunk_rewrite(fd, vk, fc, cur, newsize, i, data, n, off, out + out_len, pt,
-				   scratch);
-		out_len += chunk_plain_len(g, newsize, i) + g->overhead;
-	}
-	if (rc == 0 && newsize > cur && ftruncate(fd, (off_t)geom_backing_size(g, newsize)) != 0)
-		rc = -errno;
+	if (newsize > cur && ftruncate(fd, (off_t)geom_backing_size(g, newsize)) != 0)
+		rc = -errno; /* the new size first: a full disk fails here, nothing changed */
 	if (rc == 0)
-		rc = pwrite_grow(fd, out, out_len, geom_chunk_off(g, first), old_end);
-	if (rc == 0 && newsize > cur && last < first) {
-		rc = chunk_rewrite(fd, vk, fc, cur, newsize, last, NULL, 0, 0, out, pt, scratch);
-		if (rc == 0)
-			rc = pwrite_grow(fd, out, stored, geom_chunk_off(g, last), old_end);
-	}
+		rc = write_chunks(&j, fc);
+	if (rc == 0 && newsize > cur && last < j.first)
+		rc = old_final_reseal(fd, vk, fc, cur, newsize, last);
 	if (rc != 0 && newsize > cur && ftruncate(fd, (off_t)old_end) != 0)
 		rc = -EIO; /* left longer than its chunks: not a clean ENOSPC any more */
-	sodium_memzero(pt, g->size);
-	free(out);
 	return rc;
 }
 
@@ -379,6 +522,8 @@ static int file_shrink(int fd, const struct volume_keys *vk, struct file_crypt *
 	pt = buf + g->size + g->overhead;
 	scratch = pt + g->size + g->overhead;
 	rc = chunk_read_plain(fd, vk, fc, cur, newlast, pt, scratch);
+	if (rc == -EBADMSG)
+		fc->bad_chunk = newlast;
 	if (rc == 0)
 		rc = chunk_seal(g, fc->dek, fc->hdr.file_id, newlast, 1, pt,
 				chunk_plain_len(g, size, newlast), buf);

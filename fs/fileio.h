@@ -12,6 +12,7 @@
 #include "chunk.h"
 #include "header.h"
 #include "names.h"
+#include "parallel.h"
 #include "volume.h"
 
 /* What an open inode needs to read and write its contents. */
@@ -29,6 +30,7 @@ struct volume_keys {
 	const struct keyring *kr;
 	struct chunk_geom geom;
 	const struct name_keys *nk; /* NULL on plaintext-name volumes */
+	struct par_pool *pool;	    /* helpers for the chunk crypto of large requests, or NULL */
 };
 
 /* Gives a new backing file a fresh file id and DEK (fc holds none yet), and an empty final chunk.

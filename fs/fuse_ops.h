@@ -34,6 +34,13 @@ int kekfs_fs_backing_fd(struct kekfs_fs *fs);
 /* The session, once made: cache invalidations after a shred need it. */
 void kekfs_fs_set_session(struct kekfs_fs *fs, struct fuse_session *se);
 
+/*
+ * Reads and writes the mounted session's /dev/fuse through kekfs, to negotiate
+ * FUSE_HANDLE_KILLPRIV_V2 (which libfuse 3.14 cannot). Call after fuse_session_mount,
+ * before the loop. 0 or -errno.
+ */
+int kekfs_fs_attach_io(struct kekfs_fs *fs, struct fuse_session *se);
+
 /* Drops the kernel's cached pages of ino and its entry name in parent (either may be NULL). */
 void kekfs_fs_invalidate(void *arg, struct kinode *parent, const char *name, struct kinode *ino);
 

@@ -431,6 +431,24 @@ def test_mkdir_rmdir():
         assert_eq(os.listdir(v.mnt), ["m"])
 
 
+def test_new_objects_show_their_final_mode_at_once():
+    """mkdir, create and mknod reply with the object's final attributes: a mode the
+    kernel would not guess (0151) reads back at once, before any attribute timeout."""
+    with Volume() as v:
+        old = os.umask(0)
+        try:
+            os.mkdir(v.path("d"), 0o151)
+            os.close(os.open(v.path("f"), os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o151))
+            os.mkfifo(v.path("p"), 0o151)
+            for name in ("d", "f", "p"):
+                assert_eq(stat.S_IMODE(os.stat(v.path(name)).st_mode), 0o151,
+                          "mode of new %s, read back at once" % name)
+                assert_eq(stat.S_IMODE(os.lstat(v.backing_path(name)).st_mode), 0o151,
+                          "mode of the backing %s" % name)
+        finally:
+            os.umask(old)
+
+
 def test_readdir_dtype_and_many_entries():
     with Volume() as v:
         write_file(v.path("reg"), b"r")
@@ -962,6 +980,50 @@ def test_allow_other_default_permissions():
         v.remount(opts="allow_other,default_permissions")
         st = os.stat(v.path("shared", "mine"))
         assert_eq((st.st_uid, st.st_gid), (65534, 65534), "owner after remount")
+
+
+def test_write_and_truncate_by_others_clear_setuid_setgid():
+    """A write, a truncate, an O_TRUNC open or a fallocate by a user without CAP_FSETID clears the
+    setuid bit, and the setgid bit of a group-executable file, as on a local filesystem;
+    root's writes keep them."""
+    with Volume() as v:
+        os.chmod(tmp_root(), 0o711)
+        os.chmod(v.base, 0o711)
+        os.chmod(v.mnt, 0o755)
+        v.remount(opts="allow_other")
+        ops = {"write": lambda p: on_fd(p, lambda fd: os.pwrite(fd, b"nobody", 0)),
+               "truncate": lambda p: os.truncate(p, 3),
+               "otrunc": lambda p: os.close(os.open(p, os.O_WRONLY | os.O_TRUNC)),
+               "fallocate": lambda p: on_fd(p, lambda fd: os.posix_fallocate(fd, 0, 4 * C))}
+        for name, op in ops.items():
+            for mode, want in ((0o6777, 0o0777), (0o6767, 0o2767)):
+                p = v.path("%s-%o" % (name, mode))
+                write_file(p, pattern(2 * C, 3))
+                os.chmod(p, mode)
+
+                def run(path=p, fn=op):
+                    try:
+                        fn(path)
+                        return 0
+                    except OSError as e:
+                        return e.errno % 256
+                assert_eq(_as_nobody(run), 0, "%s by another user" % name)
+                assert_eq(stat.S_IMODE(os.stat(p).st_mode), want,
+                          "mode after %s by another user of a %o file" % (name, mode))
+        p = v.path("root-writes")
+        write_file(p, b"x")
+        os.chmod(p, 0o6777)
+        on_fd(p, lambda fd: os.pwrite(fd, b"root", 0))
+        assert_eq(stat.S_IMODE(os.stat(p).st_mode), 0o6777, "mode after a write by root")
+
+
+def on_fd(path, fn):
+    """fn(fd) on path opened write-only."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        fn(fd)
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------- more edges

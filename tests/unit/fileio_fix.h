@@ -52,6 +52,15 @@ static inline int setup_x512(void **state)
 	return fix_new(state, AEAD_XCHACHA20_POLY1305, 9);
 }
 
+/* XChaCha, 512-byte chunks, and two helper threads for the chunk crypto of large requests. */
+static inline int setup_x512_pool(void **state)
+{
+	fix_new(state, AEAD_XCHACHA20_POLY1305, 9);
+	((struct ffix *)*state)->vk.pool = par_pool_new(2);
+	assert_non_null(((struct ffix *)*state)->vk.pool);
+	return 0;
+}
+
 static inline int setup_g4096(void **state)
 {
 	return fix_new(state, AEAD_AES256_GCM, 12);
@@ -62,6 +71,7 @@ static inline int teardown(void **state)
 	struct ffix *f = *state;
 
 	fileio_drop(&f->fc);
+	par_pool_free(f->vk.pool);
 	close(f->fd);
 	env_free(f->env);
 	free(f->ref);
@@ -146,5 +156,6 @@ static inline void chunk_io(struct ffix *f, uint64_t idx, uint8_t *buf, int writ
 
 #define X(fn) cmocka_unit_test_setup_teardown(fn, setup_x512, teardown)
 #define G(fn) cmocka_unit_test_setup_teardown(fn, setup_g4096, teardown)
+#define P(fn) cmocka_unit_test_setup_teardown(fn, setup_x512_pool, teardown)
 
 #endif

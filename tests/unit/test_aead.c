@@ -111,6 +111,38 @@ static void test_round_trip(void **state)
 	free(back);
 }
 
+/*
+ * kekfs builds XChaCha20-Poly1305 from HChaCha20 and OpenSSL's ChaCha20-Poly1305: its
+ * messages must be libsodium's, byte for byte, both ways, at every length class.
+ */
+static void test_xchacha_matches_libsodium(void **state)
+{
+	static const size_t lens[] = {0, 1, 63, 64, 65, 1000, 4096};
+	const size_t nl = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+	uint8_t key[32], aad[25], pt[4096], out[4096 + 40], back[4096];
+
+	(void)state;
+	randombytes_buf(key, sizeof(key));
+	randombytes_buf(aad, sizeof(aad));
+	randombytes_buf(pt, sizeof(pt));
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		size_t n = lens[i], alen = (i & 1) ? sizeof(aad) : 0;
+
+		assert_int_equal(aead_seal(AEAD_XCHACHA20_POLY1305, key, aad, alen, pt, n, out), 0);
+		assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
+				     back, NULL, out + nl, n, out + nl + n, aad, alen, out, key),
+				 0);
+		assert_memory_equal(back, pt, n);
+		randombytes_buf(out, nl);
+		crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
+		    out + nl, out + nl + n, NULL, pt, n, aad, alen, NULL, out, key);
+		memset(back, 0, sizeof(back));
+		assert_int_equal(
+		    aead_open(AEAD_XCHACHA20_POLY1305, key, aad, alen, out, n + nl + 16, back), 0);
+		assert_memory_equal(back, pt, n);
+	}
+}
+
 /* A zero-length message sealed from a NULL plaintext opens, and is exactly the overhead long. */
 static void test_empty_null_plaintext(void **state)
 {
@@ -229,6 +261,36 @@ static void test_random_nonce(void **state)
 	}
 }
 
+/* Nonces come from a pool refilled in blocks: across refills and a fork, none repeats. */
+static void test_nonce_pool(void **state)
+{
+	enum { N = 600 }; /* 600 x 24 bytes: several refills of the pool */
+	static uint8_t seen[N + 1][24];
+	uint8_t key[32] = {5}, out[AEAD_MAX_OVERHEAD];
+	int pipefd[2];
+	pid_t pid;
+
+	(void)state;
+	for (size_t i = 0; i < N; i++) {
+		assert_int_equal(aead_seal(AEAD_XCHACHA20_POLY1305, key, NULL, 0, NULL, 0, out), 0);
+		memcpy(seen[i], out, 24);
+		for (size_t j = 0; j < i; j++)
+			assert_memory_not_equal(seen[i], seen[j], 24);
+	}
+	assert_int_equal(pipe(pipefd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) { /* the child's next nonce must not be the parent's next one */
+		aead_seal(AEAD_XCHACHA20_POLY1305, key, NULL, 0, NULL, 0, out);
+		_exit(write(pipefd[1], out, 24) == 24 ? 0 : 1);
+	}
+	assert_int_equal(read(pipefd[0], seen[N], 24), 24);
+	assert_int_equal(aead_seal(AEAD_XCHACHA20_POLY1305, key, NULL, 0, NULL, 0, out), 0);
+	assert_memory_not_equal(seen[N], out, 24);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
 /* Overheads are nonce + 16-byte tag: 24 + 16 = 40 for XChaCha, 12 + 16 = 28 for GCM. */
 static void test_overhead(void **state)
 {
@@ -280,11 +342,13 @@ int main(void)
 	    cmocka_unit_test(test_gcm_kat_tc16),
 	    cmocka_unit_test(test_gcm_kat_tc13_14),
 	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_xchacha_matches_libsodium),
 	    cmocka_unit_test(test_empty_null_plaintext),
 	    cmocka_unit_test(test_tamper_every_byte),
 	    cmocka_unit_test(test_tamper_aad_key_len),
 	    cmocka_unit_test(test_cross_cipher),
 	    cmocka_unit_test(test_random_nonce),
+	    cmocka_unit_test(test_nonce_pool),
 	    cmocka_unit_test(test_overhead),
 	    cmocka_unit_test(test_names),
 	    cmocka_unit_test(test_invalid_cipher),
