@@ -433,10 +433,13 @@ static int redata_locked(struct redata *rd, const struct job *j, int fd, const s
 	target_describe(fd, st, bpath, &t);
 	if (rc == 0)
 		rc = job_prepare(rd, j, fd, &ofc, &t, new_id);
-	if (rc == 0)
-		rc = job_finish(j, fd, &t);
-	else
+	if (rc != 0) {
 		job_remove(j); /* not committed: the file was not touched */
+	} else if ((rc = job_finish(j, fd, &t)) != 0) {
+		log_msg(LOG_ERR, "re-encrypt: a committed job could not be applied: %s",
+			strerror(-rc));
+		rc = -EINPROGRESS; /* the journal keeps it: finished at the next mount */
+	}
 	if (rc == 0 && ino)
 		inode_reload(rd, ino, fd);
 	if (ofc.dek || rc == 0)
@@ -520,6 +523,12 @@ int redata_file(struct redata *rd, const char *rel, const struct audit_actor *ac
 	else if (rc == -EBADMSG)
 		snprintf(err, err_size, "%s: cannot be read (bad header or chunk): nothing changed",
 			 rel);
+	else if (rc == -EINPROGRESS)
+		snprintf(
+		    err, err_size,
+		    "%s: the new copy is committed but could not be written over the file "
+		    "(see the log): it is finished at the next mount or by 'kekfs fsck --repair'",
+		    rel);
 	else if (rc < 0)
 		snprintf(err, err_size, "%s: %s", rel, strerror(-rc));
 	if (fd >= 0)
