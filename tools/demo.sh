@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on a throwaway volume: init, mount, back up a tree into the mount
-# with rsync, verify it, look at the ciphertext, rotate the KEK online, status, unmount,
-# remount, verify again, crypto-shred a file and seal the volume against old copies.
+# with rsync, verify it, look at the ciphertext, rotate the KEK online, re-encrypt a file
+# under a new DEK, status, unmount, remount, verify again, crypto-shred a file and seal the
+# volume against old copies.
 set -euo pipefail
 KEKFS=$(realpath "${1:-build/kekfs}")
 work=$(mktemp -d /tmp/kekfs-demo.XXXXXX)
@@ -58,6 +59,10 @@ for _ in $(seq 1 200); do
 	"$KEKFS" status "$mnt" | grep -q "re-wrap: finished" && break
 	sleep 0.05
 done
+
+step "re-encrypt one high-risk file under a new data key (rotate --data), online"
+"$KEKFS" rotate --data "$mnt/data/random.bin"
+cmp "$src/data/random.bin" "$mnt/data/random.bin" && echo "same plaintext, new DEK and ciphertext"
 
 step "status"
 "$KEKFS" status "$mnt"
