@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -336,18 +337,19 @@ static int chunk_rewrite(int fd, const struct volume_keys *vk, const struct file
 }
 
 /*
- * Writes buf at off, the part past old_end (new space, which may run out) before the part
- * below it (overwritten in place): a full disk then fails the write before any old byte
- * has changed.
+ * A growing write past the file size limit fails before any byte changed: the pwrite would
+ * stop part-way, after overwriting old chunks in place. The write itself stays one pwrite, so
+ * a crash cannot leave the old final chunk rewritten apart from the growth that follows it.
+ * (Reserving the space with fallocate first made concurrent readers see EIO in the soak.)
  */
-static int pwrite_grow(int fd, const uint8_t *buf, size_t n, uint64_t off, uint64_t old_end)
+static int growth_allowed(uint64_t new_end)
 {
-	size_t head = off >= old_end ? 0 : (size_t)MIN(n, old_end - off);
-	int rc = pwrite_full(fd, buf + head, n - head, off + head);
+	struct rlimit lim;
 
-	if (rc == 0 && head > 0)
-		rc = pwrite_full(fd, buf, head, off);
-	return rc;
+	if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
+	    new_end > (uint64_t)lim.rlim_cur)
+		return -EFBIG;
+	return 0;
 }
 
 /* One write request: chunks [first, wlast] of a file going from cur to newsize bytes. */
@@ -356,7 +358,7 @@ struct write_job {
 	const struct volume_keys *vk;
 	const struct file_crypt *fc;
 	uint64_t cur, newsize, first, wlast, off;
-	uint64_t old_end; /* backing size before the write */
+	uint64_t grow_to; /* backing size after a growing write, 0 if not growing */
 	const char *data;
 	size_t n;
 	uint8_t *out;	  /* the sealed chunks, from chunk first on */
@@ -401,8 +403,10 @@ static int write_chunks(struct write_job *j, struct file_crypt *fc)
 	rc = par_run(j->vk->pool, (j->wlast - j->first) / PAR_GRAIN + 1, write_batch, j);
 	if (rc == -EBADMSG)
 		fc->bad_chunk = atomic_load(&j->bad);
-	if (rc == 0)
-		rc = pwrite_grow(j->fd, j->out, out_len, base, j->old_end);
+	if (rc == 0 && j->grow_to)
+		rc = growth_allowed(j->grow_to);
+	if (rc == 0) /* one pwrite: the old final chunk and the growth land together */
+		rc = pwrite_full(j->fd, j->out, out_len, base);
 	sodium_memzero(j->edge[0], 2 * edge);
 	free(j->out);
 	return rc;
@@ -434,9 +438,8 @@ static int old_final_reseal(int fd, const struct volume_keys *vk, struct file_cr
  * Writes n bytes at off (n may be 0: grow to newsize). Chunks of the written range go out in
  * one pwrite; then, if the file grew past its old final chunk, that chunk is re-sealed as
  * non-final and full. The new final chunk is on disk before the old one loses its flag.
- * Growing sets the new size first: a crash part-way then leaves a size of whole chunks (new
- * ones read as holes or EIO, the file still opens), never a torn size that fails the whole
- * file. A growing write that fails (ENOSPC) cuts the file back to its old size.
+ * Growing writes go out in one pwrite; one that fails (a full disk) cuts the file back to its
+ * old size.
  */
 static int file_update(int fd, const struct volume_keys *vk, struct file_crypt *fc, uint64_t cur,
 		       uint64_t newsize, const char *data, size_t n, uint64_t off)
@@ -452,15 +455,11 @@ static int file_update(int fd, const struct volume_keys *vk, struct file_crypt *
 			      .first = n ? off / g->size : newlast,
 			      .wlast = n ? (off + n - 1) / g->size : newlast,
 			      .off = off,
-			      .old_end = old_end,
+			      .grow_to = newsize > cur ? geom_backing_size(g, newsize) : 0,
 			      .data = data,
 			      .n = n};
-	int rc = 0;
+	int rc = write_chunks(&j, fc);
 
-	if (newsize > cur && ftruncate(fd, (off_t)geom_backing_size(g, newsize)) != 0)
-		rc = -errno; /* the new size first: a full disk fails here, nothing changed */
-	if (rc == 0)
-		rc = write_chunks(&j, fc);
 	if (rc == 0 && newsize > cur && last < j.first)
 		rc = old_final_reseal(fd, vk, fc, cur, newsize, last);
 	if (rc != 0 && newsize > cur && ftruncate(fd, (off_t)old_end) != 0)
