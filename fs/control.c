@@ -375,9 +375,15 @@ static int read_request(int fd, char *line, size_t size, int *passed_fd)
 		if (n <= 0)
 			break;
 		cm = CMSG_FIRSTHDR(&msg);
-		if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-		    *passed_fd < 0)
-			memcpy(passed_fd, CMSG_DATA(cm), sizeof(int));
+		if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+			int fd_in;
+
+			memcpy(&fd_in, CMSG_DATA(cm), sizeof(int));
+			if (*passed_fd < 0)
+				*passed_fd = fd_in;
+			else
+				close(fd_in); /* one fd per request: never keep more */
+		}
 		got += (size_t)n;
 		line[got] = '\0';
 		if (strchr(line, '\n')) {
