@@ -1009,12 +1009,48 @@ static void kekfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 	fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
 
+/* Holds the chunks a request of n bytes at off touches (the inode lock is held shared). */
+static void chunks_acquire(struct kekfs_fs *fs, struct kinode *ino, struct range_hold *hold,
+			   uint64_t off, size_t n, int write)
+{
+	uint64_t size = fs->vk.geom.size;
+
+	range_lock_acquire(&ino->chunks, hold, off / size, (off + (n ? n : 1) - 1) / size, write);
+}
+
+/*
+ * A write that ends inside the file changes only the chunks it covers, so it holds the inode
+ * lock shared and just those chunks: reads and writes of other chunks go on meanwhile.
+ * Returns 0, leaving *n alone, for a write that would change the size: that one is done
+ * under the inode lock held exclusively.
+ */
+static int write_in_place(struct kekfs_fs *fs, struct kinode *ino, int fd, const char *buf,
+			  size_t size, uint64_t at, ssize_t *n)
+{
+	struct range_hold hold;
+	uint64_t cur;
+	int in_place;
+
+	pthread_rwlock_rdlock(&ino->lock);
+	in_place = size > 0 && fileio_size(fd, &fs->vk.geom, &cur) == 0 && at + size <= cur;
+	if (in_place) {
+		chunks_acquire(fs, ino, &hold, at, size, 1);
+		*n = fileio_write(fd, &fs->vk, &ino->fc, buf, size, at);
+		if (*n > 0)
+			suidgid_kill(fd, req_kill_suidgid);
+		range_lock_release(&ino->chunks, &hold);
+	}
+	pthread_rwlock_unlock(&ino->lock);
+	return in_place;
+}
+
 static void kekfs_read(fuse_req_t req, fuse_ino_t ino_id, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *ino = inode_of(req, ino_id);
 	char *buf = malloc(size ? size : 1);
+	struct range_hold hold;
 	ssize_t n;
 
 	if (!buf) {
@@ -1022,7 +1058,9 @@ static void kekfs_read(fuse_req_t req, fuse_ino_t ino_id, size_t size, off_t off
 		return;
 	}
 	pthread_rwlock_rdlock(&ino->lock);
+	chunks_acquire(fs, ino, &hold, (uint64_t)off, size, 0);
 	n = fileio_read(handle_of(fi)->fd, &fs->vk, &ino->fc, buf, size, (uint64_t)off);
+	range_lock_release(&ino->chunks, &hold);
 	pthread_rwlock_unlock(&ino->lock);
 	if (n < 0) {
 		log_crypt_error(fs, ino, (int)n);
@@ -1043,14 +1081,15 @@ static void kekfs_write(fuse_req_t req, fuse_ino_t ino_id, const char *buf, size
 	uint64_t at = (uint64_t)off;
 	ssize_t n = 0;
 
-	pthread_rwlock_wrlock(&ino->lock);
-	if (h->append)
-		n = fileio_size(h->fd, &fs->vk.geom, &at);
-	if (n == 0)
-		n = fileio_write(h->fd, &fs->vk, &ino->fc, buf, size, at);
-	if (n > 0)
-		suidgid_kill(h->fd, req_kill_suidgid);
-	pthread_rwlock_unlock(&ino->lock);
+	if (h->append || !write_in_place(fs, ino, h->fd, buf, size, at, &n)) {
+		pthread_rwlock_wrlock(&ino->lock);
+		n = h->append ? fileio_size(h->fd, &fs->vk.geom, &at) : 0;
+		if (n == 0)
+			n = fileio_write(h->fd, &fs->vk, &ino->fc, buf, size, at);
+		if (n > 0)
+			suidgid_kill(h->fd, req_kill_suidgid);
+		pthread_rwlock_unlock(&ino->lock);
+	}
 	if (n < 0) {
 		if (n != -ENOSPC && n != -EDQUOT && n != -EFBIG)
 			log_crypt_error(fs, ino, (int)n);

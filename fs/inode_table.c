@@ -90,6 +90,7 @@ static void inode_init(struct kinode *ino, int fd, const struct stat *st)
 	ino->type = st->st_mode & S_IFMT;
 	ino->nlookup = 1;
 	pthread_rwlock_init(&ino->lock, NULL);
+	range_lock_init(&ino->chunks);
 }
 
 struct inode_table *inode_table_new(int root_fd)
@@ -338,6 +339,7 @@ static void inode_destroy(struct kinode *ino)
 {
 	fileio_drop(&ino->fc);
 	pthread_rwlock_destroy(&ino->lock);
+	range_lock_destroy(&ino->chunks);
 	if (ino->fd >= 0)
 		close(ino->fd);
 	free(ino->handle);
@@ -395,6 +397,7 @@ void inode_table_free(struct inode_table *t)
 	if (t->mount_fd >= 0)
 		close(t->mount_fd);
 	pthread_rwlock_destroy(&t->root.lock);
+	range_lock_destroy(&t->root.chunks);
 	pthread_mutex_destroy(&t->table_lock);
 	pthread_mutex_destroy(&t->fd_lock);
 	free(t);

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "fileio.h"
+#include "rangelock.h"
 
 struct kinode {
 	struct kinode *next; /* hash chain, under the table lock */
@@ -29,8 +30,9 @@ struct kinode {
 	int forgotten; /* the kernel forgot it while pinned: the last unpin frees it */
 	int reused;    /* its number now names another object: lookups skip it (table lock) */
 
-	pthread_rwlock_t lock; /* contents and crypto state */
-	int opens;	       /* users of fc, under lock held exclusively */
+	pthread_rwlock_t lock;	  /* contents and crypto state; exclusive to change the size */
+	struct range_lock chunks; /* reads and in-place writes, under lock held shared */
+	int opens;		  /* users of fc, under lock held exclusively */
 	struct file_crypt fc;
 	uint8_t dir_id[16]; /* directories on encrypted-name volumes, under lock */
 	/* The backing file as the kernel's page cache last knew it (see fuse_ops.c), under lock */

@@ -137,7 +137,7 @@ def test_redata_refusals():
         assert "read-only" in err, err
 
 
-def _crash_when(v, suffix, size, attempts=5):
+def _crash_when(v, suffix, size, attempts=12):
     """Re-encrypts a size-byte file and SIGKILLs the daemon as soon as a journal file ending in
     suffix appears (a loaded machine may miss the moment: then the job just ends and it tries
     again); returns the data, whether the moment was caught, and what the journal held."""
