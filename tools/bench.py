@@ -329,7 +329,7 @@ def target_lines(systems, results, figs, rss):
             r = ratio(results, fig, peer)
             mark = "*" if fewer_files(results, peer, fig) else ""
             lines.append("| %gx %s | %s | %s%s | %s |" % (
-                least, peer, fig, "-" if r is None else "%.2f" % r, mark,
+                least, peer, fig, "-" if r is None else "%.3f" % r, mark,
                 "not measured" if r is None else "yes" if r >= least else "**no**"))
     k = rss.get("kekfs")
     if k is not None:
