@@ -65,6 +65,7 @@ endif
 SAN_TESTS := test_basic.test_file_sizes_roundtrip test_basic.test_overwrite_within_and_across \
 	     test_basic.test_truncate_grow_shrink test_basic.test_sparse_file_holes \
 	     test_basic.test_rename_variants test_basic.test_hard_links test_basic.test_user_xattrs \
+	     test_basic.test_direct_io_writers_share_chunks_with_readers \
 	     test_names.test_name_lengths test_rotation.test_online_rotation_under_load \
 	     test_shred.test_shred_open_file test_shred.test_shred_hard_links \
 	     test_soak.test_soak test_faults.test_disk_full test_crash.test_sigkill_keeps

@@ -566,21 +566,38 @@ static int create_regular(fuse_req_t req, struct kinode *dir, const char *name, 
 	return fd;
 }
 
-/* Finishes a create-type operation in a pinned directory: chown, then reply with the
- * entry's final attributes. */
-static void reply_new_entry(fuse_req_t req, fuse_ino_t parent, const struct bname *b, int rc)
+/*
+ * Finishes a create-type operation in a pinned directory: chown, then reply with the
+ * entry's final attributes. An entry made (rc 0) that cannot be finished is removed again
+ * (a backing filesystem that refuses chown, say): the caller gets the error and nothing is
+ * left behind. Returns the result the caller got.
+ */
+static int reply_new_entry(fuse_req_t req, fuse_ino_t parent, const struct bname *b, int rc)
 {
+	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *dir = inode_of(req, parent);
 	struct fuse_entry_param e;
+	struct stat st;
+	int made = rc == 0;
 
 	if (rc == 0)
-		rc = set_owner(fs_of(req), req, dir, -1, b->name);
+		rc = set_owner(fs, req, dir, -1, b->name);
 	if (rc == 0)
-		rc = -do_lookup_backing(fs_of(req), dir, b->name, &e);
-	if (rc != 0)
-		fuse_reply_err(req, -rc);
-	else
+		rc = -do_lookup_backing(fs, dir, b->name, &e);
+	if (rc == 0) {
 		fuse_reply_entry(req, &e);
+		return 0;
+	}
+	if (made && fstatat(dir->fd, b->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (!S_ISDIR(st.st_mode))
+			unlinkat(dir->fd, b->name, 0);
+		else if (fs->nk)
+			namedir_rmdir(dir->fd, b->name);
+		else
+			unlinkat(dir->fd, b->name, AT_REMOVEDIR);
+	}
+	fuse_reply_err(req, -rc);
+	return rc;
 }
 
 /*
@@ -635,7 +652,7 @@ static void kekfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	} else if (mknodat(dir->fd, b.name, creation_mode(req, dir, mode), rdev) != 0) {
 		rc = -errno;
 	}
-	reply_new_entry(req, parent, &b, rc);
+	rc = reply_new_entry(req, parent, &b, rc);
 	new_name_end(fs, dir, &b, rc);
 }
 
@@ -655,7 +672,7 @@ static void kekfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 		rc = namedir_mkdir(dir->fd, b.name, mode);
 	else if (mkdirat(dir->fd, b.name, mode) != 0)
 		rc = -errno;
-	reply_new_entry(req, parent, &b, rc);
+	rc = reply_new_entry(req, parent, &b, rc);
 	new_name_end(fs, dir, &b, rc);
 }
 
@@ -675,7 +692,7 @@ static void kekfs_symlink(fuse_req_t req, const char *target, fuse_ino_t parent,
 	}
 	if (symlinkat(enc, dir->fd, b.name) != 0)
 		rc = -errno;
-	reply_new_entry(req, parent, &b, rc);
+	rc = reply_new_entry(req, parent, &b, rc);
 	new_name_end(fs, dir, &b, rc);
 }
 
@@ -943,18 +960,16 @@ static void kekfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 
 	if (fd == 0) {
 		fd = create_regular(req, dir, b.name, mode, &fc);
-		if (fd >= 0)
-			err = do_lookup_backing(fs, dir, b.name, &e);
+		if (fd >= 0 && (err = do_lookup_backing(fs, dir, b.name, &e)) != 0) {
+			fileio_drop(&fc);
+			close(fd);
+			unlinkat(dir->fd, b.name, 0); /* the caller gets the error: leave nothing */
+			fd = -err;
+		}
 		new_name_end(fs, dir, &b, fd < 0 ? fd : 0);
 	}
 	if (fd < 0) {
 		fuse_reply_err(req, -fd);
-		return;
-	}
-	if (err) {
-		fileio_drop(&fc);
-		close(fd);
-		fuse_reply_err(req, err);
 		return;
 	}
 	ino = (struct kinode *)(uintptr_t)e.ino;

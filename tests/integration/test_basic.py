@@ -17,7 +17,8 @@ from kekfs_harness import (Volume, run_kekfs, require_kekfs, write_file, read_fi
                            renameat2, fallocate, RENAME_NOREPLACE, RENAME_EXCHANGE,
                            FALLOC_FL_KEEP_SIZE, getdents_types, saved_cwd, is_mounted,
                            wait_for, pid_alive, mount_entries, make_tempdir, rmtree,
-                           find_daemon_pids, tmp_root, utimensat, require_tools)
+                           find_daemon_pids, tmp_root, utimensat, require_tools,
+                           wait_mounted)
 
 # Run on plaintext and on encrypted names (tests/run_tests.py).
 NAME_MODES = ("plaintext", "encrypted")
@@ -1047,6 +1048,72 @@ def test_allow_other_default_permissions():
         v.remount(opts="allow_other,default_permissions")
         st = os.stat(v.path("shared", "mine"))
         assert_eq((st.st_uid, st.st_gid), (65534, 65534), "owner after remount")
+
+
+# Built into the daemon with LD_PRELOAD: the backing filesystem refuses to give anything to
+# uid 65534, as NFS with root_squash or a filesystem without owners refuses chown.
+_CHOWN_REFUSING_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <unistd.h>
+int fchownat(int dirfd, const char *path, uid_t uid, gid_t gid, int flags)
+{
+	int (*real)(int, const char *, uid_t, gid_t, int) = dlsym(RTLD_NEXT, "fchownat");
+	if (uid == 65534) { errno = EPERM; return -1; }
+	return real(dirfd, path, uid, gid, flags);
+}
+int fchown(int fd, uid_t uid, gid_t gid)
+{
+	int (*real)(int, uid_t, gid_t) = dlsym(RTLD_NEXT, "fchown");
+	if (uid == 65534) { errno = EPERM; return -1; }
+	return real(fd, uid, gid);
+}
+"""
+
+
+def test_new_entries_left_out_when_backing_refuses_their_owner():
+    """When the backing filesystem refuses to give a new entry to its creator, create, mkdir,
+    mknod and symlink fail with its error and leave nothing behind: no entry, no long-name
+    side file, no directory id. Before, the entry stayed (owned by root) after the error."""
+    require_tools("cc")
+    with Volume(do_mount=False) as v:
+        shim = os.path.join(v.base, "refuse_chown.so")
+        src = shim + ".c"
+        with open(src, "w") as f:
+            f.write(_CHOWN_REFUSING_SHIM)
+        subprocess.run(["cc", "-shared", "-fPIC", "-o", shim, src, "-ldl"], check=True)
+        asan = os.environ.get("ASAN_OPTIONS", "")  # a sanitized daemon: shim first is fine
+        r = run_kekfs(*v.mount_argv(opts="allow_other"),
+                      env=dict(os.environ, LD_PRELOAD=shim,
+                               ASAN_OPTIONS=asan + ":verify_asan_link_order=0"))
+        assert r.returncode == 0, r
+        assert wait_mounted(v.mnt)
+        v.daemon_pids = find_daemon_pids(v.mnt)
+        os.chmod(tmp_root(), 0o711)
+        os.chmod(v.base, 0o711)
+        os.chmod(v.mnt, 0o777)
+        backing_before = sorted(os.listdir(v.backing))
+        names = ["short", "long-" + "x" * 200]  # the long one has a side file when encrypted
+
+        def make_all():
+            for n in names:
+                for make in (lambda p: os.mkdir(p), lambda p: os.symlink("t", p),
+                             lambda p: os.mkfifo(p), lambda p: os.close(os.open(
+                                 p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))):
+                    try:
+                        make(v.path(n))
+                        return 1  # made: the shim did not refuse
+                    except OSError as e:
+                        if e.errno != errno.EPERM:
+                            return 2
+            return 0
+        assert_eq(_as_nobody(make_all), 0, "every make refused with EPERM")
+        assert_eq(os.listdir(v.mnt), [], "entries left in the mount")
+        assert_eq(sorted(os.listdir(v.backing)), backing_before, "left in the backing dir")
+        os.mkdir(v.path("by-root"))  # root's own creates still work
+        write_file(v.path("by-root", "f"), b"ok")
+        assert_eq(read_file(v.path("by-root", "f")), b"ok")
 
 
 def test_write_and_truncate_by_others_clear_setuid_setgid():
