@@ -15,6 +15,7 @@
 #include "../fs/fsck.h"
 #include "cli.h"
 #include "mounts.h"
+#include "extopts.h"
 #include "progress.h"
 #include "unlock.h"
 
@@ -32,10 +33,8 @@ static const char fsck_usage[] =
     "                           twin, remove orphan long-name side files and empty\n"
     "                           directories a crash left without a name\n"
     "  --force                  with --repair, also remove crypto-shredded files (their\n"
-    "                           contents are already gone); nothing else is ever deleted\n"
-    "  --key-file FILE, --passphrase-file FILE, --rsa-private PEM, --keyring PATH\n"
-    "                           unlock the volume, as for mount\n"
-    "  -h, --help               show this help\n"
+    "                           contents are already gone); nothing else is ever "
+    "deleted\n" UNLOCK_USAGE "  -h, --help               show this help\n"
     "\n"
     "Exit status: 0 clean (or every problem repaired), 1 problems found, 2 could not run\n"
     "(mounted, not a volume, wrong key...).\n";
@@ -50,28 +49,20 @@ struct fsck_opts {
 static int fsck_parse(int argc, char **argv, struct fsck_opts *o)
 {
 	static const struct option longopts[] = {
-	    {"key-file", required_argument, NULL, 'k'},
-	    {"passphrase-file", required_argument, NULL, 'p'},
-	    {"rsa-private", required_argument, NULL, 'X'},
-	    {"keyring", required_argument, NULL, 'K'},
+	    UNLOCK_OPTIONS,
 	    {"repair", no_argument, NULL, 'R'},
 	    {"force", no_argument, NULL, 'F'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	int c;
+	int c, u;
 
 	memset(o, 0, sizeof(*o));
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (c == 'k')
-			o->src.key_file = optarg;
-		else if (c == 'p')
-			o->src.passphrase_file = optarg;
-		else if (c == 'X')
-			o->src.rsa_key = optarg;
-		else if (c == 'K')
-			o->keyring = optarg;
-		else if (c == 'R')
+		if ((u = unlock_option(c, optarg, &o->src, NULL, &o->keyring)) != 0) {
+			if (u < 0)
+				return cli_error("see 'kekfs fsck --help'");
+		} else if (c == 'R')
 			o->repair = 1;
 		else if (c == 'F')
 			o->force = 1;

@@ -117,12 +117,8 @@ static uint64_t parse_duration(const char *s)
 static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts *o)
 {
 	static const struct option longopts[] = {
-	    EXTERNAL_OPTIONS,
-	    {"key-file", required_argument, NULL, 'k'},
-	    {"passphrase-file", required_argument, NULL, 'p'},
-	    {"rsa-private", required_argument, NULL, 'X'},
+	    UNLOCK_OPTIONS,
 	    {"rsa-public", required_argument, NULL, 'U'},
-	    {"keyring", required_argument, NULL, 'r'},
 	    {"force", no_argument, NULL, 'F'},
 	    {"resume", no_argument, NULL, 'R'},
 	    {"after", required_argument, NULL, 'A'},
@@ -134,21 +130,16 @@ static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	int c;
+	int c, u;
 
 	memset(o, 0, sizeof(*o));
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (c == 'k')
-			o->src.key_file = optarg;
-		else if (c == 'p')
-			o->src.passphrase_file = optarg;
-		else if (c == 'X')
-			o->src.rsa_key = optarg;
-		else if (c == 'U')
+		if ((u = unlock_option(c, optarg, &o->src, &o->new_src, &o->keyring)) != 0) {
+			if (u < 0)
+				return cli_error("see 'kekfs %s --help'", argv[0]);
+		} else if (c == 'U')
 			o->new_src.rsa_key = optarg, o->new_src.rsa_public = 1;
-		else if (c == 'r')
-			o->keyring = optarg;
 		else if (c == 'F')
 			o->force = 1;
 		else if (c == 'R')
@@ -167,7 +158,7 @@ static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts
 			o->new_src.passphrase_file = optarg;
 		else if (c == 'h')
 			fputs(usage, stdout), exit(0);
-		else if (external_option(c, optarg, &o->src, &o->new_src) != 0)
+		else
 			return cli_error("see 'kekfs %s --help'", argv[0]);
 	}
 	if (optind != argc - 1)

@@ -150,19 +150,20 @@ static int mount_parse(int argc, char **argv, struct mount_opts *o)
 {
 	static const struct option longopts[] = {
 	    {"foreground", no_argument, NULL, 'f'},
-	    {"key-file", required_argument, NULL, 'k'},
-	    {"passphrase-file", required_argument, NULL, 'p'},
-	    {"rsa-private", required_argument, NULL, 'R'},
-	    {"keyring", required_argument, NULL, 'r'},
+	    UNLOCK_OPTIONS,
 	    {"log-file", required_argument, NULL, 'l'},
 	    {"help", no_argument, NULL, 'h'},
-	    EXTERNAL_OPTIONS,
 	    {NULL, 0, NULL, 0},
 	};
-	int c;
+	int c, u;
 
 	memset(o, 0, sizeof(*o));
 	while ((c = getopt_long(argc, argv, "fo:h", longopts, NULL)) != -1) {
+		if ((u = unlock_option(c, optarg, &o->src, NULL, &o->keyring)) != 0) {
+			if (u < 0)
+				return cli_error("see 'kekfs mount --help'");
+			continue;
+		}
 		switch (c) {
 		case 'f':
 			o->foreground = 1;
@@ -171,18 +172,6 @@ static int mount_parse(int argc, char **argv, struct mount_opts *o)
 			if (parse_o(o, optarg) != 0)
 				return -1;
 			break;
-		case 'k':
-			o->src.key_file = optarg;
-			break;
-		case 'p':
-			o->src.passphrase_file = optarg;
-			break;
-		case 'R':
-			o->src.rsa_key = optarg;
-			break;
-		case 'r':
-			o->keyring = optarg;
-			break;
 		case 'l':
 			o->log_file = optarg;
 			break;
@@ -190,8 +179,7 @@ static int mount_parse(int argc, char **argv, struct mount_opts *o)
 			fputs(mount_usage, stdout);
 			exit(0);
 		default:
-			if (external_option(c, optarg, &o->src, NULL) != 0)
-				return cli_error("see 'kekfs mount --help'");
+			return cli_error("see 'kekfs mount --help'");
 		}
 	}
 	if (optind != argc - 2)

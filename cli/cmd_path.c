@@ -21,11 +21,7 @@ static const char path_usage[] =
     "encrypt: prints the backing path of PATH (a path inside the mounted volume, relative to\n"
     "its root). decrypt: prints the plaintext path of PATH (a path inside BACKING, relative to\n"
     "it or absolute). For backups and fsck reports; the volume need not be mounted.\n"
-    "\n"
-    "  --key-file FILE          unlock with a 32-byte key file\n"
-    "  --passphrase-file FILE   unlock with the passphrase on the first line of FILE\n"
-    "  --keyring PATH           the keyring, if it is kept outside BACKING\n"
-    "  -h, --help               show this help\n";
+    "\n" UNLOCK_USAGE "  -h, --help               show this help\n";
 
 struct path_opts {
 	struct secret_source src;
@@ -38,27 +34,19 @@ struct path_opts {
 static int path_parse(int argc, char **argv, struct path_opts *o)
 {
 	static const struct option longopts[] = {
-	    {"key-file", required_argument, NULL, 'k'},
-	    {"passphrase-file", required_argument, NULL, 'p'},
-	    {"keyring", required_argument, NULL, 'r'},
+	    UNLOCK_OPTIONS,
 	    {"help", no_argument, NULL, 'h'},
-	    EXTERNAL_OPTIONS,
 	    {NULL, 0, NULL, 0},
 	};
-	int c;
+	int c, u;
 
 	memset(o, 0, sizeof(*o));
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (c == 'k')
-			o->src.key_file = optarg;
-		else if (c == 'p')
-			o->src.passphrase_file = optarg;
-		else if (c == 'r')
-			o->keyring = optarg;
-		else if (c == 'h')
-			fputs(path_usage, stdout), exit(0);
-		else if (external_option(c, optarg, &o->src, NULL) != 0)
+		if ((u = unlock_option(c, optarg, &o->src, NULL, &o->keyring)) < 0 ||
+		    (u == 0 && c != 'h'))
 			return cli_error("see 'kekfs path --help'");
+		if (c == 'h')
+			fputs(path_usage, stdout), exit(0);
 	}
 	if (optind != argc - 3 ||
 	    (strcmp(argv[optind], "encrypt") != 0 && strcmp(argv[optind], "decrypt") != 0))

@@ -39,40 +39,26 @@ static const char redata_usage[] =
     "keeps its inode, hard links, xattrs and times; its readers and writers wait meanwhile.\n"
     "PATHs are regular files under a kekfs mount point, or, for an unmounted BACKING\n"
     "directory, paths inside the volume.\n"
-    "\n"
-    "  --key-file FILE, --passphrase-file FILE, --rsa-private PEM, --keyring PATH\n"
-    "                           unlock an unmounted volume (not needed on a mount point)\n"
-    "  -h, --help               show this help\n";
+    "\n" UNLOCK_USAGE "  -h, --help               show this help\n";
 
 static int redata_parse(int argc, char **argv, struct redata_opts *o)
 {
 	static const struct option longopts[] = {
 	    {"data", no_argument, NULL, 'D'},
-	    {"key-file", required_argument, NULL, 'k'},
-	    {"passphrase-file", required_argument, NULL, 'p'},
-	    {"rsa-private", required_argument, NULL, 'X'},
-	    {"keyring", required_argument, NULL, 'K'},
+	    UNLOCK_OPTIONS,
 	    {"help", no_argument, NULL, 'h'},
-	    EXTERNAL_OPTIONS,
 	    {NULL, 0, NULL, 0},
 	};
-	int c;
+	int c, u;
 
 	memset(o, 0, sizeof(*o));
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (c == 'k')
-			o->src.key_file = optarg;
-		else if (c == 'p')
-			o->src.passphrase_file = optarg;
-		else if (c == 'X')
-			o->src.rsa_key = optarg;
-		else if (c == 'K')
-			o->keyring = optarg;
-		else if (c == 'h')
-			fputs(redata_usage, stdout), exit(0);
-		else if (c != 'D' && external_option(c, optarg, &o->src, NULL) != 0)
+		if ((u = unlock_option(c, optarg, &o->src, NULL, &o->keyring)) < 0 ||
+		    (u == 0 && c != 'h' && c != 'D'))
 			return cli_error("see 'kekfs rotate --data --help'");
+		if (c == 'h')
+			fputs(redata_usage, stdout), exit(0);
 	}
 	o->operands = argv + optind;
 	o->noperands = argc - optind;

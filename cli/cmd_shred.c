@@ -37,7 +37,7 @@ struct shred_opts {
 
 static const char shred_usage[] =
     "Usage: kekfs shred [-r] PATH...\n"
-    "       kekfs shred [-r] [--key-file F|--passphrase-file F] [--keyring P] BACKING PATH...\n"
+    "       kekfs shred [-r] [UNLOCK OPTIONS] BACKING PATH...\n"
     "       kekfs shred --seal MOUNTPOINT|BACKING\n"
     "       kekfs shred --verify FILE-COPY MOUNTPOINT|BACKING\n"
     "\n"
@@ -51,36 +51,28 @@ static const char shred_usage[] =
     "  --seal                   rotate the KEK, re-wrap every remaining file and destroy every\n"
     "                           older KEK: copies made before a shred can no longer be opened\n"
     "  --verify FILE-COPY       can this keyring still open this copy of a backing file?\n"
-    "                           (exit 0: no; 2: yes)\n"
-    "  --key-file FILE, --passphrase-file FILE, --keyring PATH\n"
-    "                           unlock an unmounted volume (not needed on a mount point)\n"
+    "                           (exit 0: no; 2: yes)\n" UNLOCK_USAGE
     "  -h, --help               show this help\n";
 
 static int shred_parse(int argc, char **argv, struct shred_opts *o)
 {
 	static const struct option longopts[] = {
-	    {"key-file", required_argument, NULL, 'k'},
-	    {"passphrase-file", required_argument, NULL, 'p'},
-	    {"keyring", required_argument, NULL, 'K'},
+	    UNLOCK_OPTIONS,
 	    {"recursive", no_argument, NULL, 'r'},
 	    {"seal", no_argument, NULL, 'S'},
 	    {"verify", required_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
-	    EXTERNAL_OPTIONS,
 	    {NULL, 0, NULL, 0},
 	};
-	int c;
+	int c, u;
 
 	memset(o, 0, sizeof(*o));
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "rh", longopts, NULL)) != -1) {
-		if (c == 'k')
-			o->src.key_file = optarg;
-		else if (c == 'p')
-			o->src.passphrase_file = optarg;
-		else if (c == 'K')
-			o->keyring = optarg;
-		else if (c == 'r')
+		if ((u = unlock_option(c, optarg, &o->src, NULL, &o->keyring)) != 0) {
+			if (u < 0)
+				return cli_error("see 'kekfs shred --help'");
+		} else if (c == 'r')
 			o->recursive = 1;
 		else if (c == 'S')
 			o->seal = 1;
@@ -88,7 +80,7 @@ static int shred_parse(int argc, char **argv, struct shred_opts *o)
 			o->verify = optarg;
 		else if (c == 'h')
 			fputs(shred_usage, stdout), exit(0);
-		else if (external_option(c, optarg, &o->src, NULL) != 0)
+		else
 			return cli_error("see 'kekfs shred --help'");
 	}
 	o->operands = argv + optind;

@@ -60,6 +60,29 @@ int external_option(int c, const char *arg, struct secret_source *src, struct se
 	return 0;
 }
 
+int unlock_option(int c, const char *arg, struct secret_source *src, struct secret_source *add,
+		  const char **keyring)
+{
+	switch (c) {
+	case OPT_KEY_FILE:
+		src->key_file = arg;
+		return 1;
+	case OPT_PASSPHRASE_FILE:
+		src->passphrase_file = arg;
+		return 1;
+	case OPT_RSA_PRIVATE:
+		src->rsa_key = arg;
+		return 1;
+	case OPT_KEYRING:
+		*keyring = arg;
+		return 1;
+	default:
+		if (c < OPT_PKCS11 || c > OPT_KMS_TIMEOUT)
+			return 0;
+		return external_option(c, arg, src, add) == 0 ? 1 : -1;
+	}
+}
+
 int external_mount_option(const char *opt, struct secret_source *src)
 {
 	if (strcmp(opt, "pkcs11") == 0)

@@ -1,4 +1,5 @@
-/* The options that name a PKCS#11 token or a KMS plugin, shared by kekfs mount and keys. */
+/* The options that unlock a volume or name a PKCS#11 token or a KMS plugin, shared by every
+ * command that takes them. */
 #ifndef KEKFS_EXTOPTS_H
 #define KEKFS_EXTOPTS_H
 
@@ -15,6 +16,10 @@ enum external_opt {
 	OPT_KMS_ENV,
 	OPT_KMS_UNLOCK,
 	OPT_KMS_TIMEOUT,
+	OPT_KEY_FILE,
+	OPT_PASSPHRASE_FILE,
+	OPT_RSA_PRIVATE,
+	OPT_KEYRING,
 };
 
 #define EXTERNAL_OPTIONS                                                                           \
@@ -38,5 +43,29 @@ int external_option(int c, const char *arg, struct secret_source *src, struct se
 /* mount -o pkcs11, pinfile=F, pin-credential=NAME, kms, kms-timeout=S: 1 if opt is one, 0
  * if not, -1 after a message. */
 int external_mount_option(const char *opt, struct secret_source *src);
+
+/* The options of every command that unlocks a volume itself: one table, one parser
+ * (unlock_option), so no command lacks one of them. */
+#define UNLOCK_OPTIONS                                                                             \
+	{"key-file", required_argument, NULL, OPT_KEY_FILE},                                       \
+	    {"passphrase-file", required_argument, NULL, OPT_PASSPHRASE_FILE},                     \
+	    {"rsa-private", required_argument, NULL, OPT_RSA_PRIVATE},                             \
+	    {"keyring", required_argument, NULL, OPT_KEYRING}, EXTERNAL_OPTIONS
+
+/* Their help text, for commands that unlock a volume they are given unmounted. */
+#define UNLOCK_USAGE                                                                               \
+	"  --key-file FILE, --passphrase-file FILE, --rsa-private PEM, --keyring PATH,\n"          \
+	"  --pkcs11-unlock, --kms-unlock, --pin-file FILE, --pin-credential NAME,\n"               \
+	"  --kms-timeout SECONDS\n"                                                                \
+	"                           unlock an unmounted volume, as for mount\n"
+
+/*
+ * Takes getopt_long's option c (and its argument) if it is one of UNLOCK_OPTIONS: into src and
+ * *keyring, and the PIN and timeout options into add too when it is not NULL (a slot being
+ * added). 1 if taken, 0 if c is none of them, -1 if its value is bad or it names a slot to
+ * add where add is NULL.
+ */
+int unlock_option(int c, const char *arg, struct secret_source *src, struct secret_source *add,
+		  const char **keyring);
 
 #endif

@@ -242,3 +242,24 @@ def test_key_command_output_wiped_from_daemon_memory():
             assert wait_for(lambda: all(not pid_alive(p) for p in pids), UMOUNT_TIMEOUT)
     finally:
         force_unmount(mnt)
+
+
+def test_every_unlocking_command_takes_every_unlock_option():
+    """mount, keys, shred, path, fsck and rotate --data parse the unlock options from one
+    table: none of them refuses one as unknown. Before, shred and path had no --rsa-private
+    and fsck none of the token and KMS options."""
+    d = make_tempdir("opts")
+    missing = os.path.join(d, "no-such-backing")
+    opts = [["--key-file", "F"], ["--passphrase-file", "F"], ["--rsa-private", "F"],
+            ["--keyring", "F"], ["--pkcs11-unlock"], ["--kms-unlock"], ["--pin-file", "F"],
+            ["--pin-credential", "N"], ["--kms-timeout", "5"]]
+    commands = [(["mount"], [missing, d]), (["keys", "list"], [missing]),
+                (["shred"], [missing, "p"]), (["path"], ["encrypt", missing, "p"]),
+                (["fsck"], [missing]), (["rotate", "--data"], [missing, "p"])]
+    for head, tail in commands:
+        for opt in opts:
+            r = run_kekfs(*(head + opt + tail))
+            err = r.stderr.decode(errors="replace")
+            assert r.returncode != 0, r
+            assert "unrecognized option" not in err and "see 'kekfs" not in err, (
+                "kekfs %s refuses %s: %s" % (" ".join(head), opt[0], err))
