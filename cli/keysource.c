@@ -205,9 +205,7 @@ int keysource_credential(const char *name, struct kr_secret *secret)
 	return rc;
 }
 
-/* Keeps the first line of buf (secure memory, taken over) as the passphrase. */
-static int passphrase_from_bytes(uint8_t *buf, size_t len, const char *what,
-				 struct kr_secret *secret)
+int keysource_passphrase(uint8_t *buf, size_t len, const char *what, struct kr_secret *secret)
 {
 	size_t n = 0;
 
@@ -233,7 +231,7 @@ int keysource_line_credential(const char *name, struct kr_secret *secret)
 	if (!buf)
 		return -1;
 	snprintf(what, sizeof(what), "credential %.200s", name);
-	return passphrase_from_bytes(buf, len, what, secret);
+	return keysource_passphrase(buf, len, what, secret);
 }
 
 int keysource_default_credential(struct kr_secret *secret)
@@ -288,5 +286,5 @@ int keysource_ask_password(const char *label, struct kr_secret *secret)
 		secmem_free(buf);
 		return -1;
 	}
-	return passphrase_from_bytes(buf, r.out_len, "systemd-ask-password", secret);
+	return keysource_passphrase(buf, r.out_len, "systemd-ask-password", secret);
 }

@@ -22,6 +22,13 @@ int keysource_command(const char *cmd, int timeout_s, const char *label, struct 
 /* Reads the key credential NAME from $CREDENTIALS_DIRECTORY. */
 int keysource_credential(const char *name, struct kr_secret *secret);
 
+/*
+ * Keeps the first line of buf (len bytes of secure memory, taken over), without its newline,
+ * as a passphrase: what 'echo pass > file' produces. An empty one is refused in one line
+ * naming where it came from (what), and buf is freed.
+ */
+int keysource_passphrase(uint8_t *buf, size_t len, const char *what, struct kr_secret *secret);
+
 /* Reads the first line of the credential NAME (a passphrase or a PIN). */
 int keysource_line_credential(const char *name, struct kr_secret *secret);
 

@@ -105,23 +105,6 @@ static int key_file_read(const char *path, struct kr_secret *secret)
 	return 0;
 }
 
-/* Keeps the first line, without its newline: what 'echo pass > file' produces. */
-static int passphrase_finish(uint8_t *buf, ssize_t n, struct kr_secret *secret, const char *from)
-{
-	size_t len = 0;
-
-	while (len < (size_t)n && buf[len] != '\n' && buf[len] != '\r')
-		len++;
-	if (len == 0) {
-		secmem_free(buf);
-		return cli_error("the passphrase from %s is empty", from);
-	}
-	secret->type = KR_SECRET_PASSPHRASE;
-	secret->bytes = buf;
-	secret->len = len;
-	return 0;
-}
-
 /* The first line of a file: a passphrase or a PIN (what names it in messages). */
 static int passphrase_file_read(const char *path, const char *what, struct kr_secret *secret)
 {
@@ -142,7 +125,7 @@ static int passphrase_file_read(const char *path, const char *what, struct kr_se
 		secmem_free(buf);
 		return cli_error("cannot read %s file %s: %s", what, path, strerror((int)-n));
 	}
-	return passphrase_finish(buf, n, secret, path);
+	return keysource_passphrase(buf, (size_t)n, path, secret);
 }
 
 /* Reads one line from the terminal with echo off. */
@@ -197,7 +180,7 @@ static int passphrase_prompt(int confirm, const char *prompt, struct kr_secret *
 		return cli_error("the passphrases do not match; nothing was changed");
 	}
 	secmem_free(again);
-	return passphrase_finish(buf, n < 0 ? 0 : n, secret, "the terminal");
+	return keysource_passphrase(buf, n < 0 ? 0 : (size_t)n, "the terminal", secret);
 }
 
 /* The token's PIN: --pin-file, a credential (--pin-credential, or kekfs.pin), the terminal. */
