@@ -22,13 +22,32 @@
 
 #define CONTROL_LINE_MAX (PATH_MAX + 64) /* "shred 1 " and a path */
 #define CONTROL_REPLY_MAX 16384
+#define CONTROL_QUEUE_MAX 32 /* requests waiting for the worker; more are refused */
 
+/* A client's request: who sent it, its line, an fd passed with it (-1 if none). */
+struct control_req {
+	struct control_req *next;
+	int fd, passed_fd;
+	struct audit_actor actor;
+	char line[CONTROL_LINE_MAX];
+};
+
+/*
+ * Two threads: one accepts clients and answers "status" at once; the worker runs every other
+ * request, one at a time in the order they came, and the rotation policy. A long request
+ * (rotate --data of a large file, shred -r, seal) then never keeps status from answering.
+ */
 struct control {
 	struct control_info info;
 	uid_t uid;
 	int listen_fd;
 	int stop_pipe[2];
-	pthread_t thread;
+	pthread_t thread, worker;
+	pthread_mutex_t mu;
+	pthread_cond_t queued;
+	struct control_req *head, *tail; /* for the worker, under mu */
+	unsigned nqueued;		 /* under mu */
+	int stopping;			 /* under mu */
 	char path[108];
 };
 
@@ -394,31 +413,81 @@ static int read_request(int fd, char *line, size_t size, int *passed_fd)
 	return -1;
 }
 
-/* Reads one line from a client, checks who it is, answers, closes. */
-static void control_serve_one(struct control *c, int fd)
+/* Answers r (running its command unless refusal is set), closes its fds and frees it. */
+static void control_answer(struct control *c, struct control_req *r, const char *refusal)
 {
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
-	char line[CONTROL_LINE_MAX];
 	char *reply = NULL;
 	size_t reply_len = 0;
 	FILE *out = open_memstream(&reply, &reply_len);
-	int passed_fd = -1;
 
-	if (!out)
-		return;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
-	    (cred.uid != 0 && cred.uid != c->uid))
-		fputs("error only root and the user who mounted may control this volume\n", out);
-	else if (read_request(fd, line, sizeof(line), &passed_fd) == 0)
-		control_dispatch(c, &(struct audit_actor){.uid = cred.uid, .pid = cred.pid}, line,
-				 passed_fd, out);
-	if (passed_fd >= 0)
-		close(passed_fd);
-	fclose(out);
+	if (out && refusal)
+		fprintf(out, "error %s\n", refusal);
+	else if (out)
+		control_dispatch(c, &r->actor, r->line, r->passed_fd, out);
+	if (out)
+		fclose(out);
 	if (reply)
-		(void)!send(fd, reply, reply_len, MSG_NOSIGNAL);
+		(void)!send(r->fd, reply, reply_len, MSG_NOSIGNAL);
 	free(reply);
+	if (r->passed_fd >= 0)
+		close(r->passed_fd);
+	close(r->fd);
+	free(r);
+}
+
+/* Hands r to the worker, or refuses it if too many wait. */
+static void control_enqueue(struct control *c, struct control_req *r)
+{
+	int full;
+
+	pthread_mutex_lock(&c->mu);
+	full = c->nqueued >= CONTROL_QUEUE_MAX || c->stopping;
+	if (!full) {
+		r->next = NULL;
+		if (c->tail)
+			c->tail->next = r;
+		else
+			c->head = r;
+		c->tail = r;
+		c->nqueued++;
+		pthread_cond_signal(&c->queued);
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (full)
+		control_answer(c, r,
+			       "too many requests are waiting for this volume; try again later");
+}
+
+/* Reads one line from a client and checks who it is; status is answered at once, the
+ * rest goes to the worker. Takes fd over. */
+static void control_serve_one(struct control *c, int fd)
+{
+	struct control_req *r = calloc(1, sizeof(*r));
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (!r) {
+		close(fd);
+		return;
+	}
+	r->fd = fd;
+	r->passed_fd = -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+	    (cred.uid != 0 && cred.uid != c->uid)) {
+		control_answer(c, r, "only root and the user who mounted may control this volume");
+		return;
+	}
+	r->actor = (struct audit_actor){.uid = cred.uid, .pid = cred.pid};
+	if (read_request(fd, r->line, sizeof(r->line), &r->passed_fd) != 0) {
+		if (r->passed_fd >= 0)
+			close(r->passed_fd);
+		close(fd);
+		free(r);
+	} else if (strcmp(r->line, "status") == 0) {
+		control_answer(c, r, NULL);
+	} else {
+		control_enqueue(c, r);
+	}
 }
 
 /*
@@ -453,18 +522,69 @@ static void *control_thread(void *arg)
 	for (;;) {
 		int fd;
 
-		if (poll(pfds, 2, policy_check(c)) < 0 && errno != EINTR)
+		if (poll(pfds, 2, -1) < 0 && errno != EINTR)
 			break;
 		if (pfds[1].revents)
 			break;
 		if (!(pfds[0].revents & POLLIN))
 			continue;
 		fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd >= 0) {
+		if (fd >= 0)
 			control_serve_one(c, fd);
-			close(fd);
-		}
 	}
+	return NULL;
+}
+
+/* The next request for the worker, waiting at most ms for one; NULL if none came. Under mu. */
+static struct control_req *control_next(struct control *c, int ms)
+{
+	struct control_req *r;
+	struct timespec at;
+
+	clock_gettime(CLOCK_MONOTONIC, &at);
+	at.tv_sec += ms / 1000;
+	at.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (at.tv_nsec >= 1000000000L) {
+		at.tv_sec++;
+		at.tv_nsec -= 1000000000L;
+	}
+	while (!c->head && !c->stopping)
+		if (pthread_cond_timedwait(&c->queued, &c->mu, &at) == ETIMEDOUT)
+			return NULL;
+	r = c->head;
+	if (r) {
+		c->head = r->next;
+		if (!c->head)
+			c->tail = NULL;
+		c->nqueued--;
+	}
+	return r;
+}
+
+/* Runs queued requests in order, and the rotation policy between them. What is queued when
+ * the volume is being unmounted is refused. */
+static void *control_worker(void *arg)
+{
+	struct control *c = arg;
+
+	pthread_mutex_lock(&c->mu);
+	while (!c->stopping || c->head) {
+		struct control_req *r;
+		int ms = 0, stopping = c->stopping;
+
+		pthread_mutex_unlock(&c->mu);
+		if (!stopping)
+			ms = policy_check(c);
+		pthread_mutex_lock(&c->mu);
+		r = control_next(c, ms);
+		if (!r)
+			continue;
+		stopping = c->stopping;
+		pthread_mutex_unlock(&c->mu);
+		control_answer(c, r, stopping ? "the volume is being unmounted" : NULL);
+		pthread_mutex_lock(&c->mu);
+	}
+	pthread_mutex_unlock(&c->mu);
 	return NULL;
 }
 
@@ -492,6 +612,28 @@ static int control_listen(struct control *c)
 	return 0;
 }
 
+/* Lets the request running end, refuses what waits, and joins the worker. */
+static void control_worker_stop(struct control *c)
+{
+	pthread_mutex_lock(&c->mu);
+	c->stopping = 1;
+	pthread_cond_signal(&c->queued);
+	pthread_mutex_unlock(&c->mu);
+	pthread_join(c->worker, NULL);
+}
+
+/* The worker's lock and condition, on the monotonic clock (timed waits for the policy). */
+static void control_sync_init(struct control *c)
+{
+	pthread_condattr_t ca;
+
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->queued, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 struct control *control_start(const struct control_info *info, uid_t uid)
 {
 	struct control *c = calloc(1, sizeof(*c));
@@ -501,11 +643,16 @@ struct control *control_start(const struct control_info *info, uid_t uid)
 		return NULL;
 	c->info = *info;
 	c->uid = uid;
+	control_sync_init(c);
 	rc = control_listen(c);
 	if (rc == 0 && pipe2(c->stop_pipe, O_CLOEXEC) != 0)
 		rc = -errno;
-	if (rc == 0 && pthread_create(&c->thread, NULL, control_thread, c) != 0)
+	if (rc == 0 && pthread_create(&c->worker, NULL, control_worker, c) != 0)
 		rc = -EAGAIN;
+	if (rc == 0 && pthread_create(&c->thread, NULL, control_thread, c) != 0) {
+		control_worker_stop(c);
+		rc = -EAGAIN;
+	}
 	if (rc != 0) {
 		free(c);
 		errno = -rc;
@@ -520,10 +667,13 @@ void control_stop(struct control *c)
 		return;
 	(void)!write(c->stop_pipe[1], "x", 1);
 	pthread_join(c->thread, NULL);
+	control_worker_stop(c);
 	close(c->listen_fd);
 	close(c->stop_pipe[0]);
 	close(c->stop_pipe[1]);
 	unlink(c->path);
+	pthread_cond_destroy(&c->queued);
+	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
 

@@ -205,6 +205,30 @@ def test_fsck_finishes_an_interrupted_redata():
         assert_bytes_eq(read_file(v.path("f")), data)
 
 
+def test_status_answers_while_a_long_redata_runs():
+    """The control socket answers status at once while a large file is re-encrypted: the
+    daemon runs key changes on a worker thread of their own. Before, every request waited for
+    the one before it, so status hung until the re-encryption ended."""
+    with Volume() as v:
+        with open(v.path("f"), "wb") as f:
+            for _ in range(384):
+                f.write(b"\x5a" * (1 << 20))
+        proc = subprocess.Popen([kekfs_bin(), "rotate", "--data", v.path("f")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            assert wait_for(lambda: journal(v) or proc.poll() is not None, 60,
+                            interval=0.001), "the re-encryption never started"
+            assert journal(v), "the re-encryption ended before status could be asked"
+            r = run_kekfs("status", v.mnt, timeout=30)
+            during = journal(v)
+        finally:
+            proc.wait(timeout=300)
+        assert r.returncode == 0 and b"re-wrap" in r.stdout, r
+        assert during, "status answered only after the re-encryption had ended"
+        assert_eq(proc.returncode, 0, "rotate --data exit status")
+        assert_eq(journal(v), [], "journal left behind")
+
+
 def test_redata_sigkill_rounds():
     """SIGKILL at random points of re-encryptions: every round reads back exactly."""
     rounds = int(os.environ.get("KEKFS_REDATA_KILL_ROUNDS", "8"))
