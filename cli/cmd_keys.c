@@ -644,6 +644,20 @@ static void slot_audit(const char *dir, const struct keyring *kr, const char *ve
 		fprintf(stderr, "kekfs: warning: cannot append to the audit log in %s\n", dir);
 }
 
+/* "slot N: KIND: SPEC": for a KMS slot its command line, then the names of the environment
+ * variables it passes on (the spec's other lines; never their values). */
+static void slot_print(const struct keyring *kr, size_t i)
+{
+	const char *spec = keyring_slot_spec(kr, i);
+	int names = 0;
+
+	printf("slot %zu: %s%s%.*s", i + 1, keyring_kind_name(keyring_slot_type(kr, i)),
+	       spec[0] ? ": " : "", (int)strcspn(spec, "\n"), spec);
+	for (const char *p = strchr(spec, '\n'); p && p[1]; p = strchr(p + 1, '\n'))
+		printf("%s%.*s", names++ ? ", " : " (environment: ", (int)strcspn(p + 1, "\n"),
+		       p + 1);
+	puts(names ? ")" : "");
+}
 /* Slot changes rewrite the keyring, which a mounted volume's daemon holds: offline only. */
 static int slots_change(struct keys_opts *o, const char *verb, unsigned long index)
 {
@@ -664,11 +678,7 @@ static int slots_change(struct keys_opts *o, const char *verb, unsigned long ind
 	volume_paths_get(o->target, o->keyring, &paths);
 	if (strcmp(verb, "slots") == 0) {
 		for (size_t i = 0; i < keyring_slot_count(kr); i++)
-			printf("slot %zu: %s%s%.*s\n", i + 1,
-			       keyring_kind_name(keyring_slot_type(kr, i)),
-			       keyring_slot_spec(kr, i)[0] ? ": " : "",
-			       (int)strcspn(keyring_slot_spec(kr, i), "\n"),
-			       keyring_slot_spec(kr, i));
+			slot_print(kr, i);
 	} else if (strcmp(verb, "remove-slot") == 0) {
 		type = index <= keyring_slot_count(kr) ? keyring_slot_type(kr, index - 1) : 0;
 		rc = keyring_slot_remove(kr, paths.keyring, index - 1);

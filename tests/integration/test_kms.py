@@ -34,11 +34,16 @@ def fails(*args, env=None):
 
 
 def kms_only(v, command, *extra, env=None):
-    """Adds a KMS slot to the unmounted volume v and removes its key-file slot."""
+    """Adds a KMS slot to the unmounted volume v and removes its key-file slot; `keys slots`
+    shows it with the names of the variables it passes on (--kms-env), never their values."""
     ok("keys", "add-slot", "--kms-command", command, *extra, *v.key_args(), v.backing, env=env)
     ok("keys", "remove-slot", "1", "--kms-unlock", v.backing, env=env)
     out = ok("keys", "slots", v.backing, env=env)
     assert out.startswith("slot 1: KMS plugin: ") and out.count("\n") == 1, out
+    names = [extra[i + 1] for i in range(len(extra) - 1) if extra[i] == "--kms-env"]
+    if names:
+        assert out.rstrip("\n").endswith(" (environment: %s)" % ", ".join(names)), out
+    assert not env or "VAULT_TOKEN" not in env or env["VAULT_TOKEN"] not in out, out
 
 
 class Server(object):
