@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -519,6 +520,7 @@ static void *control_thread(void *arg)
 	struct pollfd pfds[2] = {{.fd = c->listen_fd, .events = POLLIN},
 				 {.fd = c->stop_pipe[0], .events = POLLIN}};
 
+	pthread_setname_np(pthread_self(), "kekfs-ctl");
 	for (;;) {
 		int fd;
 
@@ -567,6 +569,7 @@ static void *control_worker(void *arg)
 {
 	struct control *c = arg;
 
+	pthread_setname_np(pthread_self(), "kekfs-ctl-work");
 	pthread_mutex_lock(&c->mu);
 	while (!c->stopping || c->head) {
 		struct control_req *r;
@@ -622,6 +625,23 @@ static void control_worker_stop(struct control *c)
 	pthread_join(c->worker, NULL);
 }
 
+/*
+ * Starts fn in a thread that blocks every signal, as do the threads it starts (a rotation's):
+ * signals are for the FUSE loop's threads. A SIGTERM taken here would only set libfuse's exit
+ * flag and wake no thread of the loop, and the daemon would not end until the next request.
+ */
+static int thread_start_deaf(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	int rc;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
 /* The worker's lock and condition, on the monotonic clock (timed waits for the policy). */
 static void control_sync_init(struct control *c)
 {
@@ -647,9 +667,9 @@ struct control *control_start(const struct control_info *info, uid_t uid)
 	rc = control_listen(c);
 	if (rc == 0 && pipe2(c->stop_pipe, O_CLOEXEC) != 0)
 		rc = -errno;
-	if (rc == 0 && pthread_create(&c->worker, NULL, control_worker, c) != 0)
+	if (rc == 0 && thread_start_deaf(&c->worker, control_worker, c) != 0)
 		rc = -EAGAIN;
-	if (rc == 0 && pthread_create(&c->thread, NULL, control_thread, c) != 0) {
+	if (rc == 0 && thread_start_deaf(&c->thread, control_thread, c) != 0) {
 		control_worker_stop(c);
 		rc = -EAGAIN;
 	}

@@ -226,6 +226,27 @@ def test_notify_ready_abstract_socket():
                      [kekfs_bin(), "mount", "-f", "--key-file", key, backing, mnt])
 
 
+def test_control_threads_leave_signals_to_the_fuse_loop():
+    """The control socket's two threads block every signal. A SIGTERM the kernel handed to one
+    of them (it does when the main thread blocks signals for an instant, creating a thread)
+    only set libfuse's exit flag and woke no thread of the loop: the daemon then ignored it
+    until the next request, which made test_notify_ready_* time out once in CI."""
+    with Volume() as v:
+        pid = v.daemon_pids[0]
+        masks = {}
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                comm = f.read().strip()
+            if comm.startswith("kekfs-ctl"):
+                with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                    masks[comm] = int([line.split()[1] for line in f
+                                       if line.startswith("SigBlk:")][0], 16)
+        assert_eq(sorted(masks), ["kekfs-ctl", "kekfs-ctl-work"], "control threads")
+        for comm, mask in masks.items():
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                assert mask & (1 << (sig - 1)), "%s does not block %s" % (comm, sig.name)
+
+
 def test_notify_nothing_sent_when_mount_fails():
     """A failed mount must never say READY=1."""
     base, backing, mnt, key = fresh_volume()
