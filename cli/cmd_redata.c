@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -23,12 +24,13 @@
 struct redata_opts {
 	struct secret_source src;
 	const char *keyring;
+	int recursive;
 	char **operands;
 	int noperands;
 };
 
 static const char redata_usage[] =
-    "Usage: kekfs rotate --data PATH...\n"
+    "Usage: kekfs rotate --data [-r] PATH...\n"
     "       kekfs rotate --data [--key-file F|--passphrase-file F] [--keyring P] BACKING "
     "PATH...\n"
     "\n"
@@ -39,12 +41,16 @@ static const char redata_usage[] =
     "keeps its inode, hard links, xattrs and times; its readers and writers wait meanwhile.\n"
     "PATHs are regular files under a kekfs mount point, or, for an unmounted BACKING\n"
     "directory, paths inside the volume.\n"
-    "\n" UNLOCK_USAGE "  -h, --help               show this help\n";
+    "\n"
+    "  -r, --recursive          re-encrypt every regular file of each directory tree under a\n"
+    "                           mount point (symbolic links are not followed)\n" UNLOCK_USAGE
+    "  -h, --help               show this help\n";
 
 static int redata_parse(int argc, char **argv, struct redata_opts *o)
 {
 	static const struct option longopts[] = {
 	    {"data", no_argument, NULL, 'D'},
+	    {"recursive", no_argument, NULL, 'r'},
 	    UNLOCK_OPTIONS,
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -53,12 +59,13 @@ static int redata_parse(int argc, char **argv, struct redata_opts *o)
 
 	memset(o, 0, sizeof(*o));
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "rh", longopts, NULL)) != -1) {
 		if ((u = unlock_option(c, optarg, &o->src, NULL, &o->keyring)) < 0 ||
-		    (u == 0 && c != 'h' && c != 'D'))
+		    (u == 0 && c != 'h' && c != 'D' && c != 'r'))
 			return cli_error("see 'kekfs rotate --data --help'");
 		if (c == 'h')
 			fputs(redata_usage, stdout), exit(0);
+		o->recursive |= c == 'r';
 	}
 	o->operands = argv + optind;
 	o->noperands = argc - optind;
@@ -82,23 +89,32 @@ static void flush_page_cache(const char *abs)
 	}
 }
 
-/* Re-encrypts one file under a mount point through its daemon. */
-static int redata_online(const char *path)
+/* The read-write kekfs mount path is under (abs: path made absolute), or -1 after one line. */
+static int online_mount(const char *path, char abs[PATH_MAX], struct kekfs_mount *m)
+{
+	int rc = target_absolute(path, abs, PATH_MAX);
+
+	if (rc != 0)
+		return cli_error("%s: %s", path, strerror(-rc));
+	if (!target_mount_of(abs, m))
+		return cli_error("%s: not inside a mounted kekfs volume (for an unmounted one: "
+				 "kekfs rotate --data --key-file F BACKING PATH)",
+				 path);
+	if (target_mount_read_only(m->mountpoint))
+		return cli_error("%s is mounted read-only: re-encryption needs a read-write mount",
+				 m->mountpoint);
+	return 0;
+}
+
+/* Re-encrypts one file under a mount point through its daemon; quiet: no line when done. */
+static int redata_online(const char *path, int quiet)
 {
 	struct kekfs_mount m;
 	char abs[PATH_MAX], cmd[PATH_MAX + 16], *body = NULL;
 	const char *rel;
-	int rc = target_absolute(path, abs, sizeof(abs));
 
-	if (rc != 0)
-		return cli_error("%s: %s", path, strerror(-rc));
-	if (!target_mount_of(abs, &m))
-		return cli_error("%s: not inside a mounted kekfs volume (for an unmounted one: "
-				 "kekfs rotate --data --key-file F BACKING PATH)",
-				 path);
-	if (target_mount_read_only(m.mountpoint))
-		return cli_error("%s is mounted read-only: re-encryption needs a read-write mount",
-				 m.mountpoint);
+	if (online_mount(path, abs, &m) != 0)
+		return -1;
 	rel = target_rel(path, abs, &m, "re-encrypt");
 	if (!rel)
 		return -1;
@@ -106,9 +122,60 @@ static int redata_online(const char *path)
 	snprintf(cmd, sizeof(cmd), "redata %s", rel);
 	if (target_ask(&m, cmd, &body) != 0)
 		return -1;
-	fputs(body, stdout);
+	if (!quiet)
+		fputs(body, stdout);
 	free(body);
 	return 0;
+}
+
+/* What a tree walk has done so far (nftw gives its callback no argument of its own). */
+static struct {
+	unsigned long files, failed;
+} tree;
+
+static int tree_visit(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)ftw;
+	if (type == FTW_F && S_ISREG(st->st_mode)) {
+		if (redata_online(path, 1) != 0)
+			tree.failed++;
+		else
+			tree.files++;
+	} else if (type == FTW_DNR || type == FTW_NS) {
+		cli_error("%s: cannot be read: %s", path, strerror(errno));
+		tree.failed++;
+	}
+	return 0;
+}
+
+/* Re-encrypts every regular file of the tree at dir, one request each; then one line. */
+static int redata_tree(const char *dir)
+{
+	tree.files = tree.failed = 0;
+	if (nftw(dir, tree_visit, 16, FTW_PHYS | FTW_MOUNT) != 0)
+		return cli_error("%s: %s", dir, strerror(errno));
+	printf("%s: %lu file%s re-encrypted under new data keys%s", dir, tree.files,
+	       tree.files == 1 ? "" : "s", tree.failed ? "" : "\n");
+	if (tree.failed)
+		printf(", %lu failed (see above)\n", tree.failed);
+	return tree.failed ? -1 : 0;
+}
+
+/* One operand under a mount point: a file, or with -r a directory tree. */
+static int redata_operand(const struct redata_opts *o, const char *path)
+{
+	struct kekfs_mount m;
+	char abs[PATH_MAX];
+	struct stat st;
+
+	if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		if (online_mount(path, abs, &m) != 0)
+			return -1;
+		if (!o->recursive)
+			return cli_error("%s: is a directory (use -r to re-encrypt a tree)", path);
+		return redata_tree(path);
+	}
+	return redata_online(path, 0);
 }
 
 /* Unlocks the unmounted volume at backing and re-encrypts the files named after it. */
@@ -174,9 +241,14 @@ int cmd_rotate_data(int argc, char **argv)
 			return cli_error("give the paths inside the volume to re-encrypt after %s",
 					 real),
 			       1;
+		if (o.recursive)
+			return cli_error("-r walks trees under a mount point: mount %s, or name "
+					 "the files after it",
+					 real),
+			       1;
 		return redata_offline(&o, real);
 	}
 	for (int i = 0; i < o.noperands; i++)
-		failed |= redata_online(o.operands[i]) != 0;
+		failed |= redata_operand(&o, o.operands[i]) != 0;
 	return failed;
 }

@@ -110,7 +110,7 @@ def test_redata_refusals():
         os.mkdir(v.path("dir"))
         write_file(v.path("bad"), pattern(10000, 2))
         err = kekfs_fails("rotate", "--data", v.path("dir"))
-        assert "not a regular file" in err, err
+        assert "is a directory (use -r" in err, err
         err = kekfs_fails("rotate", "--data", v.path("nope"))
         assert "No such file" in err, err
         err = kekfs_fails("rotate", "--data", "/tmp")
@@ -133,7 +133,9 @@ def test_redata_refusals():
         assert_eq(journal(v), [], "journal left behind")
         v.umount()
         v.mount(opts="ro")
-        err = kekfs_fails("rotate", "--data", v.path("dir"))
+        err = kekfs_fails("rotate", "--data", v.path("bad"))
+        assert "read-only" in err, err
+        err = kekfs_fails("rotate", "--data", "-r", v.path("dir"))
         assert "read-only" in err, err
 
 
@@ -227,6 +229,36 @@ def test_status_answers_while_a_long_redata_runs():
         assert during, "status answered only after the re-encryption had ended"
         assert_eq(proc.returncode, 0, "rotate --data exit status")
         assert_eq(journal(v), [], "journal left behind")
+
+
+def test_redata_recursive_tree():
+    """rotate --data -r re-encrypts every regular file of a tree under a mount point (nested
+    directories, an empty file, a hard link once), follows no symbolic link, and says how many
+    files it did; a directory without -r, and -r on an unmounted BACKING, are refused in one
+    line."""
+    for names in ("plaintext", "encrypted"):
+        with Volume(names=names) as v:
+            files = {"t/a": pattern(10000, 1), "t/sub/b": pattern(70000, 2), "t/sub/empty": b"",
+                     "t/sub/deeper/c": pattern(5000, 3), "outside": pattern(3000, 4)}
+            for rel, data in files.items():
+                os.makedirs(os.path.dirname(v.path(rel)), exist_ok=True)
+                write_file(v.path(rel), data)
+            os.symlink(v.path("outside"), v.path("t", "link"))
+            ids = {rel: read_file(v.backing_path(rel))[FILE_ID] for rel in files}
+            err = kekfs_fails("rotate", "--data", v.path("t"))
+            assert "is a directory (use -r" in err, err
+            out = kekfs_ok("rotate", "--data", "-r", v.path("t"))
+            assert "4 files re-encrypted under new data keys" in out, out
+            for rel, data in files.items():
+                changed = read_file(v.backing_path(rel))[FILE_ID] != ids[rel]
+                assert_eq(changed, rel != "outside", "file id of %s changed" % rel)
+            v.remount()
+            for rel, data in files.items():
+                assert_bytes_eq(read_file(v.path(rel)), data, rel)
+            assert_eq(len(redata_records(v)), 4, "redata audit records")
+            v.umount()
+            err = kekfs_fails("rotate", "--data", "-r", *v.key_args(), v.backing, "t")
+            assert "-r walks trees under a mount point" in err, err
 
 
 def test_redata_sigkill_rounds():
