@@ -133,6 +133,8 @@ static struct {
 	unsigned long files, failed;
 } tree;
 
+/* nftw's visit: a regular file is re-encrypted; a directory it cannot read is a failure, the
+ * walk goes on (one bad directory must not leave the rest of the tree under the old keys). */
 static int tree_visit(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
 	(void)ftw;
