@@ -4,7 +4,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -20,6 +19,7 @@
 #include "../crypto/secmem.h"
 #include "census.h"
 #include "log.h"
+#include "thread.h"
 
 #define CONTROL_LINE_MAX (PATH_MAX + 64) /* "shred 1 " and a path */
 #define CONTROL_REPLY_MAX 16384
@@ -623,23 +623,6 @@ static void control_worker_stop(struct control *c)
 	pthread_cond_signal(&c->queued);
 	pthread_mutex_unlock(&c->mu);
 	pthread_join(c->worker, NULL);
-}
-
-/*
- * Starts fn in a thread that blocks every signal, as do the threads it starts (a rotation's):
- * signals are for the FUSE loop's threads. A SIGTERM taken here would only set libfuse's exit
- * flag and wake no thread of the loop, and the daemon would not end until the next request.
- */
-static int thread_start_deaf(pthread_t *t, void *(*fn)(void *), void *arg)
-{
-	sigset_t all, old;
-	int rc;
-
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(t, NULL, fn, arg);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return rc;
 }
 
 /* The worker's lock and condition, on the monotonic clock (timed waits for the policy). */

@@ -487,8 +487,9 @@ static int reserve_holes(int fd, const struct stat *st, const struct chunk_geom 
 	return -errno;
 }
 
-ssize_t fileio_write(int fd, const struct volume_keys *vk, struct file_crypt *fc, const char *buf,
-		     size_t n, uint64_t off)
+/* fileio_write, or with inside set, nothing (0) for a write that would not end inside the file. */
+static ssize_t write_sized(int fd, const struct volume_keys *vk, struct file_crypt *fc,
+			   const char *buf, size_t n, uint64_t off, int inside)
 {
 	struct stat st;
 	uint64_t cur;
@@ -498,12 +499,24 @@ ssize_t fileio_write(int fd, const struct volume_keys *vk, struct file_crypt *fc
 		rc = -errno;
 	if (rc == 0)
 		rc = geom_plain_size(&vk->geom, (uint64_t)st.st_size, &cur);
-	if (rc != 0 || n == 0)
+	if (rc != 0 || n == 0 || (inside && off + n > cur))
 		return rc;
 	rc = reserve_holes(fd, &st, &vk->geom, off, n);
 	if (rc == 0)
 		rc = file_update(fd, vk, fc, cur, cur > off + n ? cur : off + n, buf, n, off);
 	return rc != 0 ? rc : (ssize_t)n;
+}
+
+ssize_t fileio_write(int fd, const struct volume_keys *vk, struct file_crypt *fc, const char *buf,
+		     size_t n, uint64_t off)
+{
+	return write_sized(fd, vk, fc, buf, n, off, 0);
+}
+
+ssize_t fileio_write_inside(int fd, const struct volume_keys *vk, struct file_crypt *fc,
+			    const char *buf, size_t n, uint64_t off)
+{
+	return write_sized(fd, vk, fc, buf, n, off, 1);
 }
 
 /* Shrinks to size > 0: re-seal the chunk holding the new end as final, then cut the rest. */

@@ -54,6 +54,14 @@ ssize_t fileio_read(int fd, const struct volume_keys *vk, struct file_crypt *fc,
 ssize_t fileio_write(int fd, const struct volume_keys *vk, struct file_crypt *fc, const char *buf,
 		     size_t n, uint64_t off);
 
+/*
+ * fileio_write for a write that must end inside the file, done while the size cannot change
+ * but other writes may run (the inode lock held shared): returns 0, writing nothing, if it
+ * would not end inside the file.
+ */
+ssize_t fileio_write_inside(int fd, const struct volume_keys *vk, struct file_crypt *fc,
+			    const char *buf, size_t n, uint64_t off);
+
 /* Sets the plaintext size; to 0 re-keys the file (new file id and DEK). */
 int fileio_truncate(int fd, const struct volume_keys *vk, struct file_crypt *fc, uint64_t size);
 

@@ -566,6 +566,14 @@ static int create_regular(fuse_req_t req, struct kinode *dir, const char *name, 
 	return fd;
 }
 
+/* Removes a backing entry: a directory with its id file on encrypted-name volumes. */
+static int backing_remove(struct kekfs_fs *fs, int dirfd, const char *name, int is_dir)
+{
+	if (is_dir && fs->nk)
+		return namedir_rmdir(dirfd, name);
+	return unlinkat(dirfd, name, is_dir ? AT_REMOVEDIR : 0) == 0 ? 0 : -errno;
+}
+
 /*
  * Finishes a create-type operation in a pinned directory: chown, then reply with the
  * entry's final attributes. An entry made (rc 0) that cannot be finished is removed again
@@ -588,14 +596,8 @@ static int reply_new_entry(fuse_req_t req, fuse_ino_t parent, const struct bname
 		fuse_reply_entry(req, &e);
 		return 0;
 	}
-	if (made && fstatat(dir->fd, b->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		if (!S_ISDIR(st.st_mode))
-			unlinkat(dir->fd, b->name, 0);
-		else if (fs->nk)
-			namedir_rmdir(dir->fd, b->name);
-		else
-			unlinkat(dir->fd, b->name, AT_REMOVEDIR);
-	}
+	if (made && fstatat(dir->fd, b->name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		backing_remove(fs, dir->fd, b->name, S_ISDIR(st.st_mode));
 	fuse_reply_err(req, -rc);
 	return rc;
 }
@@ -765,10 +767,7 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
 	if (!rc) {
 		if (flags || fstatat(dir->fd, b.name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 			st.st_nlink = 0; /* only a last name frees anything */
-		if (flags && fs->nk)
-			rc = -namedir_rmdir(dir->fd, b.name);
-		else if (unlinkat(dir->fd, b.name, flags) != 0)
-			rc = errno;
+		rc = -backing_remove(fs, dir->fd, b.name, flags == AT_REMOVEDIR);
 		if (!rc && st.st_nlink == 1)
 			inode_table_unlinked(fs->inodes, st.st_dev, st.st_ino);
 		if (!rc)
@@ -1043,20 +1042,15 @@ static int write_in_place(struct kekfs_fs *fs, struct kinode *ino, int fd, const
 			  size_t size, uint64_t at, ssize_t *n)
 {
 	struct range_hold hold;
-	uint64_t cur;
-	int in_place;
 
 	pthread_rwlock_rdlock(&ino->lock);
-	in_place = size > 0 && fileio_size(fd, &fs->vk.geom, &cur) == 0 && at + size <= cur;
-	if (in_place) {
-		chunks_acquire(fs, ino, &hold, at, size, 1);
-		*n = fileio_write(fd, &fs->vk, &ino->fc, buf, size, at);
-		if (*n > 0)
-			suidgid_kill(fd, req_kill_suidgid);
-		range_lock_release(&ino->chunks, &hold);
-	}
+	chunks_acquire(fs, ino, &hold, at, size, 1);
+	*n = fileio_write_inside(fd, &fs->vk, &ino->fc, buf, size, at);
+	if (*n > 0)
+		suidgid_kill(fd, req_kill_suidgid);
+	range_lock_release(&ino->chunks, &hold);
 	pthread_rwlock_unlock(&ino->lock);
-	return in_place;
+	return *n != 0;
 }
 
 static void kekfs_read(fuse_req_t req, fuse_ino_t ino_id, size_t size, off_t off,

@@ -1,9 +1,10 @@
 #include "parallel.h"
 
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+
+#include "thread.h"
 
 struct par_job {
 	struct par_job *next; /* in the pool's queue */
@@ -79,19 +80,15 @@ static void *helper_main(void *arg)
 struct par_pool *par_pool_new(unsigned helpers)
 {
 	struct par_pool *p = calloc(1, sizeof(*p) + helpers * sizeof(pthread_t));
-	sigset_t all, old;
 
 	if (!p)
 		return NULL;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->work, NULL);
 	pthread_cond_init(&p->idle, NULL);
-	sigfillset(&all); /* signals are for the FUSE loop's threads, not the helpers */
-	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (; p->nthreads < helpers; p->nthreads++)
-		if (pthread_create(&p->threads[p->nthreads], NULL, helper_main, p) != 0)
+		if (thread_start_deaf(&p->threads[p->nthreads], helper_main, p) != 0)
 			break; /* fewer helpers only means less parallelism */
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return p;
 }
 
