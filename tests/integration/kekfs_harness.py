@@ -501,7 +501,7 @@ class Volume(object):
         rel = os.path.join(*parts)
         if rel in self._root_names:
             return self._root_names[rel]
-        r = run_kekfs("path", "encrypt", *(self.key_args() + [self.backing, rel]))
+        r = run_kekfs("path", "encrypt", *(self.key_args() + ["--", self.backing, rel]))
         if r.returncode != 0:
             raise AssertionError("kekfs path encrypt failed: %r" % (r,))
         out = os.fsdecode(r.stdout.rstrip(b"\n"))
@@ -716,7 +716,7 @@ class Volume(object):
         for p in self.backing_objects():
             rel = os.path.relpath(p, self.backing)
             if self.names == "encrypted":
-                r = run_kekfs("path", "decrypt", *(self.key_args() + [self.backing, rel]))
+                r = run_kekfs("path", "decrypt", *(self.key_args() + ["--", self.backing, rel]))
                 rel = (os.fsdecode(r.stdout.rstrip(b"\n")).lstrip("/") if r.returncode == 0
                        else "?" + rel)
             out.append(os.path.normpath(rel))

@@ -327,7 +327,7 @@ def test_path_encrypt_decrypt():
         v.umount()
         assert os.path.isfile(bp), "backing path does not exist: %s" % bp
         for arg in (bp, os.path.relpath(bp, v.backing)):
-            r = run_kekfs("path", "decrypt", *(v.key_args() + [v.backing, arg]))
+            r = run_kekfs("path", "decrypt", *(v.key_args() + ["--", v.backing, arg]))
             assert_eq(r.returncode, 0, "decrypt exit status (%r)" % (r,))
             assert_eq(r.stdout, ("/docs/%s/report.txt\n" % ("y" * 200)).encode(), "decrypt")
         r = run_kekfs("path", "decrypt", *(v.key_args() + [v.backing, "foreign.txt"]))
