@@ -157,3 +157,122 @@ def unblock(fifo):
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
     except OSError:
         pass
+
+
+def bounded(code, *args):
+    """Runs a short Python snippet in a child; (returncode, output), or None if it blocked
+    for BOUND seconds (the child is then left to the FIFO's unblocking)."""
+    p = subprocess.Popen([sys.executable, "-c", code] + list(args), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    try:
+        out, _ = p.communicate(timeout=BOUND)
+    except subprocess.TimeoutExpired:
+        return p, None
+    return p, (p.returncode, out.decode())
+
+
+LIST = "import os, sys\ntry:\n print(sorted(os.listdir(sys.argv[1])))\nexcept OSError as e:\n" \
+       " print('errno', e.errno); sys.exit(3)"
+STAT = "import os, sys\ntry:\n os.stat(sys.argv[1])\nexcept OSError as e:\n" \
+       " print('errno', e.errno); sys.exit(3)"
+
+
+def still_usable(v, data):
+    assert_bytes_eq(read_file(v.path("keep")), data, "another file")
+    write_file(v.path("new"), b"n" * 100)
+    assert_eq(read_file(v.path("new")), b"n" * 100, "a new file")
+
+
+def run_bounded(code, path, fifo):
+    p, res = bounded(code, path)
+    if res is None:
+        unblock(fifo)
+        try:
+            p.wait(timeout=BOUND)
+        except subprocess.TimeoutExpired:
+            p.kill()
+        raise AssertionError("%s blocked on the FIFO %s for %ss" % (path, fifo, BOUND))
+    return res
+
+
+def test_fifo_as_directory_id():
+    """A FIFO in place of a directory's .kekfs.dirid: ls of it fails with EIO at once, and
+    the mount stays usable and unmounts."""
+    with Volume(names="encrypted") as v:
+        data = pattern(5000, 7)
+        write_file(v.path("keep"), data)
+        os.mkdir(v.path("d"))
+        write_file(v.path("d", "inside"), b"i" * 10)
+        v.umount()
+        idf = os.path.join(v.backing_path("d"), ".kekfs.dirid")
+        os.unlink(idf)
+        os.mkfifo(idf)
+        v.mount()
+        try:
+            rc, out = run_bounded(LIST, v.path("d"), idf)
+            assert_eq((rc, out.split()[:2]), (3, ["errno", "5"]), "ls of the directory")
+            still_usable(v, data)
+        finally:
+            unblock(idf)
+        v.umount()
+
+
+def test_fifo_as_long_name_side_file():
+    """A FIFO in place of a long name's side file: ls of the directory and stat of the name
+    end at once (the name is left out or EIO), the mount stays usable and unmounts."""
+    long_name = "L" * 200
+    with Volume(names="encrypted") as v:
+        data = pattern(5000, 8)
+        write_file(v.path("keep"), data)
+        os.mkdir(v.path("d"))
+        write_file(v.path("d", long_name), b"x" * 10)
+        v.umount()
+        bdir = v.backing_path("d")
+        sides = [n for n in os.listdir(bdir) if n.startswith(".kekfs.long.")]
+        assert_eq(len(sides), 1, "one side file in %r" % os.listdir(bdir))
+        side = os.path.join(bdir, sides[0])
+        os.unlink(side)
+        os.mkfifo(side)
+        v.mount()
+        try:
+            rc, out = run_bounded(LIST, v.path("d"), side)
+            assert long_name not in out, "a name read from a FIFO: %r" % out
+            assert rc == 0 or "errno 5" in out, (rc, out)
+            rc, out = run_bounded(STAT, v.path("d", long_name), side)
+            assert rc == 0 or "errno 5" in out, (rc, out)
+            still_usable(v, data)
+        finally:
+            unblock(side)
+        v.umount()
+
+
+def test_symlinks_in_the_tree_are_not_followed():
+    """A link planted in the backing tree in place of a file or a directory, pointing
+    outside the volume: neither is followed (reads, writes, listing, rotation)."""
+    with Volume(names="plaintext") as v:
+        outside = Outside(v.base)
+        os.mkdir(v.path("d"))
+        write_file(v.path("d", "f"), b"f" * 100)
+        os.symlink(outside.victim, v.bpath("d", "asfile"))
+        os.symlink(outside.dir, v.bpath("asdir"))
+        for p in (v.path("d", "asfile"), v.path("asdir", "victim")):
+            try:
+                with open(p, "r+b") as f:
+                    got = f.read()
+                    f.write(b"overwritten")
+            except OSError:
+                got = None
+            assert got != b"root's own file\n", "read through the link %s" % p
+        listing = os.listdir(v.path("d"))
+        for n in listing:
+            p = v.path("d", n)
+            if os.path.islink(p):
+                try:
+                    target = os.readlink(p)
+                except OSError:  # EIO: its target is not sealed, so not kekfs's link
+                    target = None
+                assert target != outside.victim, "link shown as its backing target"
+        kekfs_ok("rotate", v.mnt)
+        wait_rewrap_finished(v)
+        outside.check("after reads, writes and a rotation")
+        assert_eq(read_file(v.path("d", "f")), b"f" * 100, "the real file")
