@@ -1,9 +1,11 @@
 #include "unlock.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "../crypto/secmem.h"
+#include "../fs/backing.h"
 #include "../fs/redata.h"
 #include "../keyring/audit.h"
 #include "cli.h"
@@ -51,6 +53,10 @@ int volume_unlock_all(const char *backing, const char *keyring_opt, const struct
 		return cli_error(
 		    "%s is not a kekfs volume (no %s/%s): create one with 'kekfs init'", backing,
 		    VOLUME_DIR, VOLUME_FILE);
+	if (rc == VOL_ERR_IO && backing_err_hostile(-errno)) {
+		cli_error("%s: %s", p.volume, backing_strerror(-errno));
+		return UNLOCK_DAMAGED;
+	}
 	if (rc != VOL_OK) {
 		cli_error("%s: %s", p.volume, volume_strerror(rc));
 		return rc == VOL_ERR_CORRUPT ? UNLOCK_DAMAGED : -1;

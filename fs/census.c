@@ -21,7 +21,7 @@ static void census_file(void *ctx, int dirfd, const char *name)
 	struct census *c = w->c;
 	char proc[64], dir[PATH_MAX];
 	uint32_t version;
-	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOATIME | O_CLOEXEC);
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOATIME | O_CLOEXEC);
 	ssize_t n;
 
 	if (fd < 0 || fileio_kek_version(fd, &version) != 0) {

@@ -346,9 +346,9 @@ static int open_file(const struct fsck_run *r, int dirfd, const char *name)
 	int fd = -1;
 
 	if (r->cfg->repair)
-		fd = openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		fd = openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) /* O_NONBLOCK: a FIFO swapped in after the walk's fstatat must not block */
+		fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	return fd;
 }
 

@@ -10,6 +10,8 @@
 
 #include <sodium.h>
 
+#include "backing.h"
+
 int bname_make(const struct name_keys *nk, const uint8_t dir_id[NAME_DIRID_LEN], const char *name,
 	       struct bname *b)
 {
@@ -34,17 +36,20 @@ int bname_make(const struct name_keys *nk, const uint8_t dir_id[NAME_DIRID_LEN],
 	return 0;
 }
 
-/* Reads exactly len bytes of a small file in dirfd; -EIO for any other size. */
+/*
+ * Reads exactly len bytes of a small file in dirfd; -EIO for any other size, and for a link,
+ * FIFO or anything else planted there (never followed, never waited on).
+ */
 static int read_exact(int dirfd, const char *name, void *buf, size_t len)
 {
-	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+	int fd = backing_open_file(dirfd, name, O_RDONLY | O_NOATIME, 0);
 	ssize_t n;
 	char extra;
 
-	if (fd < 0 && errno == EPERM)
-		fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -EPERM)
+		fd = backing_open_file(dirfd, name, O_RDONLY, 0);
 	if (fd < 0)
-		return errno == ENOENT ? -EIO : -errno;
+		return fd == -ENOENT || backing_err_hostile(fd) ? -EIO : fd;
 	n = read(fd, buf, len);
 	if (n == (ssize_t)len && read(fd, &extra, 1) != 0)
 		n = -1;
@@ -250,9 +255,9 @@ int namedir_long_read(int dirfd, const char *backing, char enc[NAME_ENC_SIZE])
 	ssize_t n;
 
 	side_name(backing, side);
-	fd = openat(dirfd, side, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	fd = backing_open_file(dirfd, side, O_RDONLY, 0);
 	if (fd < 0)
-		return -errno;
+		return backing_err_hostile(fd) ? -EIO : fd;
 	n = read(fd, enc, NAME_ENC_SIZE);
 	close(fd);
 	if (n <= NAME_BACKING_MAX || n >= NAME_ENC_SIZE)
@@ -366,11 +371,11 @@ int namepath_open_parent(int rootfd, char *bpath, const char **last)
 	if (slash) {
 		*slash = '\0';
 		*last = slash + 1;
-		fd = openat(rootfd, bpath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		fd = backing_open_beneath(rootfd, bpath, O_RDONLY | O_DIRECTORY);
 		*slash = '/';
 	} else {
 		*last = bpath;
-		fd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		fd = backing_open_beneath(rootfd, ".", O_RDONLY | O_DIRECTORY);
 	}
-	return fd < 0 ? -errno : fd;
+	return fd;
 }

@@ -22,7 +22,7 @@ struct bname {
 int bname_make(const struct name_keys *nk, const uint8_t dir_id[NAME_DIRID_LEN], const char *name,
 	       struct bname *b);
 
-/* Reads a backing directory's id. -EIO if the id file is missing or not 16 bytes. */
+/* Reads a backing directory's id. -EIO if the id file is missing, not 16 bytes or no file. */
 int namedir_read_id(int dirfd, uint8_t id[NAME_DIRID_LEN]);
 
 /*
@@ -57,7 +57,7 @@ void namedir_long_remove(int dirfd, const struct bname *b);
 /* 1 if name is a long name's side file whose entry is gone (left by a crash): safe to drop. */
 int namedir_side_orphan(int dirfd, const char *name);
 
-/* Reads and checks the full encoding of a long backing name. 0, or -EBADMSG / -errno. */
+/* Reads and checks the full encoding of a long backing name. 0, or -EBADMSG / -EIO / -errno. */
 int namedir_long_read(int dirfd, const char *backing, char enc[NAME_ENC_SIZE]);
 
 /*
@@ -73,8 +73,9 @@ int namepath_decrypt(int rootfd, const struct name_keys *nk, const uint8_t root_
 		     const char *backing, char *out, size_t out_size);
 
 /*
- * Opens the directory of backing path bpath ("/a/b", as namepath_encrypt makes it) relative
- * to rootfd; *last points at its last name inside bpath (left as it was). The fd, or -errno.
+ * Opens the directory of backing path bpath ("/a/b", as namepath_encrypt makes it) beneath
+ * rootfd, through no symbolic link (backing_open_beneath); *last points at its last name
+ * inside bpath (left as it was). The fd, or -errno.
  */
 int namepath_open_parent(int rootfd, char *bpath, const char **last);
 

@@ -16,6 +16,8 @@
 #include "../crypto/bytes.h"
 #include "../crypto/secmem.h"
 #include "../keyring/atomic_file.h"
+#include "backing.h"
+#include "log.h"
 
 /* Layout: docs/FORMAT.md, "Volume config". */
 #define VOL_MAGIC "KEKFSVOL"
@@ -91,8 +93,6 @@ int volume_load(const char *path, struct volume *v)
 	memset(v, 0, sizeof(*v));
 	if (rc == -ENOENT)
 		return VOL_ERR_MISSING;
-	if (rc == -EFBIG)
-		return VOL_ERR_CORRUPT;
 	if (rc != 0) {
 		errno = -rc;
 		return VOL_ERR_IO;
@@ -185,28 +185,47 @@ int volume_record_generation(struct volume *v, const struct keyring *kr, const c
 	return rc;
 }
 
+/* Opens a marker in .kekfs; whatever else an attacker left under its name is replaced. */
+static int marker_create(int kekfs_fd, const char *name)
+{
+	int fd = backing_open_file(kekfs_fd, name, O_WRONLY | O_CREAT, 0600);
+
+	if (!backing_err_hostile(fd))
+		return fd;
+	log_msg(LOG_WARNING, "%s/%s was %s; replaced", VOLUME_DIR, name, backing_strerror(fd));
+	if (unlinkat(kekfs_fd, name, 0) != 0)
+		return -EIO;
+	fd = backing_open_file(kekfs_fd, name, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	return backing_err_hostile(fd) ? -EIO : fd;
+}
+
 int volume_marker_set(int backing_fd, const char *name, int present)
 {
-	char path[64];
-	int fd;
+	int dirfd = backing_dir_open(backing_fd, VOLUME_DIR, 1), fd, rc = 0;
 
-	snprintf(path, sizeof(path), "%s/%s", VOLUME_DIR, name);
-	if (!present)
-		return unlinkat(backing_fd, path, 0) == 0 || errno == ENOENT ? 0 : -errno;
-	fd = openat(backing_fd, path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	fsync(fd);
-	close(fd);
-	return 0;
+	if (dirfd < 0)
+		return backing_err_hostile(dirfd) ? -EIO : dirfd;
+	if (!present) {
+		rc = unlinkat(dirfd, name, 0) == 0 || errno == ENOENT ? 0 : -errno;
+	} else if ((fd = marker_create(dirfd, name)) < 0) {
+		rc = fd;
+	} else {
+		fsync(fd);
+		close(fd);
+	}
+	close(dirfd);
+	return rc;
 }
 
 int volume_marker_present(int backing_fd, const char *name)
 {
-	char path[64];
+	int dirfd = backing_dir_open(backing_fd, VOLUME_DIR, 1), rc;
 
-	snprintf(path, sizeof(path), "%s/%s", VOLUME_DIR, name);
-	return faccessat(backing_fd, path, F_OK, 0) == 0;
+	if (dirfd < 0)
+		return 0;
+	rc = backing_file_present(dirfd, name);
+	close(dirfd);
+	return rc == 1;
 }
 
 void volume_clear(struct volume *v)

@@ -26,7 +26,7 @@ enum name_mode {
 
 enum volume_err {
 	VOL_OK = 0,
-	VOL_ERR_IO = -1,	  /* see errno */
+	VOL_ERR_IO = -1,	  /* see errno; -errno may be a BACKING_ERR_* */
 	VOL_ERR_MISSING = -2,	  /* no volume config: not a kekfs volume */
 	VOL_ERR_CORRUPT = -3,	  /* damaged or truncated (checksum) */
 	VOL_ERR_UNSUPPORTED = -4, /* newer format or unknown cipher */
@@ -77,7 +77,8 @@ int volume_record_generation(struct volume *v, const struct keyring *kr, const c
 
 /*
  * Marker files in .kekfs that make long jobs resumable (a re-wrap, a seal): present while
- * the job is unfinished. Set creates and syncs one, clear removes it. 0 or -errno.
+ * the job is unfinished. Set creates and syncs one (replacing a link or FIFO planted under
+ * its name), clear removes it. 0 or -errno. Present: 1 only for a regular file.
  */
 int volume_marker_set(int backing_fd, const char *name, int present);
 int volume_marker_present(int backing_fd, const char *name);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backing.h"
 #include "names.h"
 #include "volume.h"
 
@@ -14,23 +15,6 @@ struct walk {
 	walk_visit_fn fn;
 	void *ctx;
 };
-
-/* d_type, asking the filesystem when readdir did not say. */
-static int entry_type(int dirfd, const struct dirent *de)
-{
-	struct stat st;
-
-	if (de->d_type != DT_UNKNOWN)
-		return de->d_type == DT_REG || de->d_type == DT_DIR || de->d_type == DT_LNK
-			   ? de->d_type
-			   : DT_UNKNOWN;
-	if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-		return DT_UNKNOWN;
-	return S_ISDIR(st.st_mode)   ? DT_DIR
-	       : S_ISREG(st.st_mode) ? DT_REG
-	       : S_ISLNK(st.st_mode) ? DT_LNK
-				     : DT_UNKNOWN;
-}
 
 /* Walks dirfd (which it closes). */
 static void walk_dir(int dirfd, unsigned depth, const struct walk *w)
@@ -49,7 +33,7 @@ static void walk_dir(int dirfd, unsigned depth, const struct walk *w)
 
 		if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0')))
 			continue;
-		e.type = entry_type(dirfd, de);
+		e.type = backing_entry_type(dirfd, n); /* asked: d_type is not trusted */
 		if (w->fn(w->ctx, &e) != 1 || e.type != DT_DIR)
 			continue;
 		sub = openat(dirfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

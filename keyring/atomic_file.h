@@ -5,10 +5,16 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* Temp file in the same directory, fsync, rename over path, fsync the directory. -errno. */
+/*
+ * Unguessable temp file in the same directory, fsync, rename over path, fsync the directory
+ * (fs/backing.h: backing_replace). -errno or BACKING_ERR_*.
+ */
 int atomic_write_file(const char *path, const void *buf, size_t len, mode_t mode);
 
-/* Reads a whole small file (at most max bytes) into a malloc'd buffer. -errno; -EFBIG if larger. */
+/*
+ * Reads a whole small regular file (at most max bytes) into a malloc'd buffer; never follows a
+ * link or blocks on a FIFO inside a volume's .kekfs. -errno or BACKING_ERR_* (TOO_BIG if larger).
+ */
 int read_small_file(const char *path, size_t max, unsigned char **buf, size_t *len);
 
 #endif

@@ -16,6 +16,7 @@
 #include "../crypto/rsa_wrap.h"
 
 #include "../crypto/secmem.h"
+#include "../fs/backing.h"
 #include "atomic_file.h"
 
 /* On-disk layout: see docs/FORMAT.md, "Keyring". */
@@ -819,8 +820,6 @@ int keyring_load(const char *path, const uint8_t volume_id[KEYRING_VOLUME_ID_LEN
 
 	if (rc == -ENOENT)
 		return KR_ERR_MISSING;
-	if (rc == -EFBIG)
-		return KR_ERR_CORRUPT;
 	if (rc != 0) {
 		errno = -rc;
 		return KR_ERR_IO;
@@ -855,8 +854,10 @@ int keyring_slot_kinds(const char *path, unsigned *kinds)
 	struct keyring *kr;
 	int rc = read_small_file(path, KR_MAX_FILE, &buf, &len);
 
-	if (rc != 0)
-		return rc == -ENOENT ? KR_ERR_MISSING : rc == -EFBIG ? KR_ERR_CORRUPT : KR_ERR_IO;
+	if (rc != 0) {
+		errno = -rc;
+		return rc == -ENOENT ? KR_ERR_MISSING : KR_ERR_IO;
+	}
 	kr = keyring_alloc(any_volume);
 	rc = kr ? keyring_decode(kr, buf, len) : KR_ERR_NOMEM;
 	*kinds = 0;
@@ -879,7 +880,8 @@ static const char *keyring_io_strerror(void)
 
 	if (errno == 0)
 		return "the keyring could not be read or written";
-	snprintf(buf, sizeof(buf), "the keyring could not be read or written: %s", strerror(errno));
+	snprintf(buf, sizeof(buf), "the keyring could not be read or written: %s",
+		 backing_strerror(-errno));
 	return buf;
 }
 
