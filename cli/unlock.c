@@ -73,10 +73,10 @@ static void rollback_accepted(const struct volume_paths *p, const struct keyring
 	struct audit_event ev = {.op = "rollback", .detail = detail, .result = "ok"};
 
 	fprintf(stderr,
-		"kekfs: warning: --allow-rollback: using keyring generation %llu, older than the "
-		"%llu %s has seen: KEKs destroyed since are back, so files shredded and sealed "
+		"kekfs: warning: --allow-rollback: using keyring generation %llu though %s has "
+		"seen generation %llu: KEKs destroyed since are back, so files shredded and sealed "
 		"since can be read again from old copies\n",
-		gen, (unsigned long long)seen, by);
+		gen, by, (unsigned long long)seen);
 	snprintf(detail, sizeof(detail),
 		 "older keyring accepted (--allow-rollback): generation %llu, %s had seen %llu",
 		 gen, by, (unsigned long long)seen);

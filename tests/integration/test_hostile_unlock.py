@@ -9,12 +9,13 @@ backing directory; --allow-rollback accepts it, says what it re-opens and audits
 
 import json
 import os
+import pwd
 import shutil
 import subprocess
 
 from kekfs_harness import (Volume, make_tempdir, run_kekfs, write_file, read_file, assert_eq,
                            is_mounted, wait_mounted, find_daemon_pids, require_tools,
-                           HOST_STATE_DIR)
+                           kekfs_bin, HOST_STATE_DIR)
 from test_fsck import xxh64
 from test_rotation import wait_rewrap_finished
 
@@ -242,3 +243,56 @@ def test_a_host_without_state_cannot_tell():
         shutil.copytree(old, v.bpath(".kekfs"))
         os.unlink(state_file(v))
         v.mount()
+
+
+def test_user_state_directory_is_the_users_own():
+    """A user other than root keeps its generations in ~/.local/state/kekfs (0700, its own),
+    or in $XDG_STATE_HOME/kekfs; an old keyring is refused there too, and a state directory
+    others could write, or a symlink in its place, refuses the unlock in one line."""
+    require_tools("useradd", "userdel", "runuser")
+    name = "unlock" + os.urandom(3).hex()
+    subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True, timeout=60)
+    try:
+        user = pwd.getpwnam(name)
+        home = user.pw_dir
+
+        def as_user(*argv, xdg=None):
+            env = ["env", "-i", "HOME=" + home, "PATH=/usr/bin:/bin"]
+            env += ["XDG_STATE_HOME=" + xdg] if xdg else []
+            return subprocess.run(["runuser", "-u", name, "--"] + env + list(argv),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+
+        def kekfs(*args, xdg=None):
+            return as_user(kekfs_bin(), *args, xdg=xdg)
+
+        key, backing = os.path.join(home, "key"), os.path.join(home, "b")
+        write_file(key, os.urandom(32), 0o600)
+        os.chown(key, user.pw_uid, user.pw_gid)
+        assert_eq(kekfs("init", "--key-file", key, backing).returncode, 0, "init as the user")
+        state = os.path.join(home, ".local", "state", "kekfs")
+        st = os.stat(state)
+        assert_eq((st.st_uid, st.st_mode & 0o777), (user.pw_uid, 0o700), "state directory")
+        assert_eq(as_user("cp", "-a", backing + "/.kekfs", home + "/old").returncode, 0, "cp")
+        assert_eq(kekfs("rotate", "--key-file", key, backing).returncode, 0, "rotate")
+        (vid,) = os.listdir(state)
+        assert_eq(open(os.path.join(state, vid)).read(), "2\n", "recorded generation")
+        as_user("rm", "-rf", backing + "/.kekfs")
+        assert_eq(as_user("cp", "-a", home + "/old", backing + "/.kekfs").returncode, 0, "cp")
+        r = kekfs("keys", "list", "--key-file", key, backing)
+        assert r.returncode != 0 and b"than this host has seen (generation 2)" in r.stderr, r
+        os.chmod(state, 0o755)
+        r = kekfs("keys", "list", "--key-file", key, backing)
+        lines = r.stderr.decode().splitlines()
+        assert r.returncode != 0 and len(lines) == 1 and "mode 0700" in lines[0], r
+        os.chmod(state, 0o700)
+        xdg = os.path.join(home, "xdg")
+        r = kekfs("keys", "list", "--key-file", key, backing, xdg=xdg)
+        assert_eq(r.returncode, 0, "a state directory that never saw the volume: %r" % r)
+        assert os.listdir(os.path.join(xdg, "kekfs")) == [vid], "not in $XDG_STATE_HOME/kekfs"
+        as_user("rm", "-rf", xdg + "/kekfs")
+        as_user("ln", "-s", state, xdg + "/kekfs")
+        r = kekfs("keys", "list", "--key-file", key, backing, xdg=xdg)
+        assert r.returncode != 0 and b"not a symlink" in r.stderr, r
+    finally:
+        subprocess.run(["userdel", "-r", name], timeout=60, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)

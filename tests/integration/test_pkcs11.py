@@ -96,7 +96,8 @@ def test_token_only_volume_mounts_rotates_and_shreds():
         assert "KEK v2: active" in status, status
         t.ok("shred", v.path("gone"))
         assert not os.path.exists(v.path("gone")), "shredded file still listed"
-        t.ok("shred", "--seal", v.mnt)
+        out = t.ok("shred", "--seal", v.mnt)
+        assert "Every unlock slot is a key in a PKCS#11 token" in out, out
         v.umount()
         # passwd moves the slot to another key of the token; the old key no longer matters
         t.ok("keys", "create-token-key", "--pkcs11", t.spec("second"), "--pin-file", t.pin_file)
