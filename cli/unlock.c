@@ -168,12 +168,15 @@ int volume_unlock_all(const char *backing, const char *keyring_opt, const struct
 		cli_error("cannot unlock %s: %s", p.keyring, keyring_strerror(rc));
 		return rc == KR_ERR_CORRUPT || rc == KR_ERR_TAMPERED ? UNLOCK_DAMAGED : -1;
 	}
-	if ((rc = generation_check(&p, vol, *kr, src->allow_rollback, purpose)) != 0)
-		return rc;
-	rc = volume_unlock(vol, *kr);
-	if (rc != VOL_OK) {
+	rc = generation_check(&p, vol, *kr, src->allow_rollback, purpose);
+	if (rc == 0 && (rc = volume_unlock(vol, *kr)) != VOL_OK) {
 		cli_error("%s: %s", p.volume, volume_strerror(rc));
-		return rc == VOL_ERR_NOMEM ? -1 : UNLOCK_DAMAGED;
+		rc = rc == VOL_ERR_NOMEM ? -1 : UNLOCK_DAMAGED;
+	}
+	if (rc != 0) { /* the caller gets no keyring to free */
+		keyring_free(*kr);
+		*kr = NULL;
+		return rc;
 	}
 	ev.kek = keyring_active_version(*kr);
 	if (purpose && audit_append(p.audit_dir, *kr, &ev) != 0)
