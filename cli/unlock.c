@@ -103,7 +103,8 @@ static int generation_check(const struct volume_paths *p, struct volume *vol,
 	hoststate_dir(dir, sizeof(dir));
 	if (rc != 0)
 		return cli_error("cannot read the keyring generations this host has seen, in %s "
-				 "(%s): it must be a directory of yours, mode 0700, not a symlink",
+				 "(%s): it must be your own directory, mode 0700, not a symlink, "
+				 "each file one number; fix it and try again",
 				 dir, strerror(-rc));
 	by = host > vol->generation ? "this host" : "this volume";
 	seen = host > vol->generation ? host : vol->generation;
@@ -119,8 +120,8 @@ static int generation_check(const struct volume_paths *p, struct volume *vol,
 		rollback_accepted(p, kr, seen, by, purpose);
 	if (gen < vol->generation && purpose) {
 		vol->generation = gen;
-		if (volume_save(vol, p->volume) != VOL_OK)
-			return cli_error("cannot write %s", p->volume);
+		if ((rc = volume_save(vol, p->volume)) != VOL_OK)
+			return cli_error("cannot write %s: %s", p->volume, volume_strerror(rc));
 	}
 	generation_record(vol->id, gen, gen < seen);
 	return 0;
