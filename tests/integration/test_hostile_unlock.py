@@ -241,7 +241,8 @@ def test_a_host_without_state_cannot_tell():
         assert_eq(run_kekfs("rotate", *v.key_args(), v.backing).returncode, 0, "rotate")
         shutil.rmtree(v.bpath(".kekfs"))
         shutil.copytree(old, v.bpath(".kekfs"))
-        os.unlink(state_file(v))
+        if os.path.exists(state_file(v)):  # this host forgets the volume
+            os.unlink(state_file(v))
         v.mount()
 
 
