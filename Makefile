@@ -20,7 +20,7 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
 CRYPTO_SRC  := crypto/secmem.c crypto/aead.c crypto/kdf.c crypto/keywrap.c crypto/rsa_wrap.c
 KEYRING_SRC := keyring/keyring.c keyring/wrapslot.c keyring/atomic_file.c keyring/audit.c \
-	       keyring/pkcs11_slot.c
+	       keyring/pkcs11_slot.c keyring/hoststate.c
 FSCORE_SRC  := fs/volume.c fs/header.c fs/chunk.c fs/fileio.c fs/objcrypt.c fs/log.c \
 	       fs/inode_table.c fs/rotation.c fs/control.c \
 	       fs/walk.c fs/census.c fs/names.c fs/namedir.c fs/shred.c fs/redata.c fs/fsck.c fs/parallel.c fs/rangelock.c

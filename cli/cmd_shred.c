@@ -204,13 +204,13 @@ static int seal_follow(const struct kekfs_mount *m)
 	int tty = isatty(STDOUT_FILENO), rc = -1;
 
 	while (target_ask(m, "seal status", &body) == 0) {
-		body[strcspn(body, "\n")] = '\0';
 		if (strncmp(body, "seal: finished", 14) == 0 ||
 		    strncmp(body, "seal: failed", 12) == 0) {
-			printf("%s%s\n", tty ? "\n" : "", body);
+			printf("%s%s", tty ? "\n" : "", body); /* with the guarantee */
 			rc = strncmp(body, "seal: finished", 14) == 0 ? 0 : -1;
 			break;
 		}
+		body[strcspn(body, "\n")] = '\0';
 		if (strcmp(body, last) != 0) {
 			printf(tty ? "\r%s" : "%s\n", body);
 			fflush(stdout);
@@ -238,7 +238,6 @@ static int seal_online(const struct kekfs_mount *m)
 	free(body);
 	if (seal_follow(m) != 0)
 		return cli_error("the seal did not finish (see above and the daemon's log)"), 1;
-	fputs(seal_guarantee, stdout);
 	return 0;
 }
 
@@ -268,7 +267,7 @@ static int seal_offline(const struct shred_opts *o, const char *backing)
 	rc = seal_wait(v.shred, msg, sizeof(msg));
 	puts(msg);
 	if (rc == 0)
-		fputs(seal_guarantee, stdout);
+		seal_guarantee_print(v.shred, stdout);
 	else
 		cli_error("the seal did not finish; run it again to resume");
 	rc = rc != 0;

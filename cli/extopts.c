@@ -16,6 +16,22 @@ static int timeout_arg(const char *arg)
 	return (int)s;
 }
 
+/*
+ * --kms-unlock=PROGRAM, -o pkcs11=MODULE: local configuration naming what a slot may run or
+ * load. Compared with the slot's spec byte for byte, so it must be absolute as specs are.
+ */
+static int named_external(const char *what, const char *path, const char **out)
+{
+	if (!path)
+		return 0;
+	if (path[0] != '/')
+		return cli_error("%s=%s: name it by its absolute path, as the keyring's slot does "
+				 "('kekfs keys slots' shows it)",
+				 what, path);
+	*out = path;
+	return 0;
+}
+
 /* The options that only make sense when a slot is being added. */
 static int add_option(int c, const char *arg, struct secret_source *add)
 {
@@ -39,11 +55,15 @@ int external_option(int c, const char *arg, struct secret_source *src, struct se
 
 	if (c == OPT_PKCS11 || c == OPT_KMS_COMMAND || c == OPT_KMS_ENV)
 		return add_option(c, arg, add);
-	if (c == OPT_PKCS11_UNLOCK)
+	if (c == OPT_PKCS11_UNLOCK) {
 		src->use_pkcs11 = 1;
-	else if (c == OPT_KMS_UNLOCK)
+		return named_external("--pkcs11-unlock", arg, &src->pkcs11_module);
+	}
+	if (c == OPT_KMS_UNLOCK) {
 		src->use_kms = 1;
-	else if (c != OPT_PIN_FILE && c != OPT_PIN_CREDENTIAL && c != OPT_KMS_TIMEOUT)
+		return named_external("--kms-unlock", arg, &src->kms_plugin);
+	}
+	if (c != OPT_PIN_FILE && c != OPT_PIN_CREDENTIAL && c != OPT_KMS_TIMEOUT)
 		return -1;
 	if (c == OPT_KMS_TIMEOUT && (t = timeout_arg(arg)) < 0)
 		return -1;
@@ -76,6 +96,9 @@ int unlock_option(int c, const char *arg, struct secret_source *src, struct secr
 	case OPT_KEYRING:
 		*keyring = arg;
 		return 1;
+	case OPT_ALLOW_ROLLBACK:
+		src->allow_rollback = 1;
+		return 1;
 	default:
 		if (c < OPT_PKCS11 || c > OPT_KMS_TIMEOUT)
 			return 0;
@@ -83,12 +106,27 @@ int unlock_option(int c, const char *arg, struct secret_source *src, struct secr
 	}
 }
 
+/* -o NAME or -o NAME=PATH (pkcs11, kms): 1 if opt is it, 0 if not, -1 after a message. */
+static int mount_named(const char *opt, const char *name, int *use, const char **path)
+{
+	size_t n = strlen(name);
+
+	if (strncmp(opt, name, n) != 0 || (opt[n] && opt[n] != '='))
+		return 0;
+	*use = 1;
+	return named_external(name, opt[n] ? opt + n + 1 : NULL, path) == 0 ? 1 : -1;
+}
+
 int external_mount_option(const char *opt, struct secret_source *src)
 {
-	if (strcmp(opt, "pkcs11") == 0)
-		src->use_pkcs11 = 1;
-	else if (strcmp(opt, "kms") == 0)
-		src->use_kms = 1;
+	int rc = mount_named(opt, "pkcs11", &src->use_pkcs11, &src->pkcs11_module);
+
+	if (rc == 0)
+		rc = mount_named(opt, "kms", &src->use_kms, &src->kms_plugin);
+	if (rc != 0)
+		return rc;
+	if (strcmp(opt, "allow-rollback") == 0)
+		src->allow_rollback = 1;
 	else if (strncmp(opt, "pinfile=", 8) == 0)
 		src->pin_file = opt + 8;
 	else if (strncmp(opt, "pin-credential=", 15) == 0)

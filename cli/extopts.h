@@ -20,16 +20,17 @@ enum external_opt {
 	OPT_PASSPHRASE_FILE,
 	OPT_RSA_PRIVATE,
 	OPT_KEYRING,
+	OPT_ALLOW_ROLLBACK,
 };
 
 #define EXTERNAL_OPTIONS                                                                           \
 	{"pkcs11", required_argument, NULL, OPT_PKCS11},                                           \
-	    {"pkcs11-unlock", no_argument, NULL, OPT_PKCS11_UNLOCK},                               \
+	    {"pkcs11-unlock", optional_argument, NULL, OPT_PKCS11_UNLOCK},                         \
 	    {"pin-file", required_argument, NULL, OPT_PIN_FILE},                                   \
 	    {"pin-credential", required_argument, NULL, OPT_PIN_CREDENTIAL},                       \
 	    {"kms-command", required_argument, NULL, OPT_KMS_COMMAND},                             \
 	    {"kms-env", required_argument, NULL, OPT_KMS_ENV},                                     \
-	    {"kms-unlock", no_argument, NULL, OPT_KMS_UNLOCK},                                     \
+	    {"kms-unlock", optional_argument, NULL, OPT_KMS_UNLOCK},                               \
 	{                                                                                          \
 		"kms-timeout", required_argument, NULL, OPT_KMS_TIMEOUT                            \
 	}
@@ -40,8 +41,8 @@ enum external_opt {
  */
 int external_option(int c, const char *arg, struct secret_source *src, struct secret_source *add);
 
-/* mount -o pkcs11, pinfile=F, pin-credential=NAME, kms, kms-timeout=S: 1 if opt is one, 0
- * if not, -1 after a message. */
+/* mount -o pkcs11[=MODULE], pinfile=F, pin-credential=NAME, kms[=PROGRAM], kms-timeout=S,
+ * allow-rollback: 1 if opt is one, 0 if not, -1 after a message. */
 int external_mount_option(const char *opt, struct secret_source *src);
 
 /* The options of every command that unlocks a volume itself: one table, one parser
@@ -50,13 +51,14 @@ int external_mount_option(const char *opt, struct secret_source *src);
 	{"key-file", required_argument, NULL, OPT_KEY_FILE},                                       \
 	    {"passphrase-file", required_argument, NULL, OPT_PASSPHRASE_FILE},                     \
 	    {"rsa-private", required_argument, NULL, OPT_RSA_PRIVATE},                             \
-	    {"keyring", required_argument, NULL, OPT_KEYRING}, EXTERNAL_OPTIONS
+	    {"keyring", required_argument, NULL, OPT_KEYRING},                                     \
+	    {"allow-rollback", no_argument, NULL, OPT_ALLOW_ROLLBACK}, EXTERNAL_OPTIONS
 
 /* Their help text, for commands that unlock a volume they are given unmounted. */
 #define UNLOCK_USAGE                                                                               \
 	"  --key-file FILE, --passphrase-file FILE, --rsa-private PEM, --keyring PATH,\n"          \
-	"  --pkcs11-unlock, --kms-unlock, --pin-file FILE, --pin-credential NAME,\n"               \
-	"  --kms-timeout SECONDS\n"                                                                \
+	"  --pkcs11-unlock[=MODULE], --kms-unlock[=PROGRAM], --pin-file FILE,\n"                   \
+	"  --pin-credential NAME, --kms-timeout SECONDS, --allow-rollback\n"                       \
 	"                           unlock an unmounted volume, as for mount\n"
 
 /*

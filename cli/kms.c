@@ -175,6 +175,12 @@ static int kms_run(struct kr_external *x, const char *spec, const char *verb, st
 	n = split_words(line, copy, argv, KMS_ARGV_MAX);
 	if (n < 1)
 		return kms_fail(x, "the KMS slot's command is damaged");
+	/* The spec comes from the keyring, which is read before its MAC can be checked. */
+	if (x->only && strcmp(argv[0], x->only) != 0)
+		return kms_fail(x,
+				"the keyring's KMS slot names a plugin other than %s: not run "
+				"(check the keyring, or name its plugin)",
+				x->only);
 	argv[n] = (char *)verb;
 	argv[n + 1] = NULL;
 	snprintf(what, sizeof(what), "KMS plugin %s %s", argv[0], verb);

@@ -6,6 +6,7 @@
 #include "../crypto/secmem.h"
 #include "cli.h"
 #include "mount_helper.h"
+#include "unlock.h"
 
 static const char usage[] =
     "Usage: kekfs COMMAND [OPTIONS] ...\n"
@@ -58,6 +59,7 @@ int main(int argc, char **argv)
 		cli_error("cannot initialise libsodium or turn off core dumps");
 		return 1;
 	}
+	host_generation_tracking();
 	if (strcmp(argv[1], "init") == 0)
 		return cmd_init(argc - 1, argv + 1);
 	if (strcmp(argv[1], "mount") == 0)

@@ -227,6 +227,7 @@ static int external_fill(const struct secret_source *src, struct kr_secret *secr
 					      e->spec, sizeof(e->spec)) != 0)
 		return -1;
 	secret->spec = e->spec[0] ? e->spec : NULL;
+	e->x.only = pkcs11 ? src->pkcs11_module : src->kms_plugin;
 	if (!pkcs11) {
 		kms_external(&e->x, src->key_command_timeout);
 		return 0;
@@ -246,7 +247,7 @@ static int external_read(const struct secret_source *src, struct kr_secret *secr
 	return -1;
 }
 
-void secret_source_auto(struct secret_source *src, const char *keyring_path)
+int secret_source_auto(struct secret_source *src, const char *keyring_path)
 {
 	const unsigned mine =
 	    1U << KR_SECRET_PASSPHRASE | 1U << KR_SECRET_KEYFILE | 1U << KR_SECRET_RSA;
@@ -254,17 +255,26 @@ void secret_source_auto(struct secret_source *src, const char *keyring_path)
 
 	if (src->key_file || src->passphrase_file || src->key_command || src->credential ||
 	    src->rsa_key || src->use_pkcs11 || src->use_kms)
-		return;
+		return 0;
 	if (src->pin_file || src->pin_credential) { /* a PIN says which slot */
 		src->use_pkcs11 = 1;
-		return;
+		return 0;
 	}
 	if (keyring_slot_kinds(keyring_path, &kinds) != KR_OK || (kinds & mine))
-		return;
+		return 0; /* keyring_load says what is wrong with it */
 	if (kinds & 1U << KR_SECRET_PKCS11)
-		src->use_pkcs11 = 1;
-	else if (kinds & 1U << KR_SECRET_KMS)
-		src->use_kms = 1;
+		return cli_error("the keyring %s has only token or KMS slots, and kekfs loads no "
+				 "module a keyring names unless told to: give "
+				 "--pkcs11-unlock=MODULE (mount -o pkcs11=MODULE), or "
+				 "--pkcs11-unlock to use the one it names",
+				 keyring_path);
+	if (kinds & 1U << KR_SECRET_KMS)
+		return cli_error("the keyring %s has only KMS plugin slots, and kekfs runs no "
+				 "program a keyring names unless told to: give "
+				 "--kms-unlock=PROGRAM (mount -o kms=PROGRAM), or --kms-unlock to "
+				 "run the one it names",
+				 keyring_path);
+	return 0;
 }
 
 int secret_read(const struct secret_source *src, int confirm, struct kr_secret *secret)

@@ -22,6 +22,12 @@ struct secret_source {
 	const char *kms_env[8];	    /* names of variables the plugin gets (KMS_ENV_MAX) */
 	int kms_nenv;
 	int use_kms; /* unlock with the keyring's KMS plugin slot */
+
+	/* Local configuration naming what a token or KMS slot may load or run (NULL: the slot's
+	 * own, when use_pkcs11 or use_kms asks for it). */
+	const char *pkcs11_module;
+	const char *kms_plugin;
+	int allow_rollback; /* accept a keyring older than this host or volume has seen */
 };
 
 /*
@@ -33,10 +39,12 @@ struct secret_source {
 int secret_read(const struct secret_source *src, int confirm, struct kr_secret *secret);
 
 /*
- * With no key source given: the token when a PIN was given, else the kind of slot the keyring
- * at path has when it has no passphrase, key file or RSA slot: PKCS#11 first, else KMS.
+ * With no key source given: the token when a PIN was given. A keyring with no passphrase, key
+ * file or RSA slot is refused in one line naming the option that would use its token or KMS
+ * slot: a keyring is read before its MAC can be checked, so the module or program it names is
+ * loaded or run only when asked for. 0, or -1 after the message.
  */
-void secret_source_auto(struct secret_source *src, const char *keyring_path);
+int secret_source_auto(struct secret_source *src, const char *keyring_path);
 
 /* Wipes and frees the secret's bytes. */
 void secret_free(struct kr_secret *secret);

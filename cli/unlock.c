@@ -1,6 +1,7 @@
 #include "unlock.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -8,6 +9,7 @@
 #include "../fs/backing.h"
 #include "../fs/redata.h"
 #include "../keyring/audit.h"
+#include "../keyring/hoststate.h"
 #include "cli.h"
 
 void volume_paths_get(const char *backing, const char *keyring_opt, struct volume_paths *p)
@@ -37,6 +39,96 @@ static int no_slot_error(const char *keyring)
 	    kinds);
 }
 
+/* Records generation in the host state; a failure only weakens later checks, so it warns. */
+static void generation_record(const uint8_t volume_id[KEYRING_VOLUME_ID_LEN], uint64_t generation,
+			      int lower)
+{
+	char dir[PATH_MAX] = "the host state directory";
+	int rc = hoststate_record(volume_id, generation, lower);
+
+	if (rc == 0)
+		return;
+	hoststate_dir(dir, sizeof(dir));
+	fprintf(stderr,
+		"kekfs: warning: cannot record keyring generation %llu in %s (%s): this host "
+		"will not catch an older copy of the keyring put back\n",
+		(unsigned long long)generation, dir, strerror(-rc));
+}
+
+/* The host learns every generation a save makes, from this process or its daemon. */
+static void generation_saved(const uint8_t volume_id[KEYRING_VOLUME_ID_LEN], uint64_t generation)
+{
+	generation_record(volume_id, generation, 0);
+}
+
+void host_generation_tracking(void)
+{
+	keyring_on_save(generation_saved);
+}
+
+/* Says, and audits, what accepting an older keyring re-opens. */
+static void rollback_accepted(const struct volume_paths *p, const struct keyring *kr, uint64_t seen,
+			      const char *by, const char *purpose)
+{
+	unsigned long long gen = keyring_generation(kr);
+	char detail[160];
+	struct audit_event ev = {.op = "rollback", .detail = detail, .result = "ok"};
+
+	fprintf(stderr,
+		"kekfs: warning: --allow-rollback: using keyring generation %llu though %s has "
+		"seen generation %llu: KEKs destroyed since are back, so files shredded and sealed "
+		"since can be read again from old copies\n",
+		gen, by, (unsigned long long)seen);
+	snprintf(detail, sizeof(detail),
+		 "older keyring accepted (--allow-rollback): generation %llu, %s had seen %llu",
+		 gen, by, (unsigned long long)seen);
+	audit_event_self(&ev);
+	ev.kek = keyring_active_version(kr);
+	if (purpose && audit_append(p->audit_dir, kr, &ev) != 0)
+		fprintf(stderr, "kekfs: warning: cannot append to the audit log in %s\n",
+			p->audit_dir);
+}
+
+/*
+ * A keyring older than the volume config or this host has seen may be a restored copy that
+ * brings destroyed KEKs back: refused unless allowed. The host then records the generation
+ * it accepted; with the override, the config too, so that the next unlock is not refused.
+ */
+static int generation_check(const struct volume_paths *p, struct volume *vol,
+			    const struct keyring *kr, int allow, const char *purpose)
+{
+	uint64_t gen = keyring_generation(kr), host = 0, seen;
+	char dir[PATH_MAX] = "the host state directory";
+	const char *by;
+	int rc = hoststate_seen(vol->id, &host);
+
+	hoststate_dir(dir, sizeof(dir));
+	if (rc != 0)
+		return cli_error("cannot read the keyring generations this host has seen, in %s "
+				 "(%s): it must be your own directory, mode 0700, not a symlink, "
+				 "each file one number; fix it and try again",
+				 dir, strerror(-rc));
+	by = host > vol->generation ? "this host" : "this volume";
+	seen = host > vol->generation ? host : vol->generation;
+	if (gen < seen && !allow) {
+		cli_error(
+		    "the keyring %s is older (generation %llu) than %s has seen (generation "
+		    "%llu): a restored copy brings back KEKs destroyed since; use the current "
+		    "keyring, or give --allow-rollback to accept it",
+		    p->keyring, (unsigned long long)gen, by, (unsigned long long)seen);
+		return UNLOCK_DAMAGED;
+	}
+	if (gen < seen)
+		rollback_accepted(p, kr, seen, by, purpose);
+	if (gen < vol->generation && purpose) {
+		vol->generation = gen;
+		if ((rc = volume_save(vol, p->volume)) != VOL_OK)
+			return cli_error("cannot write %s: %s", p->volume, volume_strerror(rc));
+	}
+	generation_record(vol->id, gen, gen < seen);
+	return 0;
+}
+
 int volume_unlock_all(const char *backing, const char *keyring_opt, const struct secret_source *src,
 		      const char *purpose, struct volume *vol, struct keyring **kr)
 {
@@ -61,8 +153,7 @@ int volume_unlock_all(const char *backing, const char *keyring_opt, const struct
 		cli_error("%s: %s", p.volume, volume_strerror(rc));
 		return rc == VOL_ERR_CORRUPT ? UNLOCK_DAMAGED : -1;
 	}
-	secret_source_auto(&chosen, p.keyring);
-	if (secret_read(&chosen, 0, &secret) != 0)
+	if (secret_source_auto(&chosen, p.keyring) != 0 || secret_read(&chosen, 0, &secret) != 0)
 		return -1;
 	rc = keyring_load(p.keyring, vol->id, &secret, kr);
 	if (rc == KR_ERR_EXTERNAL)
@@ -84,18 +175,15 @@ int volume_unlock_all(const char *backing, const char *keyring_opt, const struct
 		cli_error("cannot unlock %s: %s", p.keyring, keyring_strerror(rc));
 		return rc == KR_ERR_CORRUPT || rc == KR_ERR_TAMPERED ? UNLOCK_DAMAGED : -1;
 	}
-	if (keyring_generation(*kr) < vol->generation) {
-		cli_error("the keyring %s is older (generation %llu) than this volume has seen "
-			  "(%llu): it may be a restored copy that brings destroyed keys back; "
-			  "use the current keyring",
-			  p.keyring, (unsigned long long)keyring_generation(*kr),
-			  (unsigned long long)vol->generation);
-		return UNLOCK_DAMAGED;
-	}
-	rc = volume_unlock(vol, *kr);
-	if (rc != VOL_OK) {
+	rc = generation_check(&p, vol, *kr, src->allow_rollback, purpose);
+	if (rc == 0 && (rc = volume_unlock(vol, *kr)) != VOL_OK) {
 		cli_error("%s: %s", p.volume, volume_strerror(rc));
-		return rc == VOL_ERR_NOMEM ? -1 : UNLOCK_DAMAGED;
+		rc = rc == VOL_ERR_NOMEM ? -1 : UNLOCK_DAMAGED;
+	}
+	if (rc != 0) { /* the caller gets no keyring to free */
+		keyring_free(*kr);
+		*kr = NULL;
+		return rc;
 	}
 	ev.kek = keyring_active_version(*kr);
 	if (purpose && audit_append(p.audit_dir, *kr, &ev) != 0)

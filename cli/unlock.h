@@ -19,13 +19,17 @@ void volume_paths_get(const char *backing, const char *keyring_opt, struct volum
 /*
  * Loads the config and unlocks keyring and name key; one clear message per failure, -1, or
  * UNLOCK_DAMAGED when the right secret met a damaged or tampered keyring or config (or a
- * keyring older than the volume has seen): fsck counts that as a problem found.
+ * keyring older than the volume or this host has seen, unless src->allow_rollback): fsck
+ * counts that as a problem found.
  * The unlock, or its failure, goes to the audit log with purpose ("mount", "rotate", ...);
  * with purpose NULL nothing is written (a read-only mount leaves the backing untouched).
  */
 #define UNLOCK_DAMAGED (-2)
 int volume_unlock_all(const char *backing, const char *keyring_opt, const struct secret_source *src,
 		      const char *purpose, struct volume *vol, struct keyring **kr);
+
+/* Has every keyring save, from now on, recorded in this host's state (see hoststate.h). */
+void host_generation_tracking(void);
 
 /*
  * Brings an unlocked volume that is not mounted back to a consistent state before a command

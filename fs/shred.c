@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "../crypto/secmem.h"
+#include "../keyring/hoststate.h"
 #include "census.h"
 #include "fileio.h"
 #include "log.h"
@@ -503,15 +504,52 @@ int shred_verify_header(const struct volume *vol, const struct keyring *kr,
 
 /* ---- seal ---- */
 
-const char seal_guarantee[] =
-    "Guarantee: no copy of a shredded file made before its shred (a backup, a snapshot) can\n"
-    "be opened with this keyring, nor with any copy of the keyring made after this seal:\n"
-    "every KEK version that ever wrapped its key is destroyed.\n"
-    "Condition: copies of the keyring made BEFORE this seal still hold those KEKs and must be\n"
-    "destroyed too (backups of the backing directory carry .kekfs/keyring unless the volume\n"
-    "uses --keyring elsewhere; keeping the keyring outside the backing directory, or its root\n"
-    "in an HSM slot, is what makes that practical). The media that held the old keyring file\n"
-    "may keep its old blocks until overwritten.\n";
+/* Where the keyring is, and what opens it, decide who may hold an old copy of it. */
+void seal_guarantee_print(const struct shred *s, FILE *out)
+{
+	const struct keyring *kr = s->cfg.kr;
+	size_t n = strlen(s->cfg.audit_dir);
+	int inside =
+	    strncmp(s->cfg.keyring_path, s->cfg.audit_dir, n) == 0 && s->cfg.keyring_path[n] == '/';
+	int token = 1;
+	char dir[PATH_MAX] = HOSTSTATE_ROOT_DIR;
+
+	for (size_t i = 0; i < keyring_slot_count(kr); i++)
+		token &= keyring_slot_type(kr, i) == KR_SECRET_PKCS11;
+	hoststate_dir(dir, sizeof(dir));
+	fputs("Guarantee: no copy of a shredded file made before its shred (a backup, a snapshot) "
+	      "can\nbe opened with this keyring, nor with any copy of the keyring made after this "
+	      "seal:\nevery KEK version that ever wrapped its key is destroyed.\n"
+	      "Condition: copies of the keyring made BEFORE this seal still hold those KEKs and "
+	      "must be\ndestroyed too.\n",
+	      out);
+	if (inside)
+		fputs("The keyring is inside the backing directory (.kekfs/keyring): every backup, "
+		      "snapshot or\nsync copy of the backing directory made before this seal "
+		      "carries such a copy, and with\nthe passphrase or key file it opens the "
+		      "shredded files' old copies. Keeping the keyring\noutside the backing "
+		      "directory (--keyring) keeps backups of data and of keys apart.\n",
+		      out);
+	else
+		fprintf(
+		    out,
+		    "The keyring is kept outside the backing directory (%s):\nbackups of "
+		    "the backing directory do not carry it; copies of that file made before this "
+		    "seal do.\n",
+		    s->cfg.keyring_path);
+	if (token)
+		fputs("Every unlock slot is a key in a PKCS#11 token: an old copy of the keyring "
+		      "opens only\nwith that token and its PIN, so the seal holds against anyone "
+		      "without the token, not\nagainst whoever holds it.\n",
+		      out);
+	fprintf(
+	    out,
+	    "This host recorded keyring generation %llu in %s and refuses an older keyring\n"
+	    "unless --allow-rollback is given; another host, or this one once that state is "
+	    "lost,\ncannot tell an old copy of the keyring from the current one. The media that "
+	    "held the old\nkeyring file may keep its old blocks until overwritten.\n",
+	    (unsigned long long)keyring_generation(kr), dir);
+}
 
 int seal_pending(int backing_fd)
 {
@@ -651,6 +689,8 @@ void seal_status(struct shred *s, FILE *out)
 		fputs("seal: none since mount\n", out);
 	else if (strcmp(state, "seal: running") != 0)
 		fprintf(out, "%s\n", state);
+	if (strncmp(state, "seal: finished", 14) == 0)
+		seal_guarantee_print(s, out);
 	if (strcmp(state, "seal: running") != 0)
 		return;
 	rotation_get_status(s->cfg.rot, &st);

@@ -83,7 +83,11 @@ void seal_status(struct shred *s, FILE *out);
  */
 int seal_finish(struct shred *s, const struct audit_actor *actor, char *msg, size_t msg_size);
 
-/* The guarantee a finished seal gives, in plain words (several lines). */
-extern const char seal_guarantee[];
+/*
+ * The guarantee a finished seal gives, in plain words (several lines): what holds depends on
+ * whether the keyring is inside the backing directory, outside it, or opened only by a token.
+ * "seal status" prints it after a finished seal.
+ */
+void seal_guarantee_print(const struct shred *s, FILE *out);
 
 #endif

@@ -442,6 +442,13 @@ static void keyring_encode(const struct keyring *kr, uint8_t *buf)
 	put_le64(p + KR_MAC_LEN, XXH64(buf, body + KR_MAC_LEN, 0));
 }
 
+static keyring_saved_fn saved_hook;
+
+void keyring_on_save(keyring_saved_fn fn)
+{
+	saved_hook = fn;
+}
+
 /* Encodes and writes with the write lock held; the generation moves only if it lands. */
 static int keyring_save_locked(struct keyring *kr, const char *path)
 {
@@ -462,6 +469,8 @@ static int keyring_save_locked(struct keyring *kr, const char *path)
 		errno = -rc;
 		return KR_ERR_IO;
 	}
+	if (saved_hook)
+		saved_hook(kr->volume_id, kr->generation);
 	return KR_OK;
 }
 

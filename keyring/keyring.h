@@ -59,6 +59,9 @@ struct kr_external {
 	size_t pin_len;
 	int timeout_s; /* KMS: how long the program may take */
 	char msg[512];
+	/* The program or module local configuration names: a slot naming another is refused
+	 * (the keyring is read before its MAC can be checked). NULL: the slot's own. */
+	const char *only;
 };
 
 /* A root secret as the person gave it; bytes live in secure memory owned by the caller. */
@@ -90,6 +93,14 @@ int keyring_load(const char *path, const uint8_t volume_id[KEYRING_VOLUME_ID_LEN
 
 /* Writes the keyring atomically (0600), one generation later. KR_OK, or KR_ERR_IO (errno). */
 int keyring_save(struct keyring *kr, const char *path);
+
+/*
+ * Called after every save that landed, with the write lock held: how the host learns each new
+ * generation (see hoststate.h), wherever the save came from (a command, the daemon).
+ */
+typedef void (*keyring_saved_fn)(const uint8_t volume_id[KEYRING_VOLUME_ID_LEN],
+				 uint64_t generation);
+void keyring_on_save(keyring_saved_fn fn);
 
 /*
  * Adds KEK vN+1 as the active key (the previous one becomes decrypt-only) and saves the

@@ -192,6 +192,12 @@ static int p11_open(struct p11 *t, struct kr_external *x, const char *spec)
 	t->x = x;
 	if (spec_parse(spec, &t->spec) != 0)
 		return pkcs11_spec_check(spec, x->msg, sizeof(x->msg));
+	/* The spec comes from the keyring, which is read before its MAC can be checked. */
+	if (x->only && strcmp(t->spec.module, x->only) != 0)
+		return p11_fail(x,
+				"the keyring's token slot names a PKCS#11 module other than %s: "
+				"not loaded (check the keyring, or name its module)",
+				x->only);
 	if (!x->pin)
 		return p11_fail(x, "no PIN for token '%s'", t->spec.token);
 	if (p11_load(t) != 0 || p11_find_token(t, &slot) != 0)

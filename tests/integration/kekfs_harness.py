@@ -41,6 +41,7 @@ OVERHEAD = {"xchacha20-poly1305": 40, "aes-256-gcm": 28}
 NONCE_LEN = {"xchacha20-poly1305": 24, "aes-256-gcm": 12}
 TAG_LEN = 16
 DEFAULT_CIPHER = "xchacha20-poly1305"
+HOST_STATE_DIR = "/var/lib/kekfs"  # the keyring generations root's kekfs has seen, per volume
 
 
 class Skip(Exception):
@@ -473,6 +474,7 @@ class Volume(object):
         self.fg_stderr_path = None
         self.mount_results = []
         self._fg_files = []
+        self.volume_id = None
 
     # ---- properties
     @property
@@ -570,6 +572,8 @@ class Volume(object):
             raise AssertionError("kekfs init did not create .kekfs/volume")
         if not os.path.isfile(self.keyring):
             raise AssertionError("kekfs init did not create keyring at %s" % self.keyring)
+        with open(self.keyring, "rb") as f:
+            self.volume_id = f.read()[16:32]
         return r
 
     def mount_argv(self, opts=None, extra=()):
@@ -682,6 +686,11 @@ class Volume(object):
                 try:
                     rmtree(self.base)
                 except Exception:
+                    pass
+            if self.volume_id:  # what this host recorded of the volume goes with it
+                try:
+                    os.unlink(os.path.join(HOST_STATE_DIR, self.volume_id.hex()))
+                except OSError:
                     pass
 
     # ---- helpers on backing files

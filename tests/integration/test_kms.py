@@ -38,7 +38,7 @@ def kms_only(v, command, *extra, env=None):
     shows it with the names of the variables it passes on (--kms-env), never their values."""
     ok("keys", "add-slot", "--kms-command", command, *extra, *v.key_args(), v.backing, env=env)
     ok("keys", "remove-slot", "1", "--kms-unlock", v.backing, env=env)
-    out = ok("keys", "slots", v.backing, env=env)
+    out = ok("keys", "slots", "--kms-unlock", v.backing, env=env)
     assert out.startswith("slot 1: KMS plugin: ") and out.count("\n") == 1, out
     names = [extra[i + 1] for i in range(len(extra) - 1) if extra[i] == "--kms-env"]
     if names:
@@ -77,7 +77,7 @@ def test_vault_plugin_against_the_transit_stand_in():
                  "VAULT_TOKEN", env=env)
         slot = open(v.keyring, "rb").read()
         assert b"vault:v1:" in slot and b"t0ken" not in slot, "slot holds the token"
-        r = run_kekfs("mount", v.backing, v.mnt, env=env)  # no key option: the KMS slot
+        r = run_kekfs("mount", "--kms-unlock=" + VAULT, v.backing, v.mnt, env=env)
         assert_eq(r.returncode, 0, "mount: %r" % r)
         assert wait_mounted(v.mnt)
         v.daemon_pids = find_daemon_pids(v.mnt)
@@ -85,14 +85,15 @@ def test_vault_plugin_against_the_transit_stand_in():
         ok("rotate", v.mnt, env=env)
         wait_rewrap_finished(v)
         v.umount()
-        msg = fails("mount", v.backing, v.mnt, env=dict(env, VAULT_TOKEN="wrong"))
+        msg = fails("mount", "--kms-unlock=" + VAULT, v.backing, v.mnt,
+                    env=dict(env, VAULT_TOKEN="wrong"))
         assert "exit status 1" in msg and "403" in msg and "permission denied" in msg, msg
         no_token = dict(env)
         del no_token["VAULT_TOKEN"]
-        msg = fails("keys", "list", v.backing, env=no_token)
+        msg = fails("keys", "list", "--kms-unlock", v.backing, env=no_token)
         assert "VAULT_TOKEN is not set" in msg, msg
-        r = run_kekfs("mount", "-o", "kms,kms-timeout=20", v.backing, v.mnt, env=env)
-        assert_eq(r.returncode, 0, "mount -o kms: %r" % r)
+        r = run_kekfs("mount", "-o", "kms=%s,kms-timeout=20" % VAULT, v.backing, v.mnt, env=env)
+        assert_eq(r.returncode, 0, "mount -o kms=PROGRAM: %r" % r)
         assert wait_mounted(v.mnt)
         v.daemon_pids = find_daemon_pids(v.mnt)
         assert_eq(read_file(v.path("f")), b"sealed by vault", "after remount")
@@ -141,7 +142,7 @@ def test_clevis_plugin_with_a_tang_server():
         with Volume(do_mount=False) as v:
             config = '{"url":"http://127.0.0.1:%d"}' % tang.port
             kms_only(v, "%s tang %s" % (CLEVIS, config))
-            assert "KEK v1: active" in ok("keys", "list", v.backing)
+            assert "KEK v1: active" in ok("keys", "list", "--kms-unlock=" + CLEVIS, v.backing)
             r = run_kekfs("mount", "--kms-unlock", v.backing, v.mnt)
             assert_eq(r.returncode, 0, "mount: %r" % r)
             assert wait_mounted(v.mnt)
@@ -149,7 +150,7 @@ def test_clevis_plugin_with_a_tang_server():
             write_file(v.path("f"), b"bound to tang")
             v.umount()
             tang.stop()  # the server is gone: the volume stays locked
-            msg = fails("keys", "list", v.backing)
+            msg = fails("keys", "list", "--kms-unlock", v.backing)
             assert "clevis decrypt failed" in msg, msg
     finally:
         tang.stop()
@@ -183,7 +184,7 @@ def test_plugin_gets_key_on_stdin_and_a_small_environment():
     with Volume(do_mount=False) as v:
         kms_only(v, "%s %s 'an arg with spaces'" % (toy, log), "--kms-env", "PASSED_ON",
                  env=env)
-        ok("keys", "list", v.backing, env=env)
+        ok("keys", "list", "--kms-unlock=" + toy, v.backing, env=env)
         wrap_env = open(log + ".wrap").read()
         unwrap_env = open(log + ".unwrap").read()
         for seen in (wrap_env, unwrap_env):
@@ -224,10 +225,10 @@ def test_each_plugin_failure_is_one_clear_line():
         kms_only(v, "%s %s" % (good, log))
         with open(good, "w") as f:
             f.write("#!/bin/sh\necho not-a-key\n")
-        msg = fails("keys", "list", v.backing)
+        msg = fails("keys", "list", "--kms-unlock", v.backing)
         assert "is not a 32-byte key in base64" in msg, msg
         os.unlink(good)
-        msg = fails("mount", v.backing, v.mnt)
+        msg = fails("mount", "--kms-unlock", v.backing, v.mnt)
         assert "KMS plugin %s not found or not executable" % good in msg, msg
 
 
@@ -236,7 +237,9 @@ def test_init_with_a_plugin():
     toy = plugin(base, "toy", TOY)
     backing = os.path.join(base, "backing")
     ok("init", "--kms-command", "%s %s" % (toy, os.path.join(base, "log")), backing)
-    assert "KEK v1: active" in ok("keys", "list", backing)  # no option: the only slot
+    msg = fails("keys", "list", backing)  # the only slot, but runs only when asked for
+    assert "give --kms-unlock=PROGRAM" in msg, msg
+    assert "KEK v1: active" in ok("keys", "list", "--kms-unlock=" + toy, backing)
     failing = plugin(base, "failing", "echo 'no such key' >&2\nexit 1\n")
     msg = fails("init", "--kms-command", failing, os.path.join(base, "refused"))
     assert "cannot create keyring" in msg and "no such key" in msg, msg

@@ -96,7 +96,8 @@ def test_token_only_volume_mounts_rotates_and_shreds():
         assert "KEK v2: active" in status, status
         t.ok("shred", v.path("gone"))
         assert not os.path.exists(v.path("gone")), "shredded file still listed"
-        t.ok("shred", "--seal", v.mnt)
+        out = t.ok("shred", "--seal", v.mnt)
+        assert "Every unlock slot is a key in a PKCS#11 token" in out, out
         v.umount()
         # passwd moves the slot to another key of the token; the old key no longer matters
         t.ok("keys", "create-token-key", "--pkcs11", t.spec("second"), "--pin-file", t.pin_file)
@@ -119,16 +120,20 @@ def test_token_only_volume_mounts_rotates_and_shreds():
         assert PIN not in open(v.bpath(".kekfs", "audit.log")).read(), "PIN in the audit log"
 
 
-def test_pin_from_credential_and_automatic_token_unlock():
-    """No key option at all: the keyring has only a token slot, the PIN is kekfs.pin."""
+def test_pin_from_credential_and_named_token_module():
+    """The keyring has only a token slot and the PIN is kekfs.pin: with no option the slot is
+    not used (its module is loaded only when asked for); -o pkcs11=MODULE uses it."""
     t = Token()
     with Volume(do_mount=False) as v:
         token_only_volume(t, v)
         creds = make_tempdir("creds")
         write_file(os.path.join(creds, "kekfs.pin"), PIN.encode(), 0o600)
         env = dict(t.env, CREDENTIALS_DIRECTORY=creds)
-        assert "KEK v1: active" in t.ok("keys", "list", v.backing, env=env)
-        msg = t.fails("keys", "list", v.backing)  # no PIN anywhere, no terminal
+        msg = t.fails("keys", "list", v.backing, env=env)
+        assert "--pkcs11-unlock=MODULE" in msg, msg
+        assert "KEK v1: active" in t.ok("keys", "list", "--pkcs11-unlock=" + t.module, v.backing,
+                                        env=env)
+        msg = t.fails("keys", "list", "--pkcs11-unlock", v.backing)  # no PIN, no terminal
         assert "needs its PIN" in msg and "--pin-file" in msg, msg
 
 
