@@ -363,7 +363,7 @@ static void control_dispatch(struct control *c, const struct audit_actor *actor,
 		if (audit_verify(c->info.audit_dir, c->info.kr, &lines, msg, sizeof(msg)) != 0)
 			fprintf(out, "error audit log: %s\n", msg);
 		else
-			fprintf(out, "ok\naudit log: %lu records, chain intact\n", lines);
+			fprintf(out, "ok\naudit log: %s\n", msg);
 		return;
 	}
 	fprintf(out, "error unknown command\n");
