@@ -580,7 +580,7 @@ int cmd_audit(int argc, char **argv)
 	volume_paths_get(o.target, o.keyring, &paths);
 	rc = audit_verify(paths.audit_dir, kr, &lines, msg, sizeof(msg));
 	if (rc == 0)
-		printf("audit log: %lu records, chain intact\n", lines);
+		printf("audit log: %s\n", msg);
 	else
 		cli_error("audit log: %s", msg);
 	keyring_free(kr);

@@ -1,6 +1,7 @@
 #include "control.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -24,6 +25,8 @@
 #define CONTROL_LINE_MAX (PATH_MAX + 64) /* "shred 1 " and a path */
 #define CONTROL_REPLY_MAX 16384
 #define CONTROL_QUEUE_MAX 32 /* requests waiting for the worker; more are refused */
+#define SOCKET_NAME_MAX 40   /* 32 hex and ".sock" */
+#define SOCKET_DIRS_MAX 3
 
 /* A client's request: who sent it, its line, an fd passed with it (-1 if none). */
 struct control_req {
@@ -42,6 +45,7 @@ struct control {
 	struct control_info info;
 	uid_t uid;
 	int listen_fd;
+	int dir_fd; /* the socket directory */
 	int stop_pipe[2];
 	pthread_t thread, worker;
 	pthread_mutex_t mu;
@@ -49,30 +53,99 @@ struct control {
 	struct control_req *head, *tail; /* for the worker, under mu */
 	unsigned nqueued;		 /* under mu */
 	int stopping;			 /* under mu */
-	char path[108];
+	char name[SOCKET_NAME_MAX];
 };
 
-/* Root's daemons keep sockets in /run/kekfs, others in a 0700 directory of their own. */
-static void control_dir(uid_t uid, char *out, size_t size)
+/*
+ * Where the control sockets of uid's daemons are, in the order a client looks; a daemon
+ * uses the first it is given. Root's are in /run/kekfs. Another user's go in
+ * $XDG_RUNTIME_DIR/kekfs when it is set, else in /tmp/kekfs-UID; a client also looks in
+ * /run/user/UID/kekfs, which is what $XDG_RUNTIME_DIR usually is (root asking about another
+ * user's mount has not got that user's environment).
+ */
+static int control_dirs(uid_t uid, int for_daemon, char dirs[SOCKET_DIRS_MAX][PATH_MAX])
 {
-	if (uid == 0)
-		snprintf(out, size, "/run/kekfs");
-	else
-		snprintf(out, size, "/tmp/kekfs-%u", (unsigned)uid);
+	const char *xdg = geteuid() == uid ? getenv("XDG_RUNTIME_DIR") : NULL;
+	int n = 0;
+
+	if (uid == 0) {
+		snprintf(dirs[n++], PATH_MAX, "/run/kekfs");
+		return n;
+	}
+	if (xdg && xdg[0] == '/')
+		snprintf(dirs[n++], PATH_MAX, "%s/kekfs", xdg);
+	if (!for_daemon)
+		snprintf(dirs[n++], PATH_MAX, "/run/user/%u/kekfs", (unsigned)uid);
+	if (!for_daemon || n == 0)
+		snprintf(dirs[n++], PATH_MAX, "/tmp/kekfs-%u", (unsigned)uid);
+	return n;
 }
 
-int control_socket_path(const char *mountpoint, uid_t uid, char *out, size_t size)
+/* The socket's name in its directory: a hash of the mount point. */
+static void socket_name(const char *mountpoint, char out[SOCKET_NAME_MAX])
 {
 	uint8_t hash[16];
-	char dir[64], hex[33];
+	char hex[33];
 
 	crypto_generichash(hash, sizeof(hash), (const uint8_t *)mountpoint, strlen(mountpoint),
 			   NULL, 0);
 	sodium_bin2hex(hex, sizeof(hex), hash, sizeof(hash));
-	control_dir(uid, dir, sizeof(dir));
-	if ((size_t)snprintf(out, size, "%s/%s.sock", dir, hex) >= size)
-		return -ENAMETOOLONG;
-	return 0;
+	snprintf(out, SOCKET_NAME_MAX, "%s.sock", hex);
+}
+
+/* The parent of a socket directory: uid's or root's, and if others may write it, sticky
+ * (else they could rename the directory away and put their own in its place). */
+static int parent_ok(const char *dir, uid_t uid)
+{
+	char parent[PATH_MAX];
+	struct stat st;
+
+	snprintf(parent, sizeof(parent), "%s", dir);
+	*strrchr(parent, '/') = '\0';
+	if (stat(parent[0] ? parent : "/", &st) != 0)
+		return 0;
+	return (st.st_uid == uid || st.st_uid == 0) &&
+	       (!(st.st_mode & (S_IWGRP | S_IWOTH)) || (st.st_mode & S_ISVTX));
+}
+
+/*
+ * Opens a socket directory that only uid can have put sockets in: a directory, not a
+ * symlink, owned by uid, mode 0700, in a parent no one else can swap it out of. With create,
+ * makes it first. Returns the fd; -ENOENT if there is none (a client then looks on); -EACCES
+ * if it is someone else's to enter; or -EPERM with the one-line reason in err.
+ */
+static int socket_dir_open(const char *dir, uid_t uid, int create, char *err, size_t err_size)
+{
+	int made = create && mkdir(dir, 0700) == 0;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+
+	if (fd < 0 && (errno == ENOENT || errno == EACCES))
+		return -errno;
+	if (fd >= 0 && made)
+		(void)!fchmod(fd, 0700); /* whatever the umask took away */
+	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_uid == uid && (st.st_mode & 07777) == 0700 &&
+	    parent_ok(dir, uid))
+		return fd;
+	if (fd < 0)
+		snprintf(err, err_size, "%s is not a directory (%s)", dir, strerror(errno));
+	else
+		snprintf(err, err_size, "%s is owned by uid %u with mode %04o", dir,
+			 (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+	snprintf(err + strlen(err), err_size - strlen(err),
+		 ", not a directory of uid %u with mode 0700 in a safe parent: someone else may "
+		 "have made it; remove it and remount, or set XDG_RUNTIME_DIR",
+		 (unsigned)uid);
+	if (fd >= 0)
+		close(fd);
+	return -EPERM;
+}
+
+/* The address of name in the directory open as dir_fd, reached through that fd. */
+static void socket_addr(int dir_fd, const char *name, struct sockaddr_un *addr)
+{
+	*addr = (struct sockaddr_un){.sun_family = AF_UNIX};
+	snprintf(addr->sun_path, sizeof(addr->sun_path), "/proc/self/fd/%d/%s", dir_fd, name);
 }
 
 static const char *kek_state_name(int state)
@@ -363,7 +436,7 @@ static void control_dispatch(struct control *c, const struct audit_actor *actor,
 		if (audit_verify(c->info.audit_dir, c->info.kr, &lines, msg, sizeof(msg)) != 0)
 			fprintf(out, "error audit log: %s\n", msg);
 		else
-			fprintf(out, "ok\naudit log: %lu records, chain intact\n", lines);
+			fprintf(out, "ok\naudit log: %s\n", msg);
 		return;
 	}
 	fprintf(out, "error unknown command\n");
@@ -593,24 +666,30 @@ static void *control_worker(void *arg)
 
 static int control_listen(struct control *c)
 {
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	char dir[64];
+	char dirs[SOCKET_DIRS_MAX][PATH_MAX], err[PATH_MAX + 256];
+	struct sockaddr_un addr;
 
-	control_dir(c->uid, dir, sizeof(dir));
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-		return -errno;
-	if (control_socket_path(c->info.mountpoint, c->uid, c->path, sizeof(c->path)) != 0)
-		return -ENAMETOOLONG;
-	strcpy(addr.sun_path, c->path);
-	unlink(c->path); /* a stale socket from a daemon that was killed */
+	control_dirs(c->uid, 1, dirs);
+	c->dir_fd = socket_dir_open(dirs[0], c->uid, 1, err, sizeof(err));
+	if (c->dir_fd == -EPERM)
+		log_msg(LOG_ERR, "no control socket: %s", err);
+	if (c->dir_fd < 0)
+		return c->dir_fd;
+	socket_name(c->info.mountpoint, c->name);
+	socket_addr(c->dir_fd, c->name, &addr);
+	unlinkat(c->dir_fd, c->name, 0); /* a stale socket from a daemon that was killed */
 	c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->listen_fd < 0)
-		return -errno;
-	if (bind(c->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 ||
-	    chmod(c->path, 0600) != 0 || listen(c->listen_fd, 8) != 0) {
-		int err = -errno;
+	if (c->listen_fd >= 0 &&
+	    (bind(c->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 ||
+	     fchmodat(c->dir_fd, c->name, 0600, 0) != 0 || listen(c->listen_fd, 8) != 0)) {
 		close(c->listen_fd);
-		return err;
+		c->listen_fd = -1;
+	}
+	if (c->listen_fd < 0) {
+		int rc = -errno;
+
+		close(c->dir_fd);
+		return rc;
 	}
 	return 0;
 }
@@ -674,7 +753,8 @@ void control_stop(struct control *c)
 	close(c->listen_fd);
 	close(c->stop_pipe[0]);
 	close(c->stop_pipe[1]);
-	unlink(c->path);
+	unlinkat(c->dir_fd, c->name, 0);
+	close(c->dir_fd);
 	pthread_cond_destroy(&c->queued);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
@@ -710,20 +790,47 @@ int control_request(const char *mountpoint, uid_t uid, const char *command, FILE
 	return control_request_fd(mountpoint, uid, command, -1, out, err, err_size);
 }
 
-int control_request_fd(const char *mountpoint, uid_t uid, const char *command, int fd_to_pass,
-		       FILE *out, char *err, size_t err_size)
+/* Whether the socket name in dir_fd is one uid's daemon could have made: 1, 0 if there is
+ * none, -1 with why in err. */
+static int socket_present(int dir_fd, const char *dir, const char *name, uid_t uid, char *err,
+			  size_t err_size)
 {
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	char buf[CONTROL_REPLY_MAX], *body;
-	size_t got = 0;
-	ssize_t n;
-	int fd;
+	struct stat st;
 
-	if (control_socket_path(mountpoint, uid, addr.sun_path, sizeof(addr.sun_path)) != 0) {
-		snprintf(err, err_size, "control socket path too long");
-		return -1;
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return errno == ENOENT ? 0 : -1;
+	if (S_ISSOCK(st.st_mode) && (st.st_uid == uid || st.st_uid == 0))
+		return 1;
+	snprintf(err, err_size, "%s/%s is not a socket of uid %u: refusing to use it", dir, name,
+		 (unsigned)uid);
+	return -1;
+}
+
+/* Refuses a peer that is neither uid nor root: 0, or -1 with why in err. */
+static int peer_check(int fd, uid_t uid, const char *mountpoint, char *err, size_t err_size)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+	    (cred.uid == uid || cred.uid == 0))
+		return 0;
+	snprintf(err, err_size,
+		 "the control socket of %s is not served by uid %u or root: refusing to send it "
+		 "anything",
+		 mountpoint, (unsigned)uid);
+	return -1;
+}
+
+/* Connects to name in the directory open as dir_fd, to a peer that is uid or root: the fd,
+ * or -1 with why in err. */
+static int connect_in(int dir_fd, const char *name, const char *mountpoint, uid_t uid, char *err,
+		      size_t err_size)
+{
+	struct sockaddr_un addr;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	socket_addr(dir_fd, name, &addr);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
 		snprintf(err, err_size, "cannot reach the daemon of %s: %s", mountpoint,
 			 strerror(errno));
@@ -731,6 +838,56 @@ int control_request_fd(const char *mountpoint, uid_t uid, const char *command, i
 			close(fd);
 		return -1;
 	}
+	if (peer_check(fd, uid, mountpoint, err, err_size) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * Connects to the daemon of mountpoint run as uid, in the first socket directory that has
+ * its socket -- each checked to be uid's own -- and only to a peer that is uid or root.
+ * The fd, or -1 with the one-line reason in err.
+ */
+static int control_connect(const char *mountpoint, uid_t uid, char *err, size_t err_size)
+{
+	char dirs[SOCKET_DIRS_MAX][PATH_MAX], name[SOCKET_NAME_MAX];
+	int n = control_dirs(uid, 0, dirs);
+
+	socket_name(mountpoint, name);
+	for (int i = 0; i < n; i++) {
+		int dir_fd = socket_dir_open(dirs[i], uid, 0, err, err_size), found, fd;
+
+		if (dir_fd == -ENOENT)
+			continue;
+		if (dir_fd == -EACCES)
+			snprintf(err, err_size,
+				 "cannot reach the daemon of %s: only root and the user who "
+				 "mounted may control it",
+				 mountpoint);
+		if (dir_fd < 0)
+			return -1;
+		found = socket_present(dir_fd, dirs[i], name, uid, err, err_size);
+		fd = found == 1 ? connect_in(dir_fd, name, mountpoint, uid, err, err_size) : -1;
+		close(dir_fd);
+		if (found != 0)
+			return fd;
+	}
+	snprintf(err, err_size, "cannot reach the daemon of %s: %s", mountpoint, strerror(ENOENT));
+	return -1;
+}
+
+int control_request_fd(const char *mountpoint, uid_t uid, const char *command, int fd_to_pass,
+		       FILE *out, char *err, size_t err_size)
+{
+	char buf[CONTROL_REPLY_MAX], *body;
+	size_t got = 0;
+	ssize_t n;
+	int fd = control_connect(mountpoint, uid, err, err_size);
+
+	if (fd < 0)
+		return -1;
 	snprintf(buf, sizeof(buf), "%s\n", command);
 	if (send_request(fd, buf, fd_to_pass) != 0) {
 		snprintf(err, err_size, "the daemon of %s hung up: %s", mountpoint,

@@ -1,7 +1,9 @@
 /*
  * The control socket of a mounted volume: `kekfs status|rotate MOUNTPOINT` talk to the
- * daemon through it. Only root and the user who mounted may connect (SO_PEERCRED). The
- * protocol is one command line in, then "ok" or "error MESSAGE" and text lines out.
+ * daemon through it. Only root and the user who mounted may connect (SO_PEERCRED), and a
+ * client talks only to a daemon that is that user or root, through a socket directory that
+ * only that user can write (checked by both). The protocol is one command line in, then
+ * "ok" or "error MESSAGE" and text lines out.
  */
 #ifndef KEKFS_CONTROL_H
 #define KEKFS_CONTROL_H
@@ -27,9 +29,6 @@ struct control_info {
 	struct shred *shred;   /* NULL on read-only mounts */
 	struct redata *redata; /* NULL on read-only mounts */
 };
-
-/* The socket path of a mount served by a daemon running as uid. -ENAMETOOLONG if too long. */
-int control_socket_path(const char *mountpoint, uid_t uid, char *out, size_t size);
 
 struct control;
 

@@ -30,7 +30,34 @@ struct audit_event {
 	const char *program; /* the actor's program name; NULL: read from /proc/PID/comm */
 	uid_t uid;	     /* the actor */
 	pid_t pid;
+	int note; /* 1: a failed unlock from audit.pending, which nothing authenticated */
 };
+
+#define AUDIT_TIME_LEN 20    /* 2026-11-22T13:18:58Z */
+#define AUDIT_PROGRAM_MAX 15 /* as in /proc/PID/comm */
+
+/* A failed unlock noted in audit.pending: "TIME UID PID PROGRAM\n". */
+struct audit_note {
+	char when[AUDIT_TIME_LEN + 1];
+	uid_t uid;
+	pid_t pid;
+	char program[AUDIT_PROGRAM_MAX + 1];
+};
+
+/*
+ * The one JSON string encoder of the log: writes in (NULL as "") to out escaped for use
+ * between quotes -- quote, backslash, control characters, DEL and each byte that is not part
+ * of valid UTF-8 as \u00XX -- and returns the escaped length, like snprintf. A value that
+ * does not fit is cut before the first escape that does not fit, never inside one.
+ */
+size_t audit_json_escape(char *out, size_t size, const char *in);
+
+/*
+ * Parses one line of audit.pending strictly: ISO-8601 UTC time, decimal uid and pid, and a
+ * program name of 1 to AUDIT_PROGRAM_MAX printable ASCII characters, then the newline.
+ * 0, or -EINVAL for anything else (such a line is dropped, and counted, not chained).
+ */
+int audit_note_parse(const char *line, struct audit_note *n);
 
 /* The actor of an event is this process. */
 void audit_event_self(struct audit_event *ev);
@@ -45,8 +72,9 @@ int audit_append(const char *dir, const struct keyring *kr, const struct audit_e
 int audit_note_failure(const char *dir, const struct audit_event *ev);
 
 /*
- * Checks the whole chain. Returns 0 with *lines set, or -1 with a message that names the
- * first bad line and what is wrong with it (edited, missing, inserted or out of order).
+ * Checks the whole chain. Returns 0 with *lines set and msg saying how many records it holds
+ * and how many of them are unauthenticated notes; or -1 with a message that names the first
+ * bad line and what is wrong with it (edited, missing, inserted or out of order).
  */
 int audit_verify(const char *dir, const struct keyring *kr, unsigned long *lines, char *msg,
 		 size_t msg_size);

@@ -4,6 +4,7 @@ line. No key material ever appears in it."""
 
 import json
 import os
+import stat
 
 from kekfs_harness import Volume, run_kekfs, make_key_file, read_file, assert_eq
 from test_rotation import kekfs_ok, wait_rewrap_finished
@@ -88,3 +89,81 @@ def test_audit_tampering_is_found_and_named():
         with open(audit_path(v), "w") as f:
             f.writelines(orig[:-1])
         assert_eq(verify(v).returncode, 0, "verify after dropping the last line")
+
+
+AUDIT_KEYS = {"seq", "time", "uid", "pid", "program", "op", "kek", "generation", "detail",
+              "result", "note", "mac"}
+
+
+def strict_records(v):
+    """Every line as JSON with no repeated key and no key outside the format."""
+    def no_repeats(pairs):
+        keys = [k for k, _ in pairs]
+        assert len(keys) == len(set(keys)), "a key appears twice: %r" % keys
+        return dict(pairs)
+    out = []
+    with open(audit_path(v)) as f:
+        for line in f:
+            rec = json.loads(line, object_pairs_hook=no_repeats)
+            assert set(rec) <= AUDIT_KEYS, "keys outside the format: %r" % (set(rec) - AUDIT_KEYS)
+            out.append(rec)
+    return out
+
+
+def test_audit_pending_forgery_is_not_chained():
+    """Issue 14, attack 5: whoever writes the backing directory puts a `time` field with JSON
+    keys in it into audit.pending. It is dropped and counted, never chained; a real note is
+    chained marked unauthenticated, and `audit verify` says how many such notes there are."""
+    with Volume() as v:
+        v.umount()
+        forged = 'X","kek":9,"op":"init","x":"'  # at most 31 bytes: 0daec58 read %31s
+        with open(v.bpath(".kekfs", "audit.pending"), "w") as f:
+            f.write("%s 0 1 kekfs\n" % forged)
+            f.write("2026-11-22T13:18:58Z 1000 4242 kekfs\n")
+        v.mount()
+        recs = strict_records(v)
+        notes = [r for r in recs if r.get("note") == "unauthenticated"]
+        assert_eq(len(notes), 1, "unauthenticated notes in %r" % recs)
+        assert_eq((notes[0]["time"], notes[0]["uid"], notes[0]["pid"], notes[0]["op"]),
+                  ("2026-11-22T13:18:58Z", 1000, 4242, "unlock"), "the note")
+        assert not any(r["kek"] == 9 or r["time"] == "X" for r in recs), recs
+        refused = [r for r in recs if r["op"] == "note-refused"]
+        assert_eq([r["detail"] for r in refused], ["1 lines of audit.pending dropped"], "refused")
+        assert not os.path.exists(v.bpath(".kekfs", "audit.pending"))
+        out = kekfs_ok("audit", "verify", v.mnt)
+        assert "chain intact; 1 of them unauthenticated notes" in out, out
+
+
+def test_audit_files_fifo_and_symlink_neither_hang_nor_are_followed():
+    """Issue 14, attacks 2 and 4 for audit.log and audit.pending: a FIFO there does not hang
+    `kekfs mount` (right key or wrong), and a symlink to a file outside is not written."""
+    with Volume() as v:
+        v.umount()
+        pending = v.bpath(".kekfs", "audit.pending")
+        os.mkfifo(pending)
+        try:
+            _fifo_and_symlink(v, pending)
+        finally:
+            if os.path.lexists(pending) and stat.S_ISFIFO(os.lstat(pending).st_mode):
+                os.close(os.open(pending, os.O_RDWR | os.O_NONBLOCK))  # frees a blocked opener
+
+
+def _fifo_and_symlink(v, pending):
+    wrong = make_key_file(v.base, name="wrong")
+    r = run_kekfs("mount", "--key-file", wrong, v.backing, v.mnt, timeout=20)
+    assert r.returncode != 0 and b"cannot unlock" in r.stderr, r
+    v.mount()  # run_kekfs's timeout fails the test if the FIFO is opened blocking
+    assert not os.path.exists(pending), "the FIFO is still there"
+    v.umount()
+    outside = os.path.join(v.base, "outside")
+    with open(outside, "w") as f:
+        f.write("outside the volume\n")
+    os.symlink(outside, pending)
+    r = run_kekfs("mount", "--key-file", wrong, v.backing, v.mnt, timeout=20)
+    assert r.returncode != 0, r
+    os.rename(audit_path(v), audit_path(v) + ".saved")
+    os.symlink(outside, audit_path(v))
+    v.mount()
+    assert_eq(read_file(outside), b"outside the volume\n", "the file outside the volume")
+    r = run_kekfs("audit", "verify", v.mnt)
+    assert r.returncode != 0 and b"is not a regular file" in r.stderr, r
