@@ -23,7 +23,8 @@ KEYRING_SRC := keyring/keyring.c keyring/wrapslot.c keyring/atomic_file.c keyrin
 	       keyring/pkcs11_slot.c keyring/hoststate.c
 FSCORE_SRC  := fs/volume.c fs/header.c fs/chunk.c fs/fileio.c fs/objcrypt.c fs/log.c \
 	       fs/inode_table.c fs/rotation.c fs/control.c \
-	       fs/walk.c fs/census.c fs/names.c fs/namedir.c fs/shred.c fs/redata.c fs/fsck.c fs/parallel.c fs/rangelock.c
+	       fs/walk.c fs/census.c fs/names.c fs/namedir.c fs/shred.c fs/redata.c fs/fsck.c fs/parallel.c fs/rangelock.c \
+	       fs/volume_lock.c
 FSCORE_SRC  += fs/backing.c
 FUSE_SRC    := fs/fuse_ops.c
 CLI_SRC     := cli/main.c cli/secret.c cli/unlock.c cli/mounts.c cli/cmd_init.c \

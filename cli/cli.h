@@ -7,6 +7,12 @@
 /* Prints "kekfs: MESSAGE" on stderr; returns -1 so callers can 'return cli_error(...)'. */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A command-line usage error: "kekfs: MESSAGE" and exit status 2, as kekfs(1) says. */
+void cli_usage(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+
+/* The usage error for what getopt returned (c, with opterr off and a ':' optstring). */
+void cli_bad_option(int c, char **argv, const char *command) __attribute__((noreturn));
+
 int cmd_init(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_umount(int argc, char **argv);

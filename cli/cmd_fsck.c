@@ -17,6 +17,7 @@
 #include "mounts.h"
 #include "extopts.h"
 #include "progress.h"
+#include "target.h"
 #include "unlock.h"
 
 enum { FSCK_CLEAN = 0, FSCK_PROBLEMS = 1, FSCK_NOT_RUN = 2 };
@@ -161,6 +162,9 @@ int cmd_fsck(int argc, char **argv)
 				 "checks an unmounted volume",
 				 m.backing, m.mountpoint, m.mountpoint),
 		       FSCK_NOT_RUN;
+	if (target_lock(o.backing, o.repair ? VOLUME_LOCK_EXCLUSIVE : VOLUME_LOCK_READ, "fsck",
+			"unmount it first, fsck checks an unmounted volume") != 0)
+		return FSCK_NOT_RUN;
 	/* Only a repair writes to the volume, so only a repair goes to the audit log. */
 	rc = volume_unlock_all(o.backing, o.keyring, &o.src, o.repair ? "fsck" : NULL, &vol, &kr);
 	if (rc == 0) {

@@ -18,6 +18,7 @@
 #include "cli.h"
 #include "extopts.h"
 #include "secret.h"
+#include "target.h"
 
 static const char init_usage[] =
     "Usage: kekfs init [OPTIONS] BACKING\n"
@@ -208,7 +209,9 @@ int cmd_init(int argc, char **argv)
 	uint8_t volume_id[VOLUME_ID_LEN];
 	int rc;
 
-	if (init_parse(argc, argv, &o) != 0 || backing_check(o.backing) != 0)
+	if (init_parse(argc, argv, &o) != 0 ||
+	    target_lock(o.backing, VOLUME_LOCK_READ, "init", "it is a kekfs volume in use") != 0 ||
+	    backing_check(o.backing) != 0)
 		return 1;
 	if (secret_read(&o.src, 1, &secret) != 0)
 		return 1;
@@ -223,6 +226,8 @@ int cmd_init(int argc, char **argv)
 	rc = volume_create(&vol, volume_id, o.cipher, o.chunk_shift, o.name_mode, kr);
 	if (rc == VOL_OK)
 		rc = init_write(&o, &vol, kr);
+	if (rc == VOL_OK) /* makes the lock file: a first mount that is read-only holds it too */
+		rc = target_lock(o.backing, VOLUME_LOCK_EXCLUSIVE, "init", "init a new directory");
 	if (rc == VOL_OK)
 		init_audit(o.backing, kr);
 	volume_clear(&vol);

@@ -25,6 +25,7 @@
 #include "extopts.h"
 #include "mounts.h"
 #include "progress.h"
+#include "target.h"
 #include "unlock.h"
 
 struct keys_opts {
@@ -134,10 +135,11 @@ static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts
 
 	memset(o, 0, sizeof(*o));
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	opterr = 0; /* getopt's own message would begin with a bare "rotate:" */
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if ((u = unlock_option(c, optarg, &o->src, &o->new_src, &o->keyring)) != 0) {
 			if (u < 0)
-				return cli_error("see 'kekfs %s --help'", argv[0]);
+				cli_usage("see 'kekfs %s --help'", argv[0]);
 		} else if (c == 'U')
 			o->new_src.rsa_key = optarg, o->new_src.rsa_public = 1;
 		else if (c == 'F')
@@ -159,15 +161,14 @@ static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts
 		else if (c == 'h')
 			fputs(usage, stdout), exit(0);
 		else
-			return cli_error("see 'kekfs %s --help'", argv[0]);
+			cli_bad_option(c, argv, argv[0]);
 	}
 	if (optind != argc - 1)
-		return cli_error(
-		    "%s takes one mount point or backing directory: see 'kekfs %s --help'", argv[0],
-		    argv[0]);
-	if (!realpath(argv[optind], o->target))
-		return cli_error("%s: %s", argv[optind], strerror(errno));
-	return 0;
+		cli_usage("%s takes one mount point or backing directory: see 'kekfs %s --help'",
+			  argv[0], argv[0]);
+	if (target_real(argv[optind], o->target) != 0)
+		return -1;
+	return target_volume(argv[optind], o->target);
 }
 
 /* Prints the lines of a status text (only those starting with only_prefix, if set); frees it. */
@@ -229,7 +230,8 @@ static int rotate_offline(const struct keys_opts *o, const uint8_t *material)
 	int fd = -1, rc = 1, err;
 
 	log_set_level(LOG_ERR);
-	if (volume_unlock_all(o->target, o->keyring, &o->src, "rotate", &vol, &kr) != 0)
+	if (target_lock(o->target, VOLUME_LOCK_EXCLUSIVE, "rotate", TARGET_LOCK_HINT) != 0 ||
+	    volume_unlock_all(o->target, o->keyring, &o->src, "rotate", &vol, &kr) != 0)
 		goto out;
 	volume_paths_get(o->target, o->keyring, &paths);
 	fd = open(o->target, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -350,7 +352,8 @@ static int policy_command(int argc, char **argv)
 	snprintf(cmd, sizeof(cmd), "policy %llu", (unsigned long long)seconds);
 	if (kekfs_mount_find(o.target, 0, &m) || kekfs_mount_find(o.target, 1, &m))
 		return online(&m, cmd, NULL);
-	if (volume_unlock_all(o.target, o.keyring, &o.src, "keys", &vol, &kr) != 0)
+	if (target_lock(o.target, VOLUME_LOCK_EXCLUSIVE, "keys policy", TARGET_LOCK_HINT) != 0 ||
+	    volume_unlock_all(o.target, o.keyring, &o.src, "keys", &vol, &kr) != 0)
 		return 1;
 	volume_paths_get(o.target, o.keyring, &paths);
 	rc = keyring_set_rotation_period(kr, paths.keyring, seconds);
@@ -607,7 +610,8 @@ static int keys_change(struct keys_opts *o, enum kek_change change, uint32_t ver
 		 (unsigned long long)time(NULL) + (unsigned long long)delay);
 	if (kekfs_mount_find(o->target, 0, &m) || kekfs_mount_find(o->target, 1, &m))
 		return online(&m, cmd, NULL);
-	if (volume_unlock_all(o->target, o->keyring, &o->src, "keys", &vol, &kr) != 0)
+	if (target_lock(o->target, VOLUME_LOCK_EXCLUSIVE, "keys", TARGET_LOCK_HINT) != 0 ||
+	    volume_unlock_all(o->target, o->keyring, &o->src, "keys", &vol, &kr) != 0)
 		return 1;
 	volume_paths_get(o->target, o->keyring, &paths);
 	fd = open(o->target, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -670,10 +674,11 @@ static int slots_change(struct keys_opts *o, const char *verb, unsigned long ind
 	int rc = KR_OK, type;
 
 	if (kekfs_mount_find(o->target, 0, &m) || kekfs_mount_find(o->target, 1, &m))
-		return cli_error("%s is mounted: unmount it first, the daemon holds the keyring",
-				 m.backing),
+		return cli_error("%s is mounted on %s: unmount it first, the daemon holds the keyring",
+				 m.backing, m.mountpoint),
 		       1;
-	if (volume_unlock_all(o->target, o->keyring, &o->src, "keys", &vol, &kr) != 0)
+	if (target_lock(o->target, VOLUME_LOCK_EXCLUSIVE, "keys", "unmount it first") != 0 ||
+	    volume_unlock_all(o->target, o->keyring, &o->src, "keys", &vol, &kr) != 0)
 		return 1;
 	volume_paths_get(o->target, o->keyring, &paths);
 	if (strcmp(verb, "slots") == 0) {
@@ -718,9 +723,7 @@ static int slots_command(int argc, char **argv)
 	if (strcmp(argv[1], "remove-slot") == 0) {
 		index = argc > 2 ? strtoul(argv[2], &end, 10) : 0;
 		if (argc < 3 || *end || index == 0)
-			return cli_error(
-				   "keys remove-slot needs a slot number (see 'kekfs keys slots')"),
-			       1;
+			cli_usage("keys remove-slot needs a slot number (see 'kekfs keys slots')");
 		skip = 2;
 	}
 	if (keys_parse(argc - skip, argv + skip, keys_usage, &o) != 0)
@@ -760,11 +763,9 @@ int cmd_keys(int argc, char **argv)
 		if (strcmp(argv[1], verbs[i].verb) != 0)
 			continue;
 		version = argc > 2 ? strtoul(argv[2], &end, 10) : 0;
-		if (argc < 3 || *end || version == 0 || version > UINT32_MAX) {
-			cli_error("keys %s needs a KEK version number (see 'kekfs keys list')",
+		if (argc < 3 || *end || version == 0 || version > UINT32_MAX)
+			cli_usage("keys %s needs a KEK version number (see 'kekfs keys list')",
 				  verbs[i].verb);
-			return 1;
-		}
 		if (keys_parse(argc - 2, argv + 2, keys_usage, &o) != 0)
 			return 1;
 		return keys_change(&o, verbs[i].change, (uint32_t)version);

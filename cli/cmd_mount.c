@@ -31,6 +31,7 @@
 #include "mount_helper.h"
 #include "notify.h"
 #include "secret.h"
+#include "target.h"
 #include "unlock.h"
 
 static const char mount_usage[] =
@@ -149,6 +150,26 @@ static void read_only_backing(struct mount_opts *o)
 		o->read_only = o->ro_backing = 1;
 }
 
+/* BACKING resolved into real, if it is a directory this user may read: else one line. */
+static int backing_usable(const char *backing, char *real)
+{
+	struct stat st;
+
+	if (!realpath(backing, real))
+		return errno == ENOTCONN
+			   ? target_real(backing, real)
+			   : cli_error("backing directory %s: %s", backing, strerror(errno));
+	if (stat(real, &st) != 0 || !S_ISDIR(st.st_mode))
+		return cli_error("backing directory %s is not a directory: give the directory "
+				 "'kekfs init' made",
+				 backing);
+	if (access(real, R_OK | X_OK) != 0)
+		return cli_error(
+		    "backing directory %s: %s: mount it as a user who may read it", backing,
+		    errno == EACCES || errno == EPERM ? "permission denied" : strerror(errno));
+	return 0;
+}
+
 static int mount_parse(int argc, char **argv, struct mount_opts *o)
 {
 	static const struct option longopts[] = {
@@ -161,10 +182,11 @@ static int mount_parse(int argc, char **argv, struct mount_opts *o)
 	int c, u;
 
 	memset(o, 0, sizeof(*o));
-	while ((c = getopt_long(argc, argv, "fo:h", longopts, NULL)) != -1) {
+	opterr = 0; /* getopt's own message would begin with a bare "mount:" */
+	while ((c = getopt_long(argc, argv, ":fo:h", longopts, NULL)) != -1) {
 		if ((u = unlock_option(c, optarg, &o->src, NULL, &o->keyring)) != 0) {
 			if (u < 0)
-				return cli_error("see 'kekfs mount --help'");
+				cli_usage("see 'kekfs mount --help'");
 			continue;
 		}
 		switch (c) {
@@ -173,7 +195,7 @@ static int mount_parse(int argc, char **argv, struct mount_opts *o)
 			break;
 		case 'o':
 			if (parse_o(o, optarg) != 0)
-				return -1;
+				exit(2); /* a usage error, already told */
 			break;
 		case 'l':
 			o->log_file = optarg;
@@ -182,16 +204,19 @@ static int mount_parse(int argc, char **argv, struct mount_opts *o)
 			fputs(mount_usage, stdout);
 			exit(0);
 		default:
-			return cli_error("see 'kekfs mount --help'");
+			cli_bad_option(c, argv, "mount");
 		}
 	}
 	if (optind != argc - 2)
-		return cli_error("mount takes BACKING and MOUNTPOINT: see 'kekfs mount --help'");
-	if (!realpath(argv[optind], o->backing))
-		return cli_error("backing directory %s: %s", argv[optind], strerror(errno));
+		cli_usage("mount takes BACKING and MOUNTPOINT: see 'kekfs mount --help'");
+	if (backing_usable(argv[optind], o->backing) != 0)
+		return -1;
 	if (!realpath(argv[optind + 1], o->mountpoint))
-		return cli_error("mount point %s does not exist: create it with 'mkdir %s'",
-				 argv[optind + 1], argv[optind + 1]);
+		return errno == ENOTCONN
+			   ? target_real(argv[optind + 1], o->mountpoint)
+			   : cli_error("mount point %s does not exist: create it with "
+				       "'mkdir %s'",
+				       argv[optind + 1], argv[optind + 1]);
 	o->src.label = o->backing;
 	read_only_backing(o);
 	return 0;
@@ -227,6 +252,10 @@ static int fuse_device_check(void)
 {
 	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
 
+	if (fd < 0 && (errno == EACCES || errno == EPERM))
+		return cli_error("/dev/fuse is there but this user may not open it (%s): ask an "
+				 "administrator for access to it, or mount as root",
+				 strerror(errno));
 	if (fd < 0)
 		return cli_error("/dev/fuse is not available (%s): install fuse3 and load the fuse "
 				 "module ('modprobe fuse')",
@@ -390,6 +419,20 @@ static void services_stop(struct daemon_services *svc)
 	rotation_free(svc->rot);
 }
 
+/*
+ * The volume's lock, taken before its keyring is read and held for the daemon's life: one
+ * volume, one daemon. This process is already the daemon (the waiting parent never holds it).
+ */
+static int volume_lock(const struct mount_opts *o, int *fd)
+{
+	struct volume_lock_holder who;
+	int rc =
+	    volume_lock_take(o->backing, o->read_only ? VOLUME_LOCK_READ : VOLUME_LOCK_EXCLUSIVE,
+			     o->mountpoint, "mount", fd, &who);
+
+	return rc == 0 ? 0 : target_lock_error(o->backing, rc, &who, "unmount it first");
+}
+
 static int mount_run(struct mount_opts *o, int status_fd)
 {
 	struct daemon_services svc = {0};
@@ -398,9 +441,10 @@ static int mount_run(struct mount_opts *o, int status_fd)
 	struct kekfs_fs *fs = NULL;
 	struct fuse_session *se = NULL;
 	struct kekfs_fs_config cfg;
-	int rc = -1, backing_fd = -1, mounted = 0;
+	int rc = -1, backing_fd = -1, mounted = 0, lock_fd = -1;
 
 	if (mountpoint_check(o->mountpoint) != 0 || fuse_device_check() != 0 ||
+	    volume_lock(o, &lock_fd) != 0 ||
 	    volume_unlock_all(o->backing, o->keyring, &o->src, o->read_only ? NULL : "mount", &vol,
 			      &kr) != 0)
 		goto out;
@@ -472,6 +516,8 @@ out:
 	kekfs_fs_free(fs);
 	keyring_free(kr);
 	volume_clear(&vol);
+	if (lock_fd >= 0)
+		close(lock_fd); /* last: until now this daemon may still write the volume */
 	return rc == 0 ? 0 : 1;
 }
 
@@ -517,21 +563,120 @@ int cmd_mount(int argc, char **argv)
 	return mount_run(&o, pipefd[1]);
 }
 
-int cmd_umount(int argc, char **argv)
-{
-	char mp[PATH_MAX];
+static const char umount_usage[] =
+    "Usage: kekfs umount [--lazy] MOUNTPOINT\n"
+    "\n"
+    "Unmounts a kekfs mount (one whose daemon is gone, too); the daemon then wipes its keys\n"
+    "and exits, and this returns once it has let go of the volume. Refuses anything that is\n"
+    "not a kekfs mount.\n"
+    "\n"
+    "  -l, --lazy               detach it now although files in it are in use; the daemon\n"
+    "                           exits once they are closed\n"
+    "  -h, --help               show this help\n";
 
-	if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-		puts("Usage: kekfs umount MOUNTPOINT\n\nUnmounts a kekfs mount; the daemon then "
-		     "wipes its keys and exits.");
+/* Runs fusermount3 -u [-z] on mp; 0, or its exit status with its last stderr line in err. */
+static int fusermount_run(const char *mp, int lazy, char *err, size_t size)
+{
+	int pipefd[2], status = 1;
+	ssize_t n, len = 0;
+	char *last;
+	pid_t pid;
+
+	err[0] = '\0';
+	if (pipe2(pipefd, O_CLOEXEC) != 0 || (pid = fork()) < 0)
+		return snprintf(err, size, "%s", strerror(errno)), 1;
+	if (pid == 0) {
+		dup2(pipefd[1], STDERR_FILENO);
+		execlp("fusermount3", "fusermount3", lazy ? "-uz" : "-u", "--", mp, (char *)NULL);
+		fprintf(stderr, "cannot run fusermount3: %s (install fuse3)\n", strerror(errno));
+		_exit(127);
+	}
+	close(pipefd[1]);
+	while (len + 1 < (ssize_t)size && (n = read(pipefd[0], err + len, size - 1 - len)) != 0)
+		len += n > 0 ? n : 0;
+	close(pipefd[0]);
+	err[len] = '\0';
+	while (len > 0 && err[len - 1] == '\n')
+		err[--len] = '\0';
+	if ((last = strrchr(err, '\n')) != NULL)
+		memmove(err, last + 1, strlen(last));
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+/* Waits (bounded) until the daemon of backing lets go of the volume, so that a command right
+ * after this one finds it free. */
+static void wait_released(const char *backing)
+{
+	const struct timespec tick = {0, 10 * 1000 * 1000};
+	struct volume_lock_holder who;
+	int fd;
+
+	for (int i = 0; i < 1000; i++) {
+		if (volume_lock_take(backing, VOLUME_LOCK_READ, NULL, NULL, &fd, &who) !=
+		    -EWOULDBLOCK) {
+			if (fd >= 0)
+				close(fd);
+			return;
+		}
+		nanosleep(&tick, NULL);
+	}
+}
+
+/* Unmounts the kekfs mount m; a busy one names the processes that keep it. */
+static int umount_kekfs(const struct kekfs_mount *m, int lazy)
+{
+	char err[512], holders[512];
+
+	if (fusermount_run(m->mountpoint, lazy, err, sizeof(err)) == 0) {
+		if (!lazy)
+			wait_released(m->backing);
 		return 0;
 	}
-	if (argc != 2)
-		return cli_error("umount takes one mount point: see 'kekfs umount --help'"), 1;
-	if (!realpath(argv[1], mp))
-		return cli_error("%s: %s", argv[1], strerror(errno)), 1;
-	if (!path_is_mounted(mp))
-		return cli_error("%s is not mounted", mp), 1;
-	execlp("fusermount3", "fusermount3", "-u", "--", mp, (char *)NULL);
-	return cli_error("cannot run fusermount3: %s (install fuse3)", strerror(errno)), 1;
+	if (kekfs_mount_find(m->mountpoint, 0, NULL) &&
+	    mount_holders(m->mountpoint, holders, sizeof(holders)) > 0)
+		return cli_error("%s is busy: %s %s files in it: close them, or detach it now "
+				 "with 'kekfs umount --lazy %s'",
+				 m->mountpoint, holders, strchr(holders, ',') ? "hold" : "holds",
+				 m->mountpoint),
+		       1;
+	return cli_error("cannot unmount %s: %s", m->mountpoint,
+			 err[0] ? err : "fusermount3 failed"),
+	       1;
+}
+
+int cmd_umount(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"lazy", no_argument, NULL, 'l'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct kekfs_mount m;
+	char mp[PATH_MAX];
+	int c, lazy = 0;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":lh", longopts, NULL)) != -1) {
+		if (c == 'h')
+			fputs(umount_usage, stdout), exit(0);
+		if (c != 'l')
+			cli_bad_option(c, argv, "umount");
+		lazy = 1;
+	}
+	if (optind != argc - 1)
+		cli_usage("umount takes one mount point: see 'kekfs umount --help'");
+	/* a dead mount does not resolve (ENOTCONN): its parent does */
+	if (!realpath(argv[optind], mp) &&
+	    (errno != ENOTCONN || target_absolute(argv[optind], mp, sizeof(mp)) != 0))
+		return cli_error("%s: %s", argv[optind], strerror(errno)), 1;
+	if (!kekfs_mount_find(mp, 0, &m))
+		return cli_error(path_is_mounted(mp)
+				     ? "%s is not a kekfs mount: kekfs unmounts only "
+				       "its own (use umount(8) for others)"
+				     : "%s is not mounted",
+				 mp),
+		       1;
+	return umount_kekfs(&m, lazy);
 }

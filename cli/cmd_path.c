@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "extopts.h"
 #include "secret.h"
+#include "target.h"
 #include "unlock.h"
 
 static const char path_usage[] =
@@ -20,7 +21,8 @@ static const char path_usage[] =
     "\n"
     "encrypt: prints the backing path of PATH (a path inside the mounted volume, relative to\n"
     "its root). decrypt: prints the plaintext path of PATH (a path inside BACKING, relative to\n"
-    "it or absolute). For backups and fsck reports; the volume need not be mounted.\n"
+    "it or absolute). For backups and fsck reports; the volume need not be mounted (BACKING may\n"
+    "also be given as its mount point).\n"
     "\n" UNLOCK_USAGE "  -h, --help               show this help\n";
 
 struct path_opts {
@@ -30,6 +32,18 @@ struct path_opts {
 	char backing[PATH_MAX];
 	const char *path;
 };
+
+/* BACKING, or a mount point: its backing directory, which maps the same. */
+static int path_backing(const char *arg, char backing[PATH_MAX])
+{
+	struct kekfs_mount m;
+
+	if (target_real(arg, backing) != 0 || target_volume(arg, backing) != 0)
+		return -1;
+	if (kekfs_mount_find(backing, 0, &m))
+		snprintf(backing, PATH_MAX, "%s", m.backing);
+	return 0;
+}
 
 static int path_parse(int argc, char **argv, struct path_opts *o)
 {
@@ -41,22 +55,21 @@ static int path_parse(int argc, char **argv, struct path_opts *o)
 	int c, u;
 
 	memset(o, 0, sizeof(*o));
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if ((u = unlock_option(c, optarg, &o->src, NULL, &o->keyring)) < 0 ||
-		    (u == 0 && c != 'h'))
-			return cli_error("see 'kekfs path --help'");
+	opterr = 0; /* getopt's own message would begin with a bare "path:" */
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		if ((u = unlock_option(c, optarg, &o->src, NULL, &o->keyring)) < 0)
+			cli_usage("see 'kekfs path --help'");
+		if (u == 0 && c != 'h')
+			cli_bad_option(c, argv, "path");
 		if (c == 'h')
 			fputs(path_usage, stdout), exit(0);
 	}
 	if (optind != argc - 3 ||
 	    (strcmp(argv[optind], "encrypt") != 0 && strcmp(argv[optind], "decrypt") != 0))
-		return cli_error(
-		    "path takes encrypt|decrypt, BACKING and PATH: see 'kekfs path --help'");
+		cli_usage("path takes encrypt|decrypt, BACKING and PATH: see 'kekfs path --help'");
 	o->encrypt = strcmp(argv[optind], "encrypt") == 0;
-	if (!realpath(argv[optind + 1], o->backing))
-		return cli_error("backing directory %s: %s", argv[optind + 1], strerror(errno));
 	o->path = argv[optind + 2];
-	return 0;
+	return path_backing(argv[optind + 1], o->backing);
 }
 
 /* Loads the config and unwraps the name key; the keyring is not needed after that. */

@@ -192,7 +192,8 @@ static int redata_offline(const struct redata_opts *o, const char *backing)
 	int fd = -1, failed = 1;
 
 	log_set_level(LOG_ERR);
-	if (volume_unlock_all(backing, o->keyring, &o->src, "rotate-data", &vol, &kr) != 0)
+	if (target_lock(backing, VOLUME_LOCK_EXCLUSIVE, "rotate --data", TARGET_LOCK_HINT) != 0 ||
+	    volume_unlock_all(backing, o->keyring, &o->src, "rotate-data", &vol, &kr) != 0)
 		goto out;
 	volume_paths_get(backing, o->keyring, &paths);
 	fd = open(backing, O_PATH | O_DIRECTORY | O_CLOEXEC);

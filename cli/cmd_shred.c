@@ -138,7 +138,8 @@ static int offline_open(const struct shred_opts *o, const char *backing, struct 
 	memset(v, 0, sizeof(*v));
 	v->fd = -1;
 	log_set_level(LOG_ERR);
-	if (volume_unlock_all(backing, o->keyring, &o->src, "shred", &v->vol, &v->kr) != 0)
+	if (target_lock(backing, VOLUME_LOCK_EXCLUSIVE, "shred", TARGET_LOCK_HINT) != 0 ||
+	    volume_unlock_all(backing, o->keyring, &o->src, "shred", &v->vol, &v->kr) != 0)
 		return -1;
 	volume_paths_get(backing, o->keyring, &v->paths);
 	v->fd = open(backing, O_PATH | O_DIRECTORY | O_CLOEXEC);

@@ -1,6 +1,8 @@
 /* kekfs: one binary, one subcommand per job. */
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../crypto/secmem.h"
@@ -29,16 +31,40 @@ static const char usage[] =
     "  -h, --help                    show this help (or 'kekfs COMMAND --help')\n"
     "  -V, --version                 show the version\n";
 
+static void error_line(const char *fmt, va_list ap)
+{
+	fputs("kekfs: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 int cli_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("kekfs: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	error_line(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return -1;
+}
+
+void cli_usage(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	error_line(fmt, ap);
+	va_end(ap);
+	exit(2);
+}
+
+void cli_bad_option(int c, char **argv, const char *command)
+{
+	const char *opt = optind > 0 ? argv[optind - 1] : "?";
+
+	if (c == ':')
+		cli_usage("option '%s' needs a value: see 'kekfs %s --help'", opt, command);
+	cli_usage("unknown option '%s': see 'kekfs %s --help'", opt, command);
 }
 
 int main(int argc, char **argv)

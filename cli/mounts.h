@@ -20,4 +20,10 @@ int kekfs_mount_find(const char *path, int by_backing, struct kekfs_mount *m);
 /* Every kekfs mount on the machine (up to max); returns how many. */
 int kekfs_mounts_all(struct kekfs_mount *m, int max);
 
+/*
+ * The processes that keep mp busy (an open file, a cwd or root, a mapping under it), as
+ * "pid N (COMM), ..." in out (the first few); returns how many there are.
+ */
+int mount_holders(const char *mp, char *out, size_t size);
+
 #endif

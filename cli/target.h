@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "../fs/volume_lock.h"
 #include "mounts.h"
 
 /* PATH made absolute without following its last component (a symlink stays itself). */
@@ -31,5 +32,28 @@ int target_ask(const struct kekfs_mount *m, const char *cmd, char **body);
  */
 const char *target_rel(const char *path, const char *abs, const struct kekfs_mount *m,
 		       const char *what);
+
+/* realpath(path) into out (PATH_MAX); 0, or -1 after one line (for a path in a mount whose
+ * daemon is gone, what to do about it). */
+int target_real(const char *path, char *out);
+
+/* 0 if real (path resolved) is a kekfs mount point or a backing directory; -1 after one line
+ * saying what it is instead. */
+int target_volume(const char *path, const char *real);
+
+/* Hint for an offline command refused because a daemon holds the volume. */
+#define TARGET_LOCK_HINT "unmount it first, or give the mount point to run this online"
+
+/*
+ * One line for the lock of backing that volume_lock_take refused (rc, holder who), ending in
+ * hint when a daemon holds it; -1. 0 after a warning where the file system cannot lock.
+ */
+int target_lock_error(const char *backing, int rc, const struct volume_lock_holder *who,
+		      const char *hint);
+
+/* Takes the lock of backing for an offline command, held until the process exits; 0, or -1
+ * after one line naming who holds it. */
+int target_lock(const char *backing, enum volume_lock_mode mode, const char *command,
+		const char *hint);
 
 #endif

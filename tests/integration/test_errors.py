@@ -16,8 +16,9 @@ SENTINEL = b"sentinel data that must survive every failed attempt\n" * 100
 
 
 # A failed unlock is recorded for the audit log (issue 4): the one change a refused command
-# may make. Everything else must stay byte for byte.
-AUDIT_FILES = ("audit.log", "audit.pending")
+# may make, besides naming itself in the volume's lock file (.kekfs/lock, issue 15) while it
+# runs. Everything else must stay byte for byte.
+AUDIT_FILES = ("audit.log", "audit.pending", "lock")
 
 
 def snapshot(*roots):

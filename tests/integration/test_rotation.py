@@ -148,8 +148,13 @@ def test_kill9_during_rewrap_resumes():
         for round_ in range(_kill_rounds()):
             kekfs_ok("rotate", "--force", v.mnt) if round_ else kekfs_ok("rotate", v.mnt)
             time.sleep(rng.uniform(0, 0.08))  # the injection point, not a wait for a mount
-            for pid in find_daemon_pids(v.mnt):
+            pids = find_daemon_pids(v.mnt)
+            for pid in pids:
                 os.kill(pid, signal.SIGKILL)
+            # the volume's lock goes with the daemon's last thread, after its leader is a
+            # zombie: until the pid is gone, a new mount is refused as a second daemon
+            assert wait_for(lambda: not any(os.path.exists("/proc/%d" % p) for p in pids),
+                            10), "kill -9 ignored"
             force_unmount(v.mnt)
             pending = os.path.exists(v.bpath(".kekfs", "rewrap-pending"))
             interrupted += pending
