@@ -1,5 +1,5 @@
 """Key operations change no plaintext attribute: after an online or offline rotation, a BYOK
-import, a seal and a policy rotation, every file keeps its atime and mtime to the nanosecond,
+import, a seal, a policy rotation and a rotate --data, every file keeps its atime and mtime to the nanosecond,
 its size, mode, owner and xattrs, before and after a remount, and rsync -a sends nothing.
 A file whose times change during the re-wrap keeps the new ones."""
 
@@ -118,6 +118,13 @@ def test_policy_rotation_keeps_times():
         kekfs_ok("keys", "policy", "--rotate-every", "never", v.mnt)
         wait_rewrap_finished(v)
     _check_key_operation(policy)
+
+
+def test_data_rotation_keeps_times():
+    """rotate --data re-encrypts the contents; the plaintext and so its times stay."""
+    def redata(v):
+        kekfs_ok("rotate", "--data", "-r", v.path("t"))
+    _check_key_operation(redata, n=20)
 
 
 def test_times_set_during_the_rewrap_are_kept():
