@@ -584,6 +584,23 @@ int fileio_truncate(int fd, const struct volume_keys *vk, struct file_crypt *fc,
 	return file_update(fd, vk, fc, cur, size, NULL, 0, 0);
 }
 
+/*
+ * Writes a re-wrapped slot and puts atime and mtime back as they were: a key operation is
+ * not a change of the plaintext, so rsync, make and backups must not see one. The caller's
+ * inode lock keeps user writes and time changes out between the fstat and the futimens.
+ */
+static int slot_write_keeping_times(int fd, const uint8_t *slot, uint64_t off)
+{
+	struct stat st;
+	int rc = fstat(fd, &st) == 0 ? 0 : -errno;
+
+	if (rc == 0)
+		rc = pwrite_full(fd, slot, WRAP_SLOT_LEN, off);
+	if (rc == 0 && futimens(fd, (struct timespec[2]){st.st_atim, st.st_mtim}) != 0)
+		rc = -errno;
+	return rc;
+}
+
 int fileio_rewrap(int fd, const struct volume_keys *vk, int always, int *hdr_err)
 {
 	uint8_t buf[HEADER_LEN];
@@ -610,8 +627,8 @@ int fileio_rewrap(int fd, const struct volume_keys *vk, int always, int *hdr_err
 	secmem_free(dek);
 	if (rc == 0) {
 		header_encode(&h, buf);
-		rc = pwrite_full(fd, buf + HEADER_SLOT_OFF(h.current), WRAP_SLOT_LEN,
-				 HEADER_SLOT_OFF(h.current));
+		rc = slot_write_keeping_times(fd, buf + HEADER_SLOT_OFF(h.current),
+					      HEADER_SLOT_OFF(h.current));
 	}
 	return rc == 0 ? 1 : rc;
 }

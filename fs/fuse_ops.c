@@ -455,6 +455,7 @@ static int inode_set_times(struct kinode *ino, struct stat *attr, int valid)
 {
 	struct timespec tv[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_nsec = UTIME_OMIT}};
 	char proc[64];
+	int rc;
 
 	if (valid & FUSE_SET_ATTR_ATIME_NOW)
 		tv[0].tv_nsec = UTIME_NOW;
@@ -467,7 +468,11 @@ static int inode_set_times(struct kinode *ino, struct stat *attr, int valid)
 	if (S_ISLNK(ino->type))
 		return utimensat(ino->fd, "", tv, AT_EMPTY_PATH) == 0 ? 0 : -errno;
 	proc_path(proc, ino->fd);
-	return utimensat(AT_FDCWD, proc, tv, 0) == 0 ? 0 : -errno;
+	/* A re-wrap puts a file's old times back under the inode lock: never over these. */
+	pthread_rwlock_rdlock(&ino->lock);
+	rc = utimensat(AT_FDCWD, proc, tv, 0) == 0 ? 0 : -errno;
+	pthread_rwlock_unlock(&ino->lock);
+	return rc;
 }
 
 static void kekfs_setattr(fuse_req_t req, fuse_ino_t ino_id, struct stat *attr, int valid,
