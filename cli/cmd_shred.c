@@ -254,7 +254,7 @@ static int seal_offline(const struct shred_opts *o, const char *backing)
 
 	if (offline_open(o, backing, &v) != 0)
 		goto out;
-	if (seal_pending(v.fd))
+	if (seal_pending(v.shred))
 		puts("resuming an unfinished seal"), rc = seal_resume(v.shred);
 	else
 		rc = seal_start(v.shred, &self, &version);

@@ -21,6 +21,9 @@ int kdf_passphrase(const char *pass, size_t pass_len, const uint8_t salt[KDF_SAL
 void kdf_keyfile(const uint8_t keyfile[KDF_KEYFILE_LEN], const uint8_t salt[KDF_SALT_LEN],
 		 uint8_t out[KDF_KEY_LEN]);
 
+/* The label of the subkey that authenticates the rotate --data journal and the markers. */
+#define KDF_JOURNAL_MAC_LABEL "kekfs journal mac v1"
+
 /* Derives a purpose-bound 32-byte subkey (BLAKE2b keyed by key, over label). */
 void kdf_subkey(const uint8_t key[KDF_KEY_LEN], const char *label, uint8_t out[KDF_KEY_LEN]);
 

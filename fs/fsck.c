@@ -99,18 +99,49 @@ static void check_volume_slots(struct fsck_run *r)
 	}
 }
 
+/* The re-wrap and seal markers; one without a valid MAC is reported, never acted on. */
 static void check_markers(struct fsck_run *r)
 {
 	int fd = r->cfg->backing_fd;
+	enum marker_state rewrap = marker_check(fd, r->cfg->vol, r->cfg->kr, REWRAP_MARKER, NULL);
+	enum marker_state seal = seal_marker_state(fd, r->cfg->vol, r->cfg->kr);
 
-	if (volume_marker_present(fd, REWRAP_MARKER))
+	if (rewrap == MARKER_AUTHENTIC)
 		problem(r, NULL, VOLUME_DIR "/" REWRAP_MARKER, 0,
 			"mount the volume, or run 'kekfs rotate --resume'",
 			"a KEK rotation's re-wrap was left unfinished");
-	if (volume_marker_present(fd, SEAL_MARKER))
+	else if (rewrap == MARKER_UNAUTHENTICATED)
+		problem(
+		    r, NULL, VOLUME_DIR "/" REWRAP_MARKER, 0,
+		    "no re-wrap resumes from it (--repair leaves it): if a rotation of yours was "
+		    "interrupted, run 'kekfs rotate --force', else remove the file",
+		    "the re-wrap marker is not authenticated (forged, or left by kekfs 0daec58 "
+		    "or older)");
+	if (seal == MARKER_AUTHENTIC)
 		problem(r, NULL, VOLUME_DIR "/" SEAL_MARKER, 0,
 			"mount the volume, or run 'kekfs shred --seal' again",
 			"a 'kekfs shred --seal' was left unfinished");
+	else if (seal == MARKER_UNAUTHENTICATED)
+		problem(
+		    r, NULL, VOLUME_DIR "/" SEAL_MARKER, 0,
+		    "it destroys no KEK (--repair leaves it): if a seal of yours was interrupted, "
+		    "run 'kekfs shred --seal' again, else remove the file",
+		    "the seal marker is not authenticated or is stale (forged, replayed, or left "
+		    "by kekfs 0daec58 or older)");
+}
+
+/* A journal job replay refused: reported, never applied, and left in place. */
+static void redata_refused(void *arg, const char *job, const char *why)
+{
+	char backing[64], todo[256];
+
+	snprintf(backing, sizeof(backing), "%s/%s/%s.ready", VOLUME_DIR, REDATA_DIR, job);
+	snprintf(todo, sizeof(todo),
+		 "not applied, and --repair leaves it: if it is an interrupted 'kekfs rotate "
+		 "--data' of kekfs 0daec58 or older, finish it with that version; else remove "
+		 "%s/%s/%s.*",
+		 VOLUME_DIR, REDATA_DIR, job);
+	problem(arg, NULL, backing, 0, todo, "a file re-encryption job is refused: %s", why);
 }
 
 /*
@@ -122,21 +153,28 @@ static void check_redata(struct fsck_run *r)
 	const struct fsck_config *c = r->cfg;
 	struct redata *rd = NULL;
 	char err[256];
-	int fixed = 0;
+	int n;
 
 	if (!redata_pending(c->backing_fd))
 		return;
-	if (c->repair)
-		rd = redata_new(&(struct redata_config){.backing_fd = c->backing_fd,
-							.vol = c->vol,
-							.kr = c->kr,
-							.audit_dir = c->audit_dir});
-	if (rd)
-		fixed = redata_resume(rd, err, sizeof(err)) >= 0;
+	rd = redata_new(&(struct redata_config){.backing_fd = c->backing_fd,
+						.vol = c->vol,
+						.kr = c->kr,
+						.audit_dir = c->audit_dir,
+						.check_only = !c->repair,
+						.refused = redata_refused,
+						.refused_arg = r});
+	n = rd ? redata_resume(rd, err, sizeof(err)) : -ENOMEM;
 	redata_free(rd);
-	problem(r, NULL, VOLUME_DIR "/" REDATA_DIR, fixed,
-		"mount the volume read-write, or run 'kekfs fsck --repair', to finish it",
-		"a file re-encryption ('kekfs rotate --data') was interrupted after its commit");
+	if (n < 0)
+		problem(r, NULL, VOLUME_DIR "/" REDATA_DIR, 0,
+			"check the backing directory, then run 'kekfs fsck --repair' again", "%s",
+			rd ? err : "out of memory");
+	else if (n > 0)
+		problem(r, NULL, VOLUME_DIR "/" REDATA_DIR, c->repair,
+			"mount the volume read-write, or run 'kekfs fsck --repair', to finish it",
+			"a file re-encryption ('kekfs rotate --data') was interrupted after its "
+			"commit");
 }
 
 static void check_audit(struct fsck_run *r)

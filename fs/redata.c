@@ -4,23 +4,32 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
+#include "../crypto/bytes.h"
+#include "../crypto/secmem.h"
 #include "fileio.h"
+#include "journal_mac.h"
 #include "log.h"
 #include "namedir.h"
 #include "objcrypt.h"
 
 #define REDATA_PIECE_CHUNKS 256 /* plaintext chunks re-encrypted per step */
 #define REDATA_COPY (1 << 20)	/* bytes copied per step when applying a job */
-#define REDATA_MAGIC "kekfs-redata 1"
+#define REDATA_MAGIC "kekfs-redata 2"
+#define REDATA_MAGIC_UNSIGNED "kekfs-redata 1\n" /* kekfs 0daec58 and older: no MAC */
+#define REDATA_MAC_KIND "redata-job"
+#define TARGET_MAX 12288 /* an honest JOB.target is at most about 8.8 KiB */
+#define HASH_BLOCK 4096	 /* all-zero blocks are left out of the contents' hash */
 
 struct redata {
 	struct redata_config cfg;
@@ -28,7 +37,10 @@ struct redata {
 	struct name_keys *nk; /* NULL on plaintext-name volumes */
 };
 
-/* What JOB.target records: how to find the file after a crash, and the times to keep. */
+/*
+ * What JOB.target records: how to find the file after a crash, the times to keep, the file
+ * ids before and after (the file must carry one of them) and the hash of JOB.ready.
+ */
 struct job_target {
 	dev_t dev;
 	ino_t ino;
@@ -39,12 +51,14 @@ struct job_target {
 		char room[sizeof(struct file_handle) + MAX_HANDLE_SZ];
 	} fh;
 	int have_handle;
+	uint8_t old_id[FILE_ID_LEN], new_id[FILE_ID_LEN];
+	uint8_t hash[JMAC_LEN];
 };
 
 /* One job: files ID.new / ID.ready and ID.target in .kekfs/redata. */
 struct job {
 	int dirfd;
-	char id[33];
+	char id[JMAC_JOB_HEX + 1];
 };
 
 struct redata *redata_new(const struct redata_config *cfg)
@@ -73,16 +87,41 @@ void redata_free(struct redata *rd)
 
 /* ---- the journal ---- */
 
+/* Opens path beneath root_fd, never through a symlink: -EXDEV if it would leave root_fd. */
+static int beneath_open(int root_fd, const char *path, int flags)
+{
+	struct open_how how = {.flags = (uint64_t)(flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC),
+			       .resolve =
+				   RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+	long fd = syscall(SYS_openat2, root_fd, path, &how, sizeof(how));
+
+	return fd < 0 ? -errno : (int)fd;
+}
+
+/* A journal file, opened only if it is a regular file (never a FIFO, never followed). */
+static int journal_open(int dirfd, const char *name, int flags)
+{
+	int fd = beneath_open(dirfd, name, flags);
+	struct stat st;
+
+	if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+		close(fd);
+		fd = -EINVAL;
+	}
+	return fd;
+}
+
 static int journal_dir_open(int backing_fd, int create)
 {
-	char path[64];
-	int fd;
+	int kfd = beneath_open(backing_fd, VOLUME_DIR, O_RDONLY | O_DIRECTORY), fd;
 
-	snprintf(path, sizeof(path), "%s/%s", VOLUME_DIR, REDATA_DIR);
-	fd = openat(backing_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT && create && mkdirat(backing_fd, path, 0700) == 0)
-		fd = openat(backing_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
+	if (kfd < 0)
+		return kfd;
+	fd = beneath_open(kfd, REDATA_DIR, O_RDONLY | O_DIRECTORY);
+	if (fd == -ENOENT && create && mkdirat(kfd, REDATA_DIR, 0700) == 0)
+		fd = beneath_open(kfd, REDATA_DIR, O_RDONLY | O_DIRECTORY);
+	close(kfd);
+	return fd;
 }
 
 static void job_file(const struct job *j, const char *suffix, char out[48])
@@ -90,61 +129,80 @@ static void job_file(const struct job *j, const char *suffix, char out[48])
 	snprintf(out, 48, "%s.%s", j->id, suffix);
 }
 
-static int target_write(const struct job *j, const struct job_target *t)
+/* The text of JOB.target before its MAC line; its length, or -ENOSPC. */
+static int target_format(const struct job_target *t, char *out, size_t size)
 {
-	char name[48], hex[2 * MAX_HANDLE_SZ + 1] = "", phex[2 * PATH_MAX + 1];
-	FILE *f;
-	int fd, rc;
+	char hex[2 * MAX_HANDLE_SZ + 1] = "", phex[2 * PATH_MAX + 1];
+	char oid[2 * FILE_ID_LEN + 1], nid[2 * FILE_ID_LEN + 1], hash[JMAC_HEX + 1];
+	int n;
 
-	job_file(j, "target", name);
-	fd = openat(j->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	f = fd < 0 ? NULL : fdopen(fd, "w");
-	if (!f) {
-		rc = -errno;
-		if (fd >= 0)
-			close(fd);
-		return rc;
-	}
 	if (t->have_handle)
 		sodium_bin2hex(hex, sizeof(hex), (const uint8_t *)t->fh.h.f_handle,
 			       t->fh.h.handle_bytes);
 	sodium_bin2hex(phex, sizeof(phex), (const uint8_t *)t->bpath, strlen(t->bpath));
-	fprintf(f, "%s\n%llu %llu\n%lld %ld %lld %ld\n%d %s\n%s\n", REDATA_MAGIC,
-		(unsigned long long)t->dev, (unsigned long long)t->ino,
-		(long long)t->times[0].tv_sec, t->times[0].tv_nsec, (long long)t->times[1].tv_sec,
-		t->times[1].tv_nsec, t->have_handle ? t->fh.h.handle_type : -1,
-		t->have_handle ? hex : "-", phex);
-	rc = fflush(f) == 0 && fsync(fd) == 0 ? 0 : -errno;
-	fclose(f);
+	sodium_bin2hex(oid, sizeof(oid), t->old_id, FILE_ID_LEN);
+	sodium_bin2hex(nid, sizeof(nid), t->new_id, FILE_ID_LEN);
+	sodium_bin2hex(hash, sizeof(hash), t->hash, JMAC_LEN);
+	n = snprintf(out, size, "%s\n%llu %llu\n%lld %ld %lld %ld\n%d %s\n%s\n%s %s\n%s\n",
+		     REDATA_MAGIC, (unsigned long long)t->dev, (unsigned long long)t->ino,
+		     (long long)t->times[0].tv_sec, t->times[0].tv_nsec,
+		     (long long)t->times[1].tv_sec, t->times[1].tv_nsec,
+		     t->have_handle ? t->fh.h.handle_type : -1, t->have_handle ? hex : "-", phex,
+		     oid, nid, hash);
+	return n > 0 && (size_t)n < size ? n : -ENOSPC;
+}
+
+/* JOB.target, a new file, with the MAC that binds it to this volume and this job. */
+static int target_write(struct redata *rd, const struct job *j, const struct job_target *t)
+{
+	char name[48], *buf = malloc(TARGET_MAX), hex[JMAC_HEX + 1];
+	uint8_t mac[JMAC_LEN];
+	int len = buf ? target_format(t, buf, TARGET_MAX - 80) : -ENOMEM, fd = -1, rc = 0;
+
+	if (len < 0)
+		rc = len;
+	if (rc == 0)
+		rc = jmac_compute(rd->cfg.kr, rd->cfg.vol, REDATA_MAC_KIND, j->id, buf, (size_t)len,
+				  mac);
+	if (rc == 0) {
+		sodium_bin2hex(hex, sizeof(hex), mac, sizeof(mac));
+		len += snprintf(buf + len, 80, "mac %s\n", hex);
+		job_file(j, "target", name);
+		fd = openat(j->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			    0600);
+		rc = fd < 0 ? -errno : 0;
+	}
+	if (rc == 0 && (write(fd, buf, (size_t)len) != len || fsync(fd) != 0))
+		rc = errno ? -errno : -EIO;
+	if (fd >= 0)
+		close(fd);
+	free(buf);
 	return rc;
 }
 
-_Static_assert(MAX_HANDLE_SZ == 128 && PATH_MAX == 4096, "field widths in target_read");
+_Static_assert(MAX_HANDLE_SZ == 128 && PATH_MAX == 4096, "field widths in target_parse");
 
-static int target_read(const struct job *j, struct job_target *t)
+/* Parses the authenticated text of JOB.target into t; -EBADMSG if it does not parse. */
+static int target_parse(const char *text, struct job_target *t)
 {
-	char name[48], hex[2 * MAX_HANDLE_SZ + 2], phex[2 * PATH_MAX + 2], magic[32];
+	char hex[2 * MAX_HANDLE_SZ + 2], phex[2 * PATH_MAX + 2];
+	char oid[2 * FILE_ID_LEN + 2], nid[2 * FILE_ID_LEN + 2], hash[JMAC_HEX + 2];
 	unsigned long long dev, ino;
 	long long as, ms;
-	size_t hlen = 0, plen = 0;
-	int fd, type, ok;
-	FILE *f;
+	size_t hlen = 0, plen = 0, n1 = 0, n2 = 0, n3 = 0;
+	int type;
 
-	job_file(j, "target", name);
-	fd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC);
-	f = fd < 0 ? NULL : fdopen(fd, "r");
-	if (!f) {
-		if (fd >= 0)
-			close(fd);
-		return -EBADMSG;
-	}
 	memset(t, 0, sizeof(*t));
-	ok = fgets(magic, sizeof(magic), f) && strcmp(magic, REDATA_MAGIC "\n") == 0 &&
-	     fscanf(f, "%llu %llu %lld %ld %lld %ld %d %257s %8193s", &dev, &ino, &as,
-		    &t->times[0].tv_nsec, &ms, &t->times[1].tv_nsec, &type, hex, phex) == 9;
-	fclose(f);
-	if (!ok || sodium_hex2bin((uint8_t *)t->bpath, sizeof(t->bpath) - 1, phex, strlen(phex),
-				  NULL, &plen, NULL) != 0)
+	if (sscanf(text,
+		   REDATA_MAGIC "\n%llu %llu %lld %ld %lld %ld %d %257s %8193s %33s %33s %65s",
+		   &dev, &ino, &as, &t->times[0].tv_nsec, &ms, &t->times[1].tv_nsec, &type, hex,
+		   phex, oid, nid, hash) != 12 ||
+	    sodium_hex2bin((uint8_t *)t->bpath, sizeof(t->bpath) - 1, phex, strlen(phex), NULL,
+			   &plen, NULL) != 0 ||
+	    sodium_hex2bin(t->old_id, FILE_ID_LEN, oid, strlen(oid), NULL, &n1, NULL) != 0 ||
+	    sodium_hex2bin(t->new_id, FILE_ID_LEN, nid, strlen(nid), NULL, &n2, NULL) != 0 ||
+	    sodium_hex2bin(t->hash, JMAC_LEN, hash, strlen(hash), NULL, &n3, NULL) != 0 ||
+	    n1 != FILE_ID_LEN || n2 != FILE_ID_LEN || n3 != JMAC_LEN)
 		return -EBADMSG;
 	t->dev = (dev_t)dev, t->ino = (ino_t)ino;
 	t->times[0].tv_sec = (time_t)as, t->times[1].tv_sec = (time_t)ms;
@@ -153,6 +211,39 @@ static int target_read(const struct job *j, struct job_target *t)
 	t->fh.h.handle_bytes = (unsigned)hlen;
 	t->fh.h.handle_type = type;
 	return 0;
+}
+
+/* Reads JOB.target and checks its MAC; -EBADMSG with why if it cannot be trusted. */
+static int target_read(struct redata *rd, const struct job *j, struct job_target *t,
+		       const char **why)
+{
+	char name[48], *buf = malloc(TARGET_MAX + 1), *mac;
+	ssize_t n = -1;
+	int fd, rc = -EBADMSG;
+
+	if (!buf)
+		return -ENOMEM;
+	job_file(j, "target", name);
+	if ((fd = journal_open(j->dirfd, name, O_RDONLY)) >= 0) {
+		n = read(fd, buf, TARGET_MAX + 1);
+		close(fd);
+	}
+	*why = "its record (JOB.target) is missing, not a regular file, or too long";
+	if (n > 0 && n <= TARGET_MAX) {
+		buf[n] = '\0';
+		mac = strstr(buf, "\nmac ");
+		*why = strncmp(buf, REDATA_MAGIC_UNSIGNED, strlen(REDATA_MAGIC_UNSIGNED)) == 0
+			   ? "it was written without a MAC (by kekfs 0daec58 or older)"
+			   : "its record (JOB.target) does not authenticate (forged or torn)";
+		mac = mac && strlen(mac) == 5 + JMAC_HEX + 1 ? mac + 1 : NULL;
+		if (mac)
+			mac[4 + JMAC_HEX] = '\0';
+		if (mac && jmac_verify(rd->cfg.kr, rd->cfg.vol, REDATA_MAC_KIND, j->id, buf,
+				       (size_t)(mac - buf), mac + 4) == 0)
+			rc = target_parse(buf, t);
+	}
+	free(buf);
+	return rc;
 }
 
 /* Removes a job's files; the directory is synced so a finished job never comes back. */
@@ -185,6 +276,55 @@ static int data_extent(int fd, off_t pos, off_t end, off_t *start, off_t *stop)
 	*start = d;
 	*stop = h < end ? h : end;
 	return 1;
+}
+
+/* Hashes the blocks of buf (bytes at off of a file) that are not all zeros, with their offsets. */
+static void hash_blocks(crypto_generichash_state *st, const uint8_t *buf, size_t n, uint64_t off)
+{
+	uint8_t le[8];
+
+	for (size_t i = 0, len; i < n; i += len) {
+		len = n - i < HASH_BLOCK ? n - i : HASH_BLOCK;
+		if (sodium_is_zero(buf + i, len))
+			continue;
+		put_le64(le, off + i);
+		crypto_generichash_update(st, le, sizeof(le));
+		crypto_generichash_update(st, buf + i, len);
+	}
+}
+
+/*
+ * BLAKE2b of the file on fd as read, holes and all-zero blocks left out: the same value
+ * whether the file system keeps a run of zeros as a hole or as data.
+ */
+static int content_hash(int fd, uint8_t out[JMAC_LEN])
+{
+	uint8_t *buf = malloc(REDATA_COPY), le[8];
+	crypto_generichash_state st;
+	struct stat sb;
+	off_t pos = 0, s, e;
+	ssize_t n = 0;
+	int rc = !buf ? -ENOMEM : fstat(fd, &sb) != 0 ? -errno : 1;
+
+	crypto_generichash_init(&st, NULL, 0, JMAC_LEN);
+	put_le64(le, rc == 1 ? (uint64_t)sb.st_size : 0);
+	crypto_generichash_update(&st, le, sizeof(le));
+	while (rc == 1 && (rc = data_extent(fd, pos, sb.st_size, &s, &e)) == 1) {
+		s = s - s % HASH_BLOCK < pos ? pos : s - s % HASH_BLOCK;
+		e = e % HASH_BLOCK == 0 ? e : e - e % HASH_BLOCK + HASH_BLOCK;
+		e = e < sb.st_size ? e : sb.st_size;
+		for (; rc == 1 && s < e; s += n) {
+			n = pread(fd, buf, e - s < REDATA_COPY ? (size_t)(e - s) : REDATA_COPY, s);
+			if (n <= 0)
+				rc = n < 0 ? -errno : -EIO;
+			else
+				hash_blocks(&st, buf, (size_t)n, (uint64_t)s);
+		}
+		pos = e;
+	}
+	free(buf);
+	crypto_generichash_final(&st, out, JMAC_LEN);
+	return rc;
 }
 
 /* Re-encrypts plaintext [off, end) of the file on fd into the job's file on jfd. */
@@ -320,9 +460,12 @@ static int job_apply(int jfd, int tfd, const struct job_target *t)
 
 /* ---- one file ---- */
 
-/* Writes the job's new file (contents and xattrs under a fresh DEK), then commits it. */
+/*
+ * Writes the job's new file (contents and xattrs under a fresh DEK) and its JOB.target, then
+ * commits it; returns the new file's fd (to be copied from: never opened again by name).
+ */
 static int job_prepare(struct redata *rd, const struct job *j, int fd, struct file_crypt *ofc,
-		       const struct job_target *t, uint8_t new_id[FILE_ID_LEN])
+		       struct job_target *t)
 {
 	struct file_crypt nfc = {0};
 	char name[48], ready[48];
@@ -331,7 +474,7 @@ static int job_prepare(struct redata *rd, const struct job *j, int fd, struct fi
 
 	job_file(j, "new", name);
 	job_file(j, "ready", ready);
-	jfd = openat(j->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	jfd = openat(j->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (jfd < 0)
 		return -errno;
 	rc = fileio_size(fd, &rd->vk.geom, &plain);
@@ -344,32 +487,29 @@ static int job_prepare(struct redata *rd, const struct job *j, int fd, struct fi
 	if (rc == 0)
 		rc = xattr_rekey_fd(jfd, rd->nk, ofc->dek, ofc->hdr.file_id, nfc.dek,
 				    nfc.hdr.file_id);
-	memcpy(new_id, nfc.hdr.file_id, FILE_ID_LEN);
+	memcpy(t->old_id, ofc->hdr.file_id, FILE_ID_LEN);
+	memcpy(t->new_id, nfc.hdr.file_id, FILE_ID_LEN);
 	fileio_drop(&nfc);
 	if (rc == 0 && fsync(jfd) != 0)
 		rc = -errno;
-	close(jfd);
 	if (rc == 0)
-		rc = target_write(j, t);
+		rc = content_hash(jfd, t->hash);
+	if (rc == 0)
+		rc = target_write(rd, j, t);
 	if (rc == 0 && renameat(j->dirfd, name, j->dirfd, ready) != 0) /* the commit */
 		rc = -errno;
 	if (rc == 0 && fsync(j->dirfd) != 0)
 		rc = -errno;
-	return rc;
+	if (rc != 0)
+		close(jfd);
+	return rc == 0 ? jfd : rc;
 }
 
-/* Copies the committed job over the target. */
-static int job_finish(const struct job *j, int tfd, const struct job_target *t)
+/* Copies the committed job's new file (open on jfd) over the target, then drops the job. */
+static int job_finish(const struct job *j, int jfd, int tfd, const struct job_target *t)
 {
-	char ready[48];
-	int jfd, rc;
+	int rc = job_apply(jfd, tfd, t);
 
-	job_file(j, "ready", ready);
-	jfd = openat(j->dirfd, ready, O_RDONLY | O_CLOEXEC);
-	if (jfd < 0)
-		return -errno;
-	rc = job_apply(jfd, tfd, t);
-	close(jfd);
 	if (rc == 0)
 		job_remove(j);
 	return rc;
@@ -385,7 +525,7 @@ static void target_describe(int fd, const struct stat *st, const char *bpath, st
 	t->ino = st->st_ino;
 	t->times[0] = st->st_atim;
 	t->times[1] = st->st_mtim;
-	snprintf(t->bpath, sizeof(t->bpath), "%s", bpath);
+	snprintf(t->bpath, sizeof(t->bpath), "%s", bpath + strspn(bpath, "/")); /* from the root */
 	t->fh.h.handle_bytes = MAX_HANDLE_SZ;
 	t->have_handle = name_to_handle_at(fd, "", &t->fh.h, &mount_id, AT_EMPTY_PATH) == 0;
 }
@@ -427,23 +567,24 @@ static int redata_locked(struct redata *rd, const struct job *j, int fd, const s
 {
 	struct file_crypt ofc = {0};
 	struct job_target t;
-	uint8_t new_id[FILE_ID_LEN] = {0};
-	int rc = fileio_load(fd, &rd->vk, &ofc);
+	int rc = fileio_load(fd, &rd->vk, &ofc), jfd = -1;
 
 	target_describe(fd, st, bpath, &t);
 	if (rc == 0)
-		rc = job_prepare(rd, j, fd, &ofc, &t, new_id);
-	if (rc != 0) {
+		rc = jfd = job_prepare(rd, j, fd, &ofc, &t);
+	if (rc < 0) {
 		job_remove(j); /* not committed: the file was not touched */
-	} else if ((rc = job_finish(j, fd, &t)) != 0) {
+	} else if ((rc = job_finish(j, jfd, fd, &t)) != 0) {
 		log_msg(LOG_ERR, "re-encrypt: a committed job could not be applied: %s",
 			strerror(-rc));
 		rc = -EINPROGRESS; /* the journal keeps it: finished at the next mount */
 	}
+	if (jfd >= 0)
+		close(jfd);
 	if (rc == 0 && ino)
 		inode_reload(rd, ino, fd);
 	if (ofc.dek || rc == 0)
-		redata_audit(rd, actor, ofc.hdr.file_id, new_id, rc);
+		redata_audit(rd, actor, ofc.hdr.file_id, t.new_id, rc);
 	fileio_drop(&ofc);
 	return rc;
 }
@@ -451,13 +592,10 @@ static int redata_locked(struct redata *rd, const struct job *j, int fd, const s
 /* A fresh job in the journal directory (created if missing). */
 static int job_new(struct redata *rd, struct job *j)
 {
-	uint8_t id[16];
-
 	j->dirfd = journal_dir_open(rd->cfg.backing_fd, 1);
 	if (j->dirfd < 0)
 		return j->dirfd;
-	randombytes_buf(id, sizeof(id));
-	sodium_bin2hex(j->id, sizeof(j->id), id, sizeof(id));
+	jmac_new_job(j->id);
 	return 0;
 }
 
@@ -540,42 +678,120 @@ int redata_file(struct redata *rd, const char *rel, const struct audit_actor *ac
 
 /* ---- after a crash ---- */
 
-/* The file a committed job was for, read-write; -ENOENT if it was deleted since. */
-static int target_find(struct redata *rd, struct job_target *t)
-{
-	const char *last;
-	struct stat st;
-	int fd = -1, dirfd;
+enum job_outcome { JOB_GONE, JOB_FINISHED, JOB_REFUSED };
 
-	if (t->have_handle)
-		fd = open_by_handle_at(rd->cfg.backing_fd, &t->fh.h, O_RDWR | O_CLOEXEC);
-	if (fd < 0 && (dirfd = namepath_open_parent(rd->cfg.backing_fd, t->bpath, &last)) >= 0) {
-		fd = openat(dirfd, last, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-		close(dirfd);
-	}
-	if (fd >= 0 && (fstat(fd, &st) != 0 || st.st_dev != t->dev || st.st_ino != t->ino)) {
-		close(fd);
-		fd = -1;
-	}
-	return fd >= 0 ? fd : -ENOENT;
+/* 1 if fd is a regular file and the inode JOB.target names. */
+static int is_target_inode(int fd, const struct job_target *t)
+{
+	struct stat st;
+
+	return fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == t->dev &&
+	       st.st_ino == t->ino;
 }
 
-/* Finishes one committed job; 1 if a file was finished, 0 if it is gone, or -errno. */
-static int job_resume(struct redata *rd, const struct job *j)
+/* 1 if fd holds a header of this volume (it opens here) with the job's old or new file id. */
+static int is_job_file(struct redata *rd, int fd, const struct job_target *t)
+{
+	uint8_t hdr[HEADER_LEN], *dek = secmem_alloc(DEK_LEN);
+	struct file_header h;
+	int ok = dek && pread(fd, hdr, HEADER_LEN, 0) == HEADER_LEN &&
+		 header_decode(hdr, rd->cfg.vol, &h) == HDR_OK &&
+		 (memcmp(h.file_id, t->old_id, FILE_ID_LEN) == 0 ||
+		  memcmp(h.file_id, t->new_id, FILE_ID_LEN) == 0) &&
+		 header_open_dek(&h, rd->cfg.vol, rd->cfg.kr, dek) == HDR_OK;
+
+	secmem_free(dek);
+	return ok;
+}
+
+/*
+ * The file a committed job was for, read-write, found beneath the backing root (or by its
+ * handle if renamed); -ENOENT if it was deleted or replaced since, -EPERM (why set) if the
+ * path leaves the volume or the file there does not carry the job's file id.
+ */
+static int target_find(struct redata *rd, struct job_target *t, const char **why)
+{
+	int fd = beneath_open(rd->cfg.backing_fd, t->bpath, O_RDWR);
+
+	if (fd == -EXDEV || fd == -ELOOP) {
+		*why = "its path leaves the volume (absolute, '..' or a symlink on the way)";
+		return -EPERM;
+	}
+	if (!is_target_inode(fd, t) && t->have_handle) {
+		if (fd >= 0)
+			close(fd);
+		fd = open_by_handle_at(rd->cfg.backing_fd, &t->fh.h,
+				       O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	}
+	if (!is_target_inode(fd, t)) {
+		if (fd >= 0)
+			close(fd);
+		return -ENOENT;
+	}
+	if (!is_job_file(rd, fd, t)) {
+		close(fd);
+		*why = "its target is not the kekfs file it was made for (another file id)";
+		return -EPERM;
+	}
+	return fd;
+}
+
+/* JOB.ready, open, if it still holds what JOB.target says was committed; why if not. */
+static int ready_open(const struct job *j, const struct job_target *t, const char **why)
+{
+	uint8_t hash[JMAC_LEN];
+	char ready[48];
+	int fd, rc;
+
+	job_file(j, "ready", ready);
+	fd = journal_open(j->dirfd, ready, O_RDONLY);
+	if (fd < 0) {
+		*why = "its new file (JOB.ready) is not a regular file";
+		return -EPERM;
+	}
+	rc = content_hash(fd, hash);
+	if (rc == 0 && sodium_memcmp(hash, t->hash, JMAC_LEN) != 0) {
+		*why = "its new file (JOB.ready) was changed after the commit";
+		rc = -EPERM;
+	}
+	if (rc != 0)
+		close(fd);
+	return rc == 0 ? fd : rc;
+}
+
+/* Finishes one committed job (only checks it, with check_only): a job_outcome or -errno. */
+static int job_resume(struct redata *rd, const struct job *j, const char **why)
 {
 	struct job_target t;
-	int fd, rc = target_read(j, &t);
+	int jfd = -1, fd = -1, rc = target_read(rd, j, &t, why);
 
-	if (rc != 0)
-		return rc;
-	fd = target_find(rd, &t);
-	if (fd == -ENOENT) {
-		job_remove(j);
-		return 0;
-	}
-	rc = job_finish(j, fd, &t);
-	close(fd);
-	return rc == 0 ? 1 : rc;
+	if (rc == 0)
+		rc = jfd = ready_open(j, &t, why);
+	if (rc >= 0)
+		rc = fd = target_find(rd, &t, why);
+	if (rc == -ENOENT && !rd->cfg.check_only)
+		job_remove(j); /* its file was deleted since: nothing to finish */
+	if (rc >= 0 && !rd->cfg.check_only)
+		rc = job_finish(j, jfd, fd, &t);
+	if (fd >= 0)
+		close(fd);
+	if (jfd >= 0)
+		close(jfd);
+	if (rc == -EBADMSG || rc == -EPERM)
+		return JOB_REFUSED;
+	return rc == -ENOENT ? JOB_GONE : rc < 0 ? rc : JOB_FINISHED;
+}
+
+/* A refused job: one log line, or the caller's report (fsck); the job stays in place. */
+static void job_refuse(struct redata *rd, const struct job *j, const char *why)
+{
+	if (rd->cfg.refused)
+		rd->cfg.refused(rd->cfg.refused_arg, j->id, why);
+	else
+		log_msg(LOG_ERR,
+			"re-encrypt: journal job %s refused, not applied: %s; it stays in "
+			".kekfs/%s for 'kekfs fsck' to report",
+			j->id, why, REDATA_DIR);
 }
 
 /* What a name in the journal directory is: its job id into j, and the suffix. */
@@ -583,11 +799,32 @@ static const char *job_of(const char *name, struct job *j)
 {
 	const char *dot = strchr(name, '.');
 
-	if (!dot || dot - name != 32)
+	if (!dot || dot - name != JMAC_JOB_HEX)
 		return NULL;
-	memcpy(j->id, name, 32);
-	j->id[32] = '\0';
+	memcpy(j->id, name, JMAC_JOB_HEX);
+	j->id[JMAC_JOB_HEX] = '\0';
 	return dot + 1;
+}
+
+/* One entry of the journal directory: a committed job resumed, an uncommitted one dropped. */
+static int journal_entry(struct redata *rd, struct job *j, const char *suffix, int *finished)
+{
+	const char *why = "";
+	struct stat st;
+	char ready[48];
+	int one;
+
+	if (strcmp(suffix, "ready") != 0) {
+		job_file(j, "ready", ready);
+		if (!rd->cfg.check_only && fstatat(j->dirfd, ready, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			job_remove(j); /* never committed: the file was not touched */
+		return 0;
+	}
+	one = job_resume(rd, j, &why);
+	if (one == JOB_REFUSED)
+		job_refuse(rd, j, why);
+	*finished += one == JOB_FINISHED;
+	return one < 0 ? one : 0;
 }
 
 int redata_resume(struct redata *rd, char *err, size_t err_size)
@@ -597,21 +834,13 @@ int redata_resume(struct redata *rd, char *err, size_t err_size)
 	DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
 	const char *suffix;
 	struct dirent *de;
-	char name[48];
 
 	if (j.dirfd == -ENOENT)
 		return 0;
-	while (d && (de = readdir(d)) != NULL) {
-		if (!(suffix = job_of(de->d_name, &j)))
-			continue;
-		job_file(&j, "ready", name);
-		if (strcmp(suffix, "ready") == 0 && (one = job_resume(rd, &j)) < 0)
+	while (d && (de = readdir(d)) != NULL)
+		if ((suffix = job_of(de->d_name, &j)) &&
+		    (one = journal_entry(rd, &j, suffix, &finished)) < 0)
 			rc = rc ? rc : one;
-		else if (strcmp(suffix, "ready") == 0)
-			finished += one;
-		else if (faccessat(j.dirfd, name, F_OK, 0) != 0)
-			job_remove(&j); /* never committed: the file was not touched */
-	}
 	if (!d)
 		rc = j.dirfd < 0 ? j.dirfd : -errno;
 	if (d)
@@ -624,7 +853,7 @@ int redata_resume(struct redata *rd, char *err, size_t err_size)
 		snprintf(err, err_size,
 			 "an interrupted re-encryption (.kekfs/%s) cannot be finished: %s",
 			 REDATA_DIR, strerror(-rc));
-	else if (finished)
+	else if (finished && !rd->cfg.check_only)
 		log_msg(LOG_NOTICE, "re-encrypt: finished %d file%s interrupted by a crash",
 			finished, finished == 1 ? "" : "s");
 	return rc < 0 ? rc : finished;

@@ -8,6 +8,11 @@
  * file in place. The file keeps its inode, so hard links, open handles and the kernel's page
  * cache (the plaintext does not change) all stay right. A JOB.ready found later (after a
  * crash) is copied again before the volume is used; a JOB.new alone is thrown away. No FUSE.
+ *
+ * The backing directory may be written by others, so JOB.target carries a MAC (journal_mac.h)
+ * over everything it says, both file ids and the hash of JOB.ready, bound to the volume and
+ * the job id. A job that fails it, whose path leaves the volume, or whose file does not carry
+ * its file id is refused, never applied, and left in place for fsck to report.
  */
 #ifndef KEKFS_REDATA_H
 #define KEKFS_REDATA_H
@@ -26,6 +31,10 @@ struct redata_config {
 	const struct keyring *kr;   /* unlocked */
 	const char *audit_dir;	    /* BACKING/.kekfs */
 	struct inode_table *inodes; /* the daemon's inodes when mounted, NULL offline */
+	int check_only;		    /* redata_resume only checks the journal (fsck) */
+	/* Called for each job redata_resume refuses (else it logs one line); may be NULL */
+	void (*refused)(void *arg, const char *job, const char *why);
+	void *refused_arg;
 };
 
 struct redata;
@@ -44,8 +53,9 @@ int redata_file(struct redata *rd, const char *rel, const struct audit_actor *ac
 
 /*
  * Finishes every job a crash left committed, and removes uncommitted ones. Run before the
- * volume is used (mount, offline commands). Returns how many files it finished, or -errno
- * with one line in err (the journal is kept: the next run tries again).
+ * volume is used (mount, offline commands). Refused jobs are reported and kept. Returns how
+ * many files it finished (with check_only: would finish), or -errno with one line in err
+ * (the journal is kept: the next run tries again).
  */
 int redata_resume(struct redata *rd, char *err, size_t err_size);
 

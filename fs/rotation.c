@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "journal_mac.h"
 #include "log.h"
 #include "walk.h"
 
@@ -253,7 +254,7 @@ int rotation_start(struct rotation *r, int force, const struct audit_actor *acto
 	r->stop = 1;
 	pthread_mutex_unlock(&r->lock);
 	rotation_join(r);
-	rc = volume_marker_set(r->cfg.backing_fd, REWRAP_MARKER, 1);
+	rc = marker_write(r->cfg.backing_fd, r->cfg.vol, r->cfg.kr, REWRAP_MARKER);
 	if (rc == 0 && keyring_rotate(r->cfg.kr, r->cfg.keyring_path, material, version) != KR_OK)
 		rc = errno ? -errno : -EIO;
 	if (rc == 0 &&
@@ -271,9 +272,16 @@ int rotation_start(struct rotation *r, int force, const struct audit_actor *acto
 
 int rotation_resume(struct rotation *r)
 {
+	enum marker_state m =
+	    marker_check(r->cfg.backing_fd, r->cfg.vol, r->cfg.kr, REWRAP_MARKER, NULL);
 	int rc = 0;
 
-	if (!rotation_pending(r->cfg.backing_fd))
+	if (m == MARKER_UNAUTHENTICATED)
+		log_msg(LOG_ERR,
+			"re-wrap: .kekfs/%s is not authenticated (forged, or left by kekfs "
+			"0daec58 or older): no re-wrap resumes from it; see 'kekfs fsck'",
+			REWRAP_MARKER);
+	if (m != MARKER_AUTHENTIC)
 		return 0;
 	pthread_mutex_lock(&r->lock);
 	if (!r->st.running)

@@ -48,7 +48,10 @@ struct rotation *rotation_new(const struct rotation_config *cfg);
 int rotation_start(struct rotation *r, int force, const struct audit_actor *actor,
 		   const uint8_t *material, uint32_t *version);
 
-/* Starts a re-wrap left unfinished (the marker is there); 0 if none was needed. */
+/*
+ * Starts a re-wrap left unfinished (an authentic marker is there; one without a valid MAC is
+ * logged and ignored); 0 if none was needed.
+ */
 int rotation_resume(struct rotation *r);
 
 void rotation_get_status(struct rotation *r, struct rotation_status *st);

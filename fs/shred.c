@@ -17,6 +17,7 @@
 #include "../keyring/hoststate.h"
 #include "census.h"
 #include "fileio.h"
+#include "journal_mac.h"
 #include "log.h"
 #include "namedir.h"
 #include "walk.h"
@@ -551,9 +552,21 @@ void seal_guarantee_print(const struct shred *s, FILE *out)
 	    (unsigned long long)keyring_generation(kr), dir);
 }
 
-int seal_pending(int backing_fd)
+enum marker_state seal_marker_state(int backing_fd, const struct volume *vol,
+				    const struct keyring *kr)
 {
-	return volume_marker_present(backing_fd, SEAL_MARKER);
+	uint32_t set_on = 0;
+	enum marker_state m = marker_check(backing_fd, vol, kr, SEAL_MARKER, &set_on);
+
+	/* set once the seal's rotation is done: one from before a later rotation is replayed */
+	if (m == MARKER_AUTHENTIC && set_on != keyring_active_version(kr))
+		m = MARKER_UNAUTHENTICATED;
+	return m;
+}
+
+int seal_pending(struct shred *s)
+{
+	return seal_marker_state(s->cfg.backing_fd, s->cfg.vol, s->cfg.kr) == MARKER_AUTHENTIC;
 }
 
 /* Destroys KEK version v if it is not yet; appends what happened to msg. */
@@ -662,15 +675,24 @@ int seal_start(struct shred *s, const struct audit_actor *actor, uint32_t *versi
 		return -EROFS;
 	if (seal_running(s))
 		return -EBUSY;
-	rc = volume_marker_set(s->cfg.backing_fd, SEAL_MARKER, 1);
+	/* after the rotation: the marker names the KEK it made active (a replay cannot match) */
+	rc = rotation_start(s->cfg.rot, 1, actor, NULL, version);
 	if (rc == 0)
-		rc = rotation_start(s->cfg.rot, 1, actor, NULL, version);
+		rc = marker_write(s->cfg.backing_fd, s->cfg.vol, s->cfg.kr, SEAL_MARKER);
 	return rc == 0 ? seal_spawn(s) : rc;
 }
 
 int seal_resume(struct shred *s)
 {
-	if (!s->cfg.rot || !seal_pending(s->cfg.backing_fd))
+	enum marker_state m = seal_marker_state(s->cfg.backing_fd, s->cfg.vol, s->cfg.kr);
+
+	if (m == MARKER_UNAUTHENTICATED)
+		log_msg(LOG_ERR,
+			"seal: .kekfs/%s is not authenticated or is stale (forged, replayed, "
+			"or left by kekfs 0daec58 or older): ignored, no KEK destroyed; see "
+			"'kekfs fsck'",
+			SEAL_MARKER);
+	if (!s->cfg.rot || m != MARKER_AUTHENTIC)
 		return 0;
 	log_msg(LOG_NOTICE, "seal: resuming an unfinished seal");
 	rotation_resume(s->cfg.rot);

@@ -15,6 +15,7 @@
 #include "../keyring/audit.h"
 #include "header.h"
 #include "inode_table.h"
+#include "journal_mac.h"
 #include "rotation.h"
 #include "volume.h"
 
@@ -59,16 +60,27 @@ int shred_path(struct shred *s, const char *rel, int recursive, const struct aud
 int shred_verify_header(const struct volume *vol, const struct keyring *kr,
 			const uint8_t hdr[HEADER_LEN], char *msg, size_t msg_size);
 
-/* 1 if a seal was left unfinished in the volume at backing_fd. */
-int seal_pending(int backing_fd);
+/*
+ * The seal marker in the volume at backing_fd: authentic only with a valid MAC and set while
+ * the active KEK was active (a seal sets it after its rotation); a replayed older one counts
+ * as unauthenticated.
+ */
+enum marker_state seal_marker_state(int backing_fd, const struct volume *vol,
+				    const struct keyring *kr);
 
-/* Starts a seal in the background (mounted): marker, rotation, then destroy old KEKs. */
+/* 1 if a seal was left unfinished (an authentic marker) in the volume of s. */
+int seal_pending(struct shred *s);
+
+/* Starts a seal in the background (mounted): rotation, marker, then destroy old KEKs. */
 int seal_start(struct shred *s, const struct audit_actor *actor, uint32_t *version);
 
 /* 1 while a seal runs: key changes (rotate, keys, another seal) wait for it. */
 int seal_running(struct shred *s);
 
-/* Finishes a seal left unfinished, in the background; 0 if none was pending. */
+/*
+ * Finishes a seal left unfinished, in the background; 0 if none was pending. A marker that
+ * is not authentic is logged and ignored: it never destroys a KEK.
+ */
 int seal_resume(struct shred *s);
 
 /* Waits for a seal started here to end; its last status line in msg. 0 if it finished. */

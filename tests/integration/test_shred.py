@@ -175,11 +175,13 @@ def test_seal_old_copy():
 
 def test_seal_resumes_at_mount():
     """A seal whose marker is left (daemon killed) finishes at the next mount."""
+    from test_hostile_journal import kill_during_seal
     with Volume(names="plaintext") as v:
         write_file(v.path("a"), b"a" * 5000)
         v.umount()
         kekfs_ok("rotate", *(v.key_args() + [v.backing]))  # v2 active, v1 decrypt-only
-        open(v.bpath(".kekfs", "seal-pending"), "w").close()
+        v.mount()
+        kill_during_seal(v)  # an empty marker is an attacker's (test_hostile_journal)
         v.mount()
         from kekfs_harness import wait_for
         assert wait_for(lambda: not os.path.exists(v.bpath(".kekfs", "seal-pending")), 60,
