@@ -829,6 +829,8 @@ int keyring_load(const char *path, const uint8_t volume_id[KEYRING_VOLUME_ID_LEN
 
 	if (rc == -ENOENT)
 		return KR_ERR_MISSING;
+	if (rc == BACKING_ERR_TOO_BIG)
+		return KR_ERR_CORRUPT; /* no keyring is that large: not a keyring */
 	if (rc != 0) {
 		errno = -rc;
 		return KR_ERR_IO;
