@@ -4,12 +4,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -17,6 +15,7 @@
 
 #include "../crypto/bytes.h"
 #include "../crypto/secmem.h"
+#include "backing.h"
 #include "fileio.h"
 #include "journal_mac.h"
 #include "log.h"
@@ -90,12 +89,7 @@ void redata_free(struct redata *rd)
 /* Opens path beneath root_fd, never through a symlink: -EXDEV if it would leave root_fd. */
 static int beneath_open(int root_fd, const char *path, int flags)
 {
-	struct open_how how = {.flags = (uint64_t)(flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC),
-			       .resolve =
-				   RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
-	long fd = syscall(SYS_openat2, root_fd, path, &how, sizeof(how));
-
-	return fd < 0 ? -errno : (int)fd;
+	return backing_open_beneath(root_fd, path, flags | O_NONBLOCK);
 }
 
 /* A journal file, opened only if it is a regular file (never a FIFO, never followed). */
