@@ -24,7 +24,7 @@ KEYRING_SRC := keyring/keyring.c keyring/wrapslot.c keyring/atomic_file.c keyrin
 FSCORE_SRC  := fs/volume.c fs/header.c fs/chunk.c fs/fileio.c fs/objcrypt.c fs/log.c \
 	       fs/inode_table.c fs/rotation.c fs/control.c \
 	       fs/walk.c fs/census.c fs/names.c fs/namedir.c fs/shred.c fs/redata.c fs/fsck.c fs/parallel.c fs/rangelock.c
-FUSE_SRC    := fs/fuse_ops.c
+FUSE_SRC    := fs/fuse_ops.c fs/spacewatch.c
 CLI_SRC     := cli/main.c cli/secret.c cli/unlock.c cli/mounts.c cli/cmd_init.c \
 	       cli/cmd_mount.c cli/cmd_keys.c cli/notify.c cli/keysource.c cli/mount_helper.c \
 	       cli/cmd_path.c cli/cmd_shred.c cli/target.c cli/cmd_redata.c cli/spawn.c \
