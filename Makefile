@@ -26,7 +26,7 @@ FSCORE_SRC  := fs/volume.c fs/header.c fs/chunk.c fs/fileio.c fs/objcrypt.c fs/l
 	       fs/walk.c fs/census.c fs/names.c fs/namedir.c fs/shred.c fs/redata.c fs/fsck.c fs/parallel.c fs/rangelock.c \
 	       fs/volume_lock.c
 FSCORE_SRC  += fs/backing.c fs/journal_mac.c
-FUSE_SRC    := fs/fuse_ops.c
+FUSE_SRC    := fs/fuse_ops.c fs/spacewatch.c
 CLI_SRC     := cli/main.c cli/secret.c cli/unlock.c cli/mounts.c cli/cmd_init.c \
 	       cli/cmd_mount.c cli/cmd_keys.c cli/notify.c cli/keysource.c cli/mount_helper.c \
 	       cli/cmd_path.c cli/cmd_shred.c cli/target.c cli/cmd_redata.c cli/spawn.c \

@@ -466,7 +466,8 @@ static int mount_run(struct mount_opts *o, int status_fd)
 		close(backing_fd);
 		goto out;
 	}
-	cfg = (struct kekfs_fs_config){.backing_fd = backing_fd, .vol = &vol, .kr = kr};
+	cfg = (struct kekfs_fs_config){
+	    .backing_fd = backing_fd, .vol = &vol, .kr = kr, .mountpoint = o->mountpoint};
 	fs = kekfs_fs_new(&cfg);
 	if (!fs) {
 		cli_error("out of memory");

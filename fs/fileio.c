@@ -519,6 +519,24 @@ ssize_t fileio_write_inside(int fd, const struct volume_keys *vk, struct file_cr
 	return write_sized(fd, vk, fc, buf, n, off, 1);
 }
 
+int fileio_reserve(int fd, const struct chunk_geom *g, uint64_t plain_end)
+{
+	struct stat st;
+	uint64_t need = geom_backing_size(g, plain_end);
+	int rc;
+
+	if (fstat(fd, &st) != 0)
+		return -errno;
+	if (need <= (uint64_t)st.st_size ||
+	    fallocate(fd, FALLOC_FL_KEEP_SIZE, st.st_size, (off_t)need - st.st_size) == 0 ||
+	    errno == EOPNOTSUPP)
+		return 0;
+	rc = -errno; /* give back what the failed call took: the disk is full enough */
+	fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, st.st_size,
+		  (off_t)need - st.st_size);
+	return rc;
+}
+
 /* Shrinks to size > 0: re-seal the chunk holding the new end as final, then cut the rest. */
 static int file_shrink(int fd, const struct volume_keys *vk, struct file_crypt *fc, uint64_t cur,
 		       uint64_t size)

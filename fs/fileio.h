@@ -62,6 +62,14 @@ ssize_t fileio_write(int fd, const struct volume_keys *vk, struct file_crypt *fc
 ssize_t fileio_write_inside(int fd, const struct volume_keys *vk, struct file_crypt *fc,
 			    const char *buf, size_t n, uint64_t off);
 
+/*
+ * Reserves the backing space for the file to grow to plain_end bytes (nothing if it is that
+ * long), so that a growing write on a nearly full disk fails with ENOSPC before it changes a
+ * byte: a growing pwrite cut short by the disk would leave the old final chunk rewritten
+ * (EIO). 0 or -errno; what a failed reservation took is given back.
+ */
+int fileio_reserve(int fd, const struct chunk_geom *g, uint64_t plain_end);
+
 /* Sets the plaintext size; to 0 re-keys the file (new file id and DEK). */
 int fileio_truncate(int fd, const struct volume_keys *vk, struct file_crypt *fc, uint64_t size);
 

@@ -31,6 +31,7 @@
 #include "log.h"
 #include "namedir.h"
 #include "objcrypt.h"
+#include "spacewatch.h"
 
 #define ATTR_TIMEOUT 1.0
 #define MAX_IO (1u << 20)
@@ -46,6 +47,10 @@ struct khandle {
 	struct open_handle link; /* first member */
 	int fd;
 	int append;
+	fuse_ino_t ino;
+	int cached_writer; /* open for writing through the kernel's writeback cache */
+	int write_only;
+	_Atomic int refused; /* an O_RDWR cached writer is refused once per low-space spell */
 };
 
 struct kdir {
@@ -69,6 +74,7 @@ struct kekfs_fs {
 	_Atomic uint64_t init_unique; /* the INIT request until replied to (KILLPRIV_V2 below) */
 	int killpriv_offered;	      /* the kernel offered FUSE_HANDLE_KILLPRIV_V2 */
 	struct fuse_session *se;      /* for cache invalidation after a shred; NULL before mount */
+	struct spacewatch space;      /* the backing file system's free space (a full disk) */
 	pthread_mutex_t handles_lock;
 	struct open_handle handles; /* list head */
 };
@@ -407,7 +413,72 @@ static void kekfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_
 	fuse_reply_none(req);
 }
 
-static void kekfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/*
+ * ---- a full disk ----
+ * With the writeback cache, write(2) only fills the kernel's page cache and the WRITE comes
+ * later, so ENOSPC would reach only fsync or close, and the kernel would keep a size that was
+ * never stored. While the backing file system has less room than the kernel may hold dirty
+ * for the mount (fs/spacewatch.h), opens for writing therefore get direct I/O (each write(2)
+ * is a WRITE and gets its error), and the cached writers opened before are turned away: the
+ * kernel asks GETATTR before a cached write(2) when the attributes are invalid, and the
+ * reply's error fails that write(2) before anything is cached.
+ */
+
+/* The disk just got low: each cached writer's next write(2) asks GETATTR first, to be refused.
+ * Only attributes are invalidated (offset -1): no page is touched, so no reply is awaited. */
+static void cached_writers_turn_away(struct kekfs_fs *fs)
+{
+	struct open_handle *h;
+
+	if (!fs->se)
+		return;
+	pthread_mutex_lock(&fs->handles_lock);
+	for (h = fs->handles.next; h != &fs->handles; h = h->next)
+		if (!h->is_dir && ((struct khandle *)h)->cached_writer)
+			fuse_lowlevel_notify_inval_inode(fs->se, ((struct khandle *)h)->ino, -1, 0);
+	pthread_mutex_unlock(&fs->handles_lock);
+}
+
+/* Whether a GETATTR on handle h is a cached write(2) to fail with ENOSPC. An O_WRONLY handle
+ * asks only to write or to seek to the end; an O_RDWR one may be reading, so it is refused
+ * once per low spell, which stops writers that stop at an error (dd, cp, rsync, tar). */
+static int cached_write_refused(struct kekfs_fs *fs, struct khandle *h)
+{
+	int turned, low;
+
+	if (!h->cached_writer)
+		return 0;
+	low = spacewatch_low(&fs->space, &turned);
+	if (turned)
+		cached_writers_turn_away(fs);
+	if (!low) {
+		atomic_store(&h->refused, 0);
+		return 0;
+	}
+	return !atomic_exchange(&h->refused, 1) || h->write_only;
+}
+
+/* Opens for writing are direct I/O while the disk is low, so that write(2) sees ENOSPC. */
+static void write_mode_choose(struct kekfs_fs *fs, struct khandle *h, struct kinode *ino,
+			      struct fuse_file_info *fi)
+{
+	int turned = 0;
+
+	h->ino = (fuse_ino_t)(uintptr_t)ino;
+	h->cached_writer = 0;
+	h->write_only = (fi->flags & O_ACCMODE) == O_WRONLY;
+	atomic_init(&h->refused, 0);
+	if (!fs->writeback || (fi->flags & O_ACCMODE) == O_RDONLY)
+		return;
+	if (spacewatch_low(&fs->space, &turned))
+		fi->direct_io = 1;
+	else
+		h->cached_writer = 1;
+	if (turned)
+		cached_writers_turn_away(fs);
+}
+
+static void attr_reply(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *node = inode_of(req, ino);
@@ -426,6 +497,15 @@ static void kekfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+}
+
+/* A GETATTR with a handle comes from read(2), write(2) or lseek(2), never from stat(2). */
+static void kekfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	if (fi && cached_write_refused(fs_of(req), handle_of(fi)))
+		fuse_reply_err(req, ENOSPC);
+	else
+		attr_reply(req, ino, fi);
 }
 
 /* Truncates a regular file, through the handle's fd if there is one. */
@@ -507,7 +587,7 @@ static void kekfs_setattr(fuse_req_t req, fuse_ino_t ino_id, struct stat *attr, 
 		suidgid_kill(ino->fd, req_kill_suidgid);
 	unpin(fs, ino);
 	if (rc == 0)
-		kekfs_getattr(req, ino_id, fi);
+		attr_reply(req, ino_id, fi);
 	else
 		fuse_reply_err(req, errno_for_kernel(rc));
 }
@@ -926,6 +1006,7 @@ static int handle_open(struct kekfs_fs *fs, struct kinode *ino, int fd, struct f
 	h->fd = fd;
 	/* With the writeback cache the kernel appends itself and sends the right offsets. */
 	h->append = !fs->writeback && (fi->flags & O_APPEND) != 0;
+	write_mode_choose(fs, h, ino, fi);
 	handle_track(fs, &h->link, 0);
 	fi->fh = (uintptr_t)h;
 	return 0;
@@ -1098,6 +1179,8 @@ static void kekfs_write(fuse_req_t req, fuse_ino_t ino_id, const char *buf, size
 	if (h->append || !write_in_place(fs, ino, h->fd, buf, size, at, &n)) {
 		pthread_rwlock_wrlock(&ino->lock);
 		n = h->append ? fileio_size(h->fd, &fs->vk.geom, &at) : 0;
+		if (n == 0 && atomic_load(&fs->space.low)) /* a full disk fails it cleanly */
+			n = fileio_reserve(h->fd, &fs->vk.geom, at + size);
 		if (n == 0)
 			n = fileio_write(h->fd, &fs->vk, &ino->fc, buf, size, at);
 		if (n > 0)
@@ -1111,6 +1194,10 @@ static void kekfs_write(fuse_req_t req, fuse_ino_t ino_id, const char *buf, size
 	} else {
 		fuse_reply_write(req, (size_t)n);
 	}
+	/* After the reply: the free-space check is off the request's latency. */
+	if (n < 0 ? (n == -ENOSPC || n == -EDQUOT) && spacewatch_full(&fs->space)
+		  : spacewatch_wrote(&fs->space, (uint64_t)n))
+		cached_writers_turn_away(fs);
 }
 
 static void kekfs_fallocate(fuse_req_t req, fuse_ino_t ino_id, int mode, off_t off, off_t len,
@@ -1833,6 +1920,8 @@ struct kekfs_fs *kekfs_fs_new(const struct kekfs_fs_config *cfg)
 	malloc_arenas_limit();
 	fs->vk.pool = crypto_pool_new(); /* NULL: every request runs on its own thread */
 	fs->is_root = geteuid() == 0;
+	spacewatch_init(&fs->space, cfg->backing_fd, cfg->mountpoint, fs->vk.geom.size,
+			fs->vk.geom.overhead);
 	pthread_mutex_init(&fs->handles_lock, NULL);
 	fs->handles.next = fs->handles.prev = &fs->handles;
 	return fs;
@@ -1861,6 +1950,7 @@ void kekfs_fs_free(struct kekfs_fs *fs)
 	inode_table_free(fs->inodes);
 	name_keys_free(fs->nk);
 	par_pool_free(fs->vk.pool);
+	spacewatch_destroy(&fs->space);
 	pthread_mutex_destroy(&fs->handles_lock);
 	free(fs);
 }

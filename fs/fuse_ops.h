@@ -13,6 +13,7 @@ struct kekfs_fs_config {
 	int backing_fd; /* O_PATH fd of the backing directory; the fs takes ownership */
 	struct volume *vol;
 	struct keyring *kr;
+	const char *mountpoint; /* to find the mount's dirty-page limit; may be NULL */
 };
 
 struct kekfs_fs;
