@@ -138,6 +138,17 @@ def _kill_rounds():
     return int(os.environ.get("KEKFS_KILL_ROUNDS", "100"))
 
 
+def _exited(pid):
+    """Whether every thread of pid has exited (its files, locks among them, are closed):
+    the pid is gone, or a zombie whose only task left is its leader. init may reap late."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state in ("Z", "X") and len(os.listdir("/proc/%d/task" % pid)) <= 1
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
 def test_kill9_during_rewrap_resumes():
     """kill -9 at random points of the re-wrap; after each remount every file opens, and the
     re-wrap resumes and completes."""
@@ -152,9 +163,8 @@ def test_kill9_during_rewrap_resumes():
             for pid in pids:
                 os.kill(pid, signal.SIGKILL)
             # the volume's lock goes with the daemon's last thread, after its leader is a
-            # zombie: until the pid is gone, a new mount is refused as a second daemon
-            assert wait_for(lambda: not any(os.path.exists("/proc/%d" % p) for p in pids),
-                            10), "kill -9 ignored"
+            # zombie: until then a new mount is refused as a second daemon
+            assert wait_for(lambda: all(_exited(p) for p in pids), 10), "kill -9 ignored"
             force_unmount(v.mnt)
             pending = os.path.exists(v.bpath(".kekfs", "rewrap-pending"))
             interrupted += pending
