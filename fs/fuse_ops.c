@@ -1814,6 +1814,7 @@ static void kekfs_init(void *userdata, struct fuse_conn_info *conn)
 		log_msg(LOG_WARNING,
 			"cannot reopen inodes by file handle (needs CAP_DAC_READ_SEARCH "
 			"and a backing filesystem that exports handles): one fd per cached inode");
+	spacewatch_start(&fs->space);
 	conn->max_write = MAX_IO;
 	conn->max_readahead = MAX_IO;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)

@@ -127,6 +127,11 @@ void spacewatch_init(struct spacewatch *sw, int backing_fd, const char *mountpoi
 	pthread_mutex_init(&sw->check_lock, NULL);
 }
 
+void spacewatch_start(struct spacewatch *sw)
+{
+	(void)check(sw);
+}
+
 void spacewatch_destroy(struct spacewatch *sw)
 {
 	if (sw->limit_fd >= 0)

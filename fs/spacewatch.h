@@ -32,6 +32,10 @@ void spacewatch_init(struct spacewatch *sw, int backing_fd, const char *mountpoi
 		     uint64_t overhead);
 void spacewatch_destroy(struct spacewatch *sw);
 
+/* Finds the mount's dirty limit and checks once. Called at FUSE INIT, when the mount exists,
+ * so that the watcher's one fd is open from the start rather than at some later write. */
+void spacewatch_start(struct spacewatch *sw);
+
 /*
  * Counts bytes just written; checks the free space every few MiB. Returns 1 when this call
  * found the disk newly low (the caller then turns its cached writers away), else 0.
