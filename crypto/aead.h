@@ -33,8 +33,9 @@ size_t aead_overhead(int cipher);
  * Encrypts len bytes of pt into out as nonce || ciphertext || tag, with a fresh random
  * nonce. out must hold len + aead_overhead(cipher) bytes. Returns 0 or -EINVAL/-EIO.
  */
-int aead_seal(int cipher, const uint8_t key[AEAD_KEY_LEN], const uint8_t *aad, size_t aad_len,
-	      const uint8_t *pt, size_t len, uint8_t *out);
+__attribute__((warn_unused_result)) int aead_seal(int cipher, const uint8_t key[AEAD_KEY_LEN],
+						  const uint8_t *aad, size_t aad_len,
+						  const uint8_t *pt, size_t len, uint8_t *out);
 
 /*
  * Authenticates and decrypts in (nonce || ciphertext || tag, in_len bytes) into pt.

@@ -9,8 +9,11 @@
 /* nonce (24) || wrapped key (32) || tag (16) */
 #define KEYWRAP_LEN 72
 
-void key_wrap(const uint8_t kek[KEYWRAP_KEY_LEN], const uint8_t *aad, size_t aad_len,
-	      const uint8_t key[KEYWRAP_KEY_LEN], uint8_t out[KEYWRAP_LEN]);
+/* 0, or -EINVAL/-EIO from the AEAD: out then holds no wrap and must not be written. */
+__attribute__((warn_unused_result)) int key_wrap(const uint8_t kek[KEYWRAP_KEY_LEN],
+						 const uint8_t *aad, size_t aad_len,
+						 const uint8_t key[KEYWRAP_KEY_LEN],
+						 uint8_t out[KEYWRAP_LEN]);
 
 /* Returns 0, or -EBADMSG when the wrapping key is wrong or the wrap or AAD was altered. */
 int key_unwrap(const uint8_t kek[KEYWRAP_KEY_LEN], const uint8_t *aad, size_t aad_len,

@@ -1522,8 +1522,12 @@ static void setxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name,
 	sealed = malloc(size + OBJ_OVERHEAD);
 	rc = sealed ? xattr_key_get(fs, ino, &xk) : -ENOMEM;
 	if (rc == 0) {
-		xattr_seal(xk.key, xk.file_id, name, value, size, sealed);
-		rc = setxattr(proc, bname, sealed, size + OBJ_OVERHEAD, flags) == 0 ? 0 : -errno;
+		rc = xattr_seal(xk.key, xk.file_id, name, value, size, sealed);
+		if (rc == 0)
+			rc = setxattr(proc, bname, sealed, size + OBJ_OVERHEAD, flags) == 0 ? 0
+											   : -errno;
+		else
+			log_file_error(fs, ino, "an xattr value could not be sealed");
 		xattr_key_put(&xk);
 	}
 	free(sealed);

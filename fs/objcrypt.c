@@ -32,13 +32,15 @@ static size_t xattr_aad(uint8_t *aad, const uint8_t *file_id, const char *name)
 	return 16 + FILE_ID_LEN + nlen;
 }
 
-void xattr_seal(const uint8_t key[32], const uint8_t *file_id, const char *name, const void *val,
-		size_t len, uint8_t *out)
+int xattr_seal(const uint8_t key[32], const uint8_t *file_id, const char *name, const void *val,
+	       size_t len, uint8_t *out)
 {
 	uint8_t aad[XATTR_AAD_MAX];
 
-	(void)aead_seal(AEAD_XCHACHA20_POLY1305, key, aad, xattr_aad(aad, file_id, name), val, len,
-			out);
+	return aead_seal(AEAD_XCHACHA20_POLY1305, key, aad, xattr_aad(aad, file_id, name), val, len,
+			 out) == 0
+		   ? 0
+		   : -EIO;
 }
 
 int xattr_open(const uint8_t key[32], const uint8_t *file_id, const char *name, const uint8_t *in,
@@ -56,13 +58,16 @@ static int xattr_rekey_one(int fd, const char *name, const char *pname, const ui
 			   uint8_t *sealed, uint8_t *plain)
 {
 	ssize_t n = fgetxattr(fd, name, sealed, XATTR_VALUE_MAX);
+	int rc;
 
 	if (n < 0)
 		return errno == ENODATA ? 0 : -errno;
 	if (xattr_open(old_key, old_id, pname, sealed, (size_t)n, plain) != 0)
 		return -EBADMSG;
-	xattr_seal(new_key, new_id, pname, plain, (size_t)n - OBJ_OVERHEAD, sealed);
+	rc = xattr_seal(new_key, new_id, pname, plain, (size_t)n - OBJ_OVERHEAD, sealed);
 	sodium_memzero(plain, (size_t)n);
+	if (rc != 0)
+		return rc;
 	return fsetxattr(fd, name, sealed, (size_t)n, XATTR_REPLACE) == 0 ? 0 : -errno;
 }
 
@@ -115,8 +120,11 @@ int symlink_seal(const uint8_t name_key[32], const uint8_t volume_id[16], const 
 	sealed = malloc(len + OBJ_OVERHEAD);
 	if (!sealed)
 		return -ENOMEM;
-	(void)aead_seal(AEAD_XCHACHA20_POLY1305, name_key, aad, symlink_aad(aad, volume_id),
-			(const uint8_t *)target, len, sealed);
+	if (aead_seal(AEAD_XCHACHA20_POLY1305, name_key, aad, symlink_aad(aad, volume_id),
+		      (const uint8_t *)target, len, sealed) != 0) {
+		free(sealed);
+		return -EIO;
+	}
 	sodium_bin2base64(out, out_size, sealed, len + OBJ_OVERHEAD,
 			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	free(sealed);

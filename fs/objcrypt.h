@@ -21,8 +21,10 @@
 int xattr_is_encrypted(const char *name);
 
 /* Seals an xattr value; file_id is NULL for objects without a header. out: len + 40. */
-void xattr_seal(const uint8_t key[32], const uint8_t *file_id, const char *name, const void *val,
-		size_t len, uint8_t *out);
+/* 0, or -EIO when the AEAD fails (out then holds nothing to store). */
+__attribute__((warn_unused_result)) int xattr_seal(const uint8_t key[32], const uint8_t *file_id,
+						   const char *name, const void *val, size_t len,
+						   uint8_t *out);
 
 /* Opens a sealed value into out (in_len - 40 bytes); -EBADMSG if not authentic. */
 int xattr_open(const uint8_t key[32], const uint8_t *file_id, const char *name, const uint8_t *in,
@@ -41,8 +43,10 @@ int xattr_rekey_fd(int fd, const struct name_keys *nk, const uint8_t old_key[32]
  * Seals a symlink target into a base64url string (NUL-terminated) in out (out_size bytes).
  * -ENAMETOOLONG past SYMLINK_MAX_TARGET.
  */
-int symlink_seal(const uint8_t name_key[32], const uint8_t volume_id[16], const char *target,
-		 char *out, size_t out_size);
+__attribute__((warn_unused_result)) int symlink_seal(const uint8_t name_key[32],
+						     const uint8_t volume_id[16],
+						     const char *target, char *out,
+						     size_t out_size);
 
 /* Opens an encoded target; returns its length, or -EBADMSG. out gets a NUL terminator. */
 ssize_t symlink_open(const uint8_t name_key[32], const uint8_t volume_id[16], const char *enc,

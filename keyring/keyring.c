@@ -172,10 +172,10 @@ static int keyring_add_slot(struct keyring *kr, const struct kr_secret *secret)
 	} else {
 		rc = slot_wrapping_key(s, secret, wk);
 	}
-	if (rc == KR_OK) {
-		key_wrap(wk, aad, slot_aad(kr, s, aad), kr->keyring_key, s->wrapped);
+	if (rc == KR_OK && key_wrap(wk, aad, slot_aad(kr, s, aad), kr->keyring_key, s->wrapped))
+		rc = KR_ERR_IO;
+	if (rc == KR_OK)
 		kr->nslots++;
-	}
 	secmem_free(wk);
 	return rc;
 }
@@ -202,7 +202,10 @@ static int keyring_add_kek(struct keyring *kr, uint32_t version, const uint8_t *
 	k->version = version;
 	k->state = KEK_ACTIVE;
 	k->created = (uint64_t)time(NULL);
-	key_wrap(kr->keyring_key, aad, kek_aad(kr, k, aad), k->key, k->wrapped);
+	if (key_wrap(kr->keyring_key, aad, kek_aad(kr, k, aad), k->key, k->wrapped) != 0) {
+		secmem_free(k->key);
+		return KR_ERR_IO;
+	}
 	kr->nkeks++;
 	return KR_OK;
 }

@@ -53,8 +53,8 @@ int wrap_slot_seal(struct wrap_slot *slot, const struct keyring *kr, uint64_t se
 		return -EINVAL;
 	slot->seq = seq;
 	slot->kek_version = version;
-	key_wrap(kek, full_aad, slot_aad(full_aad, aad, aad_len, seq, version), key, slot->wrapped);
-	return 0;
+	return key_wrap(kek, full_aad, slot_aad(full_aad, aad, aad_len, seq, version), key,
+			slot->wrapped);
 }
 
 /* Tries one decoded slot; SLOT_OK with the key, or why it would not open. */

@@ -33,8 +33,10 @@ enum wrap_slot_err {
 void wrap_slot_encode(const struct wrap_slot *slot, uint8_t out[WRAP_SLOT_LEN]);
 
 /* Wraps key under the active KEK into slot with sequence seq; aad binds the owning object. */
-int wrap_slot_seal(struct wrap_slot *slot, const struct keyring *kr, uint64_t seq,
-		   const uint8_t *aad, size_t aad_len, const uint8_t key[KEYWRAP_KEY_LEN]);
+__attribute__((warn_unused_result)) int wrap_slot_seal(struct wrap_slot *slot,
+						       const struct keyring *kr, uint64_t seq,
+						       const uint8_t *aad, size_t aad_len,
+						       const uint8_t key[KEYWRAP_KEY_LEN]);
 
 /*
  * Opens the current slot of a pair: the one that passes checksum and unwrap with the

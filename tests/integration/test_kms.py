@@ -3,6 +3,7 @@ endpoints, the clevis plugin against a real tang server on 127.0.0.1, the enviro
 stdin a plugin gets, and one clear line for each failure: plugin missing, non-zero exit
 (with its stderr), timeout, malformed output, bad command line."""
 
+import base64
 import os
 import socket
 import subprocess
@@ -155,6 +156,55 @@ def test_clevis_plugin_with_a_tang_server():
     finally:
         tang.stop()
 
+
+
+def _argvs_under_strace(base, argv, stdin, env):
+    """Runs argv under strace -f and returns (its stdout, the argv of every program it and
+    its children executed)."""
+    log = os.path.join(base, "execve.%d" % len(os.listdir(base)))
+    r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-s", "65536", "-o", log]
+                       + argv, input=stdin, env=env, capture_output=True, timeout=60)
+    assert_eq(r.returncode, 0, "%s: %r" % (argv, r.stderr))
+    with open(log) as f:
+        calls = [ln for ln in f if "execve(" in ln]
+    assert len(calls) >= 2, "strace saw no child at all: %r" % calls
+    return r.stdout, calls
+
+
+def test_plugins_put_no_secret_on_any_command_line():
+    """Any local user can read every process's argv in /proc: neither the Vault token nor
+    the key (wrapped or unwrapped) may appear in the argv of the plugin or of any program it
+    runs. jq, curl, clevis and jose are all traced."""
+    require_tools("curl", "jq", "strace")
+    base = make_tempdir("argv")
+    key = base64.b64encode(os.urandom(32))
+    with Server([sys.executable, os.path.join(HERE, "vault_standin.py"), "t0kenSECRET"]) as vault:
+        env = dict(os.environ, VAULT_ADDR="http://127.0.0.1:%d" % vault.port,
+                   VAULT_TOKEN="t0kenSECRET")
+        wrapped, wrap_calls = _argvs_under_strace(base, [VAULT, "k", "wrap"], key + b"\n", env)
+        assert wrapped.startswith(b"vault:v1:"), wrapped
+        plain, unwrap_calls = _argvs_under_strace(base, [VAULT, "k", "unwrap"], wrapped, env)
+        assert_eq(plain.strip(), key, "vault plugin round trip")
+    tang = Tang()
+    try:
+        config = '{"url":"http://127.0.0.1:%d"}' % tang.port
+        jwe, c_wrap = _argvs_under_strace(base, [CLEVIS, "tang", config, "wrap"], key + b"\n",
+                                          dict(os.environ))
+        plain, c_unwrap = _argvs_under_strace(base, [CLEVIS, "tang", config, "unwrap"], jwe,
+                                              dict(os.environ))
+        assert_eq(plain.strip(), key, "clevis plugin round trip")
+    finally:
+        tang.stop()
+    for label, calls in (("vault wrap", wrap_calls), ("vault unwrap", unwrap_calls),
+                         ("clevis wrap", c_wrap), ("clevis unwrap", c_unwrap)):
+        progs = sorted({c.split('execve("', 1)[1].split('"', 1)[0] for c in calls})
+        for c in calls:
+            for secret in (b"t0kenSECRET", key, key.rstrip(b"=")):
+                assert secret.decode() not in c, "%s: a secret on a command line: %s" % (
+                    label, c[:300])
+        if label.startswith("vault"):
+            assert any(p.endswith("/jq") for p in progs) and any(
+                p.endswith("/curl") for p in progs), "%s ran %r" % (label, progs)
 
 def plugin(base, name, body):
     p = os.path.join(base, name)

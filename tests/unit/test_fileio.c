@@ -179,7 +179,7 @@ static void test_truncate_zero_rekeys(void **state)
 	do_write(f, 0, 1000);
 	memcpy(id, f->fc.hdr.file_id, FILE_ID_LEN);
 	memcpy(dek, f->fc.dek, DEK_LEN);
-	xattr_seal(f->fc.dek, id, "user.k", "hello", 5, val);
+	assert_int_equal(xattr_seal(f->fc.dek, id, "user.k", "hello", 5, val), 0);
 	have_xattr = fsetxattr(f->fd, "user.k", val, sizeof(val), 0) == 0;
 	do_truncate(f, 0);
 	assert_memory_not_equal(f->fc.hdr.file_id, id, FILE_ID_LEN);
