@@ -99,35 +99,43 @@ static void check_volume_slots(struct fsck_run *r)
 	}
 }
 
+/* What fsck says of a marker that is there: unfinished job, or one to ignore. */
+struct marker_report {
+	const char *path, *pending_hint, *pending_what, *forged_hint, *forged_what;
+};
+
+static const struct marker_report rewrap_report = {
+    VOLUME_DIR "/" REWRAP_MARKER, "mount the volume, or run 'kekfs rotate --resume'",
+    "a KEK rotation's re-wrap was left unfinished",
+    "no re-wrap resumes from it (--repair leaves it): if a rotation of yours was "
+    "interrupted, run 'kekfs rotate --force', else remove the file",
+    "the re-wrap marker is not authenticated (forged, or left by kekfs 0daec58 or older)"};
+
+static const struct marker_report seal_report = {
+    VOLUME_DIR "/" SEAL_MARKER, "mount the volume, or run 'kekfs shred --seal' again",
+    "a 'kekfs shred --seal' was left unfinished",
+    "it destroys no KEK (--repair leaves it): if a seal of yours was interrupted, run "
+    "'kekfs shred --seal' again, else remove the file",
+    "the seal marker is not authenticated or is stale (forged, replayed, or left by kekfs "
+    "0daec58 or older)"};
+
+static void marker_reported(struct fsck_run *r, enum marker_state state,
+			    const struct marker_report *m)
+{
+	if (state == MARKER_AUTHENTIC)
+		problem(r, NULL, m->path, 0, m->pending_hint, "%s", m->pending_what);
+	else if (state == MARKER_UNAUTHENTICATED)
+		problem(r, NULL, m->path, 0, m->forged_hint, "%s", m->forged_what);
+}
+
 /* The re-wrap and seal markers; one without a valid MAC is reported, never acted on. */
 static void check_markers(struct fsck_run *r)
 {
 	int fd = r->cfg->backing_fd;
-	enum marker_state rewrap = marker_check(fd, r->cfg->vol, r->cfg->kr, REWRAP_MARKER, NULL);
-	enum marker_state seal = seal_marker_state(fd, r->cfg->vol, r->cfg->kr);
 
-	if (rewrap == MARKER_AUTHENTIC)
-		problem(r, NULL, VOLUME_DIR "/" REWRAP_MARKER, 0,
-			"mount the volume, or run 'kekfs rotate --resume'",
-			"a KEK rotation's re-wrap was left unfinished");
-	else if (rewrap == MARKER_UNAUTHENTICATED)
-		problem(
-		    r, NULL, VOLUME_DIR "/" REWRAP_MARKER, 0,
-		    "no re-wrap resumes from it (--repair leaves it): if a rotation of yours was "
-		    "interrupted, run 'kekfs rotate --force', else remove the file",
-		    "the re-wrap marker is not authenticated (forged, or left by kekfs 0daec58 "
-		    "or older)");
-	if (seal == MARKER_AUTHENTIC)
-		problem(r, NULL, VOLUME_DIR "/" SEAL_MARKER, 0,
-			"mount the volume, or run 'kekfs shred --seal' again",
-			"a 'kekfs shred --seal' was left unfinished");
-	else if (seal == MARKER_UNAUTHENTICATED)
-		problem(
-		    r, NULL, VOLUME_DIR "/" SEAL_MARKER, 0,
-		    "it destroys no KEK (--repair leaves it): if a seal of yours was interrupted, "
-		    "run 'kekfs shred --seal' again, else remove the file",
-		    "the seal marker is not authenticated or is stale (forged, replayed, or left "
-		    "by kekfs 0daec58 or older)");
+	marker_reported(r, marker_check(fd, r->cfg->vol, r->cfg->kr, REWRAP_MARKER, NULL),
+			&rewrap_report);
+	marker_reported(r, seal_marker_state(fd, r->cfg->vol, r->cfg->kr), &seal_report);
 }
 
 /* A journal job replay refused: reported, never applied, and left in place. */

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 
 #include "../crypto/kdf.h"
 #include "../crypto/secmem.h"
+#include "backing.h"
 
 #define MARKER_MAGIC "kekfs-marker 1"
 #define MARKER_MAX 256 /* an honest marker is about 140 bytes */
@@ -59,37 +61,12 @@ int jmac_verify(const struct keyring *kr, const struct volume *vol, const char *
 	return sodium_memcmp(want, got, JMAC_LEN) == 0 ? 0 : -EBADMSG;
 }
 
-/* Writes len bytes as .kekfs/name through a fresh random temp name and a rename. */
-static int marker_replace(int backing_fd, const char *name, const char *tmp, const char *body,
-			  size_t len)
-{
-	int dfd = openat(backing_fd, VOLUME_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	int fd = dfd < 0
-		     ? -1
-		     : openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	int rc = fd < 0 ? -errno : 0;
-
-	if (rc == 0 && (write(fd, body, len) != (ssize_t)len || fsync(fd) != 0))
-		rc = errno ? -errno : -EIO;
-	if (fd >= 0)
-		close(fd);
-	if (rc == 0 && renameat(dfd, tmp, dfd, name) != 0)
-		rc = -errno;
-	if (fd >= 0 && rc != 0)
-		unlinkat(dfd, tmp, 0);
-	if (rc == 0 && fsync(dfd) != 0)
-		rc = -errno;
-	if (dfd >= 0)
-		close(dfd);
-	return rc;
-}
-
 int marker_write(int backing_fd, const struct volume *vol, const struct keyring *kr,
 		 const char *name)
 {
-	char job[JMAC_JOB_HEX + 1], body[MARKER_MAX], hex[JMAC_HEX + 1], tmp[96];
+	char job[JMAC_JOB_HEX + 1], body[MARKER_MAX], hex[JMAC_HEX + 1];
 	uint8_t mac[JMAC_LEN];
-	int len, rc;
+	int len, rc, dfd;
 
 	jmac_new_job(job);
 	len = snprintf(body, sizeof(body), "%s\nkind %s\njob %s\nkek %u\n", MARKER_MAGIC, name, job,
@@ -99,28 +76,31 @@ int marker_write(int backing_fd, const struct volume *vol, const struct keyring 
 		return rc;
 	sodium_bin2hex(hex, sizeof(hex), mac, sizeof(mac));
 	len += snprintf(body + len, sizeof(body) - (size_t)len, "mac %s\n", hex);
-	snprintf(tmp, sizeof(tmp), ".%s.%s", name, job); /* the job id is random */
-	return marker_replace(backing_fd, name, tmp, body, (size_t)len);
+	dfd = backing_dir_open(backing_fd, VOLUME_DIR, 1);
+	if (dfd < 0)
+		return backing_err_hostile(dfd) ? -EIO : dfd;
+	rc = backing_replace(dfd, name, body, (size_t)len, 0600);
+	close(dfd);
+	return rc;
 }
 
-/* Reads .kekfs/name (a regular file, never followed, never waited on) into buf. */
+/* Reads .kekfs/name (a regular file, never followed, never waited on): its length, or
+ * -ENOENT, -errno or BACKING_ERR_*. */
 static ssize_t marker_read(int backing_fd, const char *name, char buf[MARKER_MAX + 1])
 {
-	int dfd = openat(backing_fd, VOLUME_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	int fd = dfd < 0 ? -1 : openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	ssize_t n = fd < 0 ? -errno : 0;
-	struct stat st;
+	int dfd = backing_dir_open(backing_fd, VOLUME_DIR, 1), rc;
+	unsigned char *p = NULL;
+	size_t n = 0;
 
-	if (n == 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > MARKER_MAX))
-		n = -EINVAL;
-	if (n == 0 && (n = read(fd, buf, MARKER_MAX)) < 0)
-		n = -errno;
-	buf[n > 0 ? n : 0] = '\0';
-	if (fd >= 0)
-		close(fd);
-	if (dfd >= 0)
-		close(dfd);
-	return n;
+	if (dfd < 0)
+		return dfd;
+	rc = backing_read_small(dfd, name, 0, MARKER_MAX, &p, &n);
+	close(dfd);
+	if (rc != 0)
+		return rc;
+	memcpy(buf, p, n + 1);
+	free(p);
+	return (ssize_t)n;
 }
 
 enum marker_state marker_check(int backing_fd, const struct volume *vol, const struct keyring *kr,

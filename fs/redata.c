@@ -92,19 +92,6 @@ static int beneath_open(int root_fd, const char *path, int flags)
 	return backing_open_beneath(root_fd, path, flags | O_NONBLOCK);
 }
 
-/* A journal file, opened only if it is a regular file (never a FIFO, never followed). */
-static int journal_open(int dirfd, const char *name, int flags)
-{
-	int fd = beneath_open(dirfd, name, flags);
-	struct stat st;
-
-	if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
-		close(fd);
-		fd = -EINVAL;
-	}
-	return fd;
-}
-
 static int journal_dir_open(int backing_fd, int create)
 {
 	int kfd = beneath_open(backing_fd, VOLUME_DIR, O_RDONLY | O_DIRECTORY), fd;
@@ -218,7 +205,7 @@ static int target_read(struct redata *rd, const struct job *j, struct job_target
 	if (!buf)
 		return -ENOMEM;
 	job_file(j, "target", name);
-	if ((fd = journal_open(j->dirfd, name, O_RDONLY)) >= 0) {
+	if ((fd = backing_open_file(j->dirfd, name, O_RDONLY, 0)) >= 0) {
 		n = read(fd, buf, TARGET_MAX + 1);
 		close(fd);
 	}
@@ -738,7 +725,7 @@ static int ready_open(const struct job *j, const struct job_target *t, const cha
 	int fd, rc;
 
 	job_file(j, "ready", ready);
-	fd = journal_open(j->dirfd, ready, O_RDONLY);
+	fd = backing_open_file(j->dirfd, ready, O_RDONLY, 0);
 	if (fd < 0) {
 		*why = "its new file (JOB.ready) is not a regular file";
 		return -EPERM;

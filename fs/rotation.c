@@ -189,7 +189,7 @@ static void *rewrap_thread(void *arg)
 	r->st.elapsed = seconds_since(&r->started);
 	pthread_mutex_unlock(&r->lock);
 	if (!r->stop && name_rc >= 0 && r->st.failed == 0)
-		volume_marker_set(r->cfg.backing_fd, REWRAP_MARKER, 0);
+		volume_marker_clear(r->cfg.backing_fd, REWRAP_MARKER);
 	if (!r->stop) {
 		snprintf(detail, sizeof(detail), "%llu files, %llu re-wrapped, %llu failed",
 			 (unsigned long long)r->st.done, (unsigned long long)r->st.rewrapped,

@@ -606,7 +606,7 @@ int seal_finish(struct shred *s, const struct audit_actor *actor, char *msg, siz
 	if (rc == 0 && !msg[0])
 		snprintf(msg, msg_size, "no older KEK left to destroy");
 	if (rc == 0)
-		rc = volume_marker_set(s->cfg.backing_fd, SEAL_MARKER, 0) == 0 ? 0 : -1;
+		rc = volume_marker_clear(s->cfg.backing_fd, SEAL_MARKER) == 0 ? 0 : -1;
 	ev.detail = rc == 0 ? "older KEKs destroyed" : "unfinished";
 	ev.result = rc == 0 ? "ok" : "failed";
 	ev.uid = actor->uid;

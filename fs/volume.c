@@ -17,7 +17,6 @@
 #include "../crypto/secmem.h"
 #include "../keyring/atomic_file.h"
 #include "backing.h"
-#include "log.h"
 
 /* Layout: docs/FORMAT.md, "Volume config". */
 #define VOL_MAGIC "KEKFSVOL"
@@ -185,34 +184,13 @@ int volume_record_generation(struct volume *v, const struct keyring *kr, const c
 	return rc;
 }
 
-/* Opens a marker in .kekfs; whatever else an attacker left under its name is replaced. */
-static int marker_create(int kekfs_fd, const char *name)
+int volume_marker_clear(int backing_fd, const char *name)
 {
-	int fd = backing_open_file(kekfs_fd, name, O_WRONLY | O_CREAT, 0600);
-
-	if (!backing_err_hostile(fd))
-		return fd;
-	log_msg(LOG_WARNING, "%s/%s was %s; replaced", VOLUME_DIR, name, backing_strerror(fd));
-	if (unlinkat(kekfs_fd, name, 0) != 0)
-		return -EIO;
-	fd = backing_open_file(kekfs_fd, name, O_WRONLY | O_CREAT | O_EXCL, 0600);
-	return backing_err_hostile(fd) ? -EIO : fd;
-}
-
-int volume_marker_set(int backing_fd, const char *name, int present)
-{
-	int dirfd = backing_dir_open(backing_fd, VOLUME_DIR, 1), fd, rc = 0;
+	int dirfd = backing_dir_open(backing_fd, VOLUME_DIR, 1), rc;
 
 	if (dirfd < 0)
 		return backing_err_hostile(dirfd) ? -EIO : dirfd;
-	if (!present) {
-		rc = unlinkat(dirfd, name, 0) == 0 || errno == ENOENT ? 0 : -errno;
-	} else if ((fd = marker_create(dirfd, name)) < 0) {
-		rc = fd;
-	} else {
-		fsync(fd);
-		close(fd);
-	}
+	rc = unlinkat(dirfd, name, 0) == 0 || errno == ENOENT ? 0 : -errno;
 	close(dirfd);
 	return rc;
 }

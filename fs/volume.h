@@ -77,10 +77,10 @@ int volume_record_generation(struct volume *v, const struct keyring *kr, const c
 
 /*
  * Marker files in .kekfs that make long jobs resumable (a re-wrap, a seal): present while
- * the job is unfinished. Set creates and syncs one (replacing a link or FIFO planted under
- * its name), clear removes it. 0 or -errno. Present: 1 only for a regular file.
+ * the job is unfinished. They are written with their MAC by fs/journal_mac.c; clear removes
+ * one (0 or -errno). Present: 1 only for a regular file.
  */
-int volume_marker_set(int backing_fd, const char *name, int present);
+int volume_marker_clear(int backing_fd, const char *name);
 int volume_marker_present(int backing_fd, const char *name);
 
 /* Writes the config atomically. VOL_ERR_IO with errno on failure. */

@@ -13,6 +13,8 @@
 
 #include <sodium.h>
 
+#include "../fs/backing.h"
+
 #define STATE_FILE_MAX 32 /* a u64 in decimal and a newline */
 
 /* $HOME, else the password database's: a daemon started by systemd may have no HOME. */
@@ -140,32 +142,13 @@ int hoststate_seen(const uint8_t volume_id[HOSTSTATE_ID_LEN], uint64_t *generati
 	return rc;
 }
 
-/* Replaces dfd's file name by a random-named temp file, synced, renamed over it. */
+/* Replaces dfd's file name atomically and durably (fs/backing.c's replace). */
 static int state_write(int dfd, const char *name, uint64_t generation)
 {
-	char tmp[2 * HOSTSTATE_ID_LEN + 40], text[STATE_FILE_MAX + 1];
-	uint8_t rnd[8];
-	int len = snprintf(text, sizeof(text), "%llu\n", (unsigned long long)generation), fd,
-	    rc = 0;
+	char text[STATE_FILE_MAX + 1];
+	int len = snprintf(text, sizeof(text), "%llu\n", (unsigned long long)generation);
 
-	randombytes_buf(rnd, sizeof(rnd));
-	snprintf(tmp, sizeof(tmp), ".%s.", name);
-	sodium_bin2hex(tmp + strlen(tmp), sizeof(tmp) - strlen(tmp), rnd, sizeof(rnd));
-	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	errno = 0;
-	if (write(fd, text, (size_t)len) != len || fsync(fd) != 0)
-		rc = errno ? -errno : -EIO;
-	if (close(fd) != 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && renameat(dfd, tmp, dfd, name) != 0)
-		rc = -errno;
-	if (rc != 0) {
-		unlinkat(dfd, tmp, 0);
-		return rc;
-	}
-	return fsync(dfd) == 0 ? 0 : -errno;
+	return backing_replace(dfd, name, text, (size_t)len, 0600);
 }
 
 int hoststate_record(const uint8_t volume_id[HOSTSTATE_ID_LEN], uint64_t generation, int lower)
