@@ -57,6 +57,16 @@ def kekfs_bin():
     return os.path.abspath(p)
 
 
+def kekfs_bin_copy(directory):
+    """A copy of the binary in directory, for tests that run it as another user: the tree
+    it was built in (a CI checkout under a 0700 directory) may be closed to them."""
+    p = os.path.join(directory, "kekfs")
+    if not os.path.exists(p):
+        shutil.copy(kekfs_bin(), p)
+        os.chmod(p, 0o755)
+    return p
+
+
 def require_kekfs():
     """Fail (not skip) when the binary is missing: a missing build is an error."""
     if not os.path.exists("/dev/fuse"):

@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 
 from kekfs_harness import (Volume, run_kekfs, write_file, read_file, assert_eq,
-                           is_mounted, find_daemon_pids, rmtree)
+                           is_mounted, find_daemon_pids, rmtree, kekfs_bin_copy)
 from test_fsck import xxh64
 
 CONFIG_FIELDS = (  # offset in .kekfs/volume (docs/FORMAT.md), what the attacker writes
@@ -90,7 +90,7 @@ def test_daemon_proc_entries_unreadable_by_its_own_user():
         os.chown(key, uid, uid)
         os.mkdir(backing)
         os.chown(backing, uid, uid)
-        kekfs = os.path.abspath(os.environ.get("KEKFS_BIN", "build/kekfs"))
+        kekfs = kekfs_bin_copy(base)
         env = dict(os.environ, HOME=base, XDG_RUNTIME_DIR="")
         env.pop("XDG_RUNTIME_DIR")
         r = _as_user(uid, [kekfs, "init", "--key-file", key, backing], env=env)

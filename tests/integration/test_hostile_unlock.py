@@ -15,7 +15,7 @@ import subprocess
 
 from kekfs_harness import (Volume, make_tempdir, run_kekfs, write_file, read_file, assert_eq,
                            is_mounted, wait_mounted, find_daemon_pids, require_tools,
-                           kekfs_bin, HOST_STATE_DIR)
+                           kekfs_bin_copy, HOST_STATE_DIR)
 from test_fsck import xxh64
 from test_rotation import wait_rewrap_finished
 
@@ -264,7 +264,7 @@ def test_user_state_directory_is_the_users_own():
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
 
         def kekfs(*args, xdg=None):
-            return as_user(kekfs_bin(), *args, xdg=xdg)
+            return as_user(kekfs_bin_copy(home), *args, xdg=xdg)
 
         key, backing = os.path.join(home, "key"), os.path.join(home, "b")
         write_file(key, os.urandom(32), 0o600)
