@@ -94,6 +94,8 @@ static void fsck_report(void *arg, const struct fsck_problem *p)
 	progress_clear(&c->bar);
 	if (p->plain)
 		printf("/%s", p->plain);
+	else if (p->backing[0] == '/') /* a keyring kept outside the backing directory */
+		printf("%s", p->backing);
 	else
 		printf("%s/%s", c->backing, p->backing);
 	printf(": %s (%s)\n", p->what, p->repaired ? "repaired" : p->todo);
@@ -124,6 +126,7 @@ static int fsck_volume(const struct fsck_opts *o, const struct volume *vol,
 					    .vol = vol,
 					    .kr = kr,
 					    .audit_dir = paths.audit_dir,
+					    .keyring_path = o->keyring,
 					    .repair = o->repair,
 					    .force = o->force,
 					    .report = fsck_report,

@@ -128,6 +128,27 @@ static void marker_reported(struct fsck_run *r, enum marker_state state,
 		problem(r, NULL, m->path, 0, m->forged_hint, "%s", m->forged_what);
 }
 
+/* A bad copy of the keyring or of the config: the good copy was used (docs/FORMAT.md). */
+static void check_copies(struct fsck_run *r)
+{
+	static const char todo[] = "run 'kekfs fsck --repair', or mount read-write: it is "
+				   "rewritten from the good copy";
+	const char *kpath =
+	    r->cfg->keyring_path ? r->cfg->keyring_path : VOLUME_DIR "/" KEYRING_FILE;
+	int rewritten = 0;
+	unsigned bad = keyring_bad_copies(r->cfg->kr, &rewritten);
+
+	for (int i = 0; i < 2; i++) {
+		if (bad & (KR_COPY_1_BAD << i))
+			problem(r, NULL, kpath, rewritten, todo,
+				"copy %d of the keyring is damaged; copy %d is good", i + 1, 2 - i);
+		if (r->cfg->vol->bad_copies & (KR_COPY_1_BAD << i))
+			problem(r, NULL, VOLUME_DIR "/" VOLUME_FILE, r->cfg->vol->copies_rewritten,
+				todo, "copy %d of the volume config is damaged; copy %d is good",
+				i + 1, 2 - i);
+	}
+}
+
 /* The re-wrap and seal markers; one without a valid MAC is reported, never acted on. */
 static void check_markers(struct fsck_run *r)
 {
@@ -658,6 +679,7 @@ int fsck_run(const struct fsck_config *cfg, struct fsck_result *res)
 		rc = -ENOMEM;
 	if (rc == 0) {
 		check_volume_slots(&r);
+		check_copies(&r);
 		check_markers(&r);
 		check_redata(&r);
 		check_audit(&r);

@@ -29,6 +29,7 @@ struct fsck_config {
 	const struct volume *vol; /* unlocked */
 	const struct keyring *kr; /* unlocked */
 	const char *audit_dir;	  /* BACKING/.kekfs */
+	const char *keyring_path; /* --keyring PATH, or NULL: BACKING/.kekfs/keyring */
 	int repair; /* rewrite torn slots from their twin, drop orphans and unnamed empty dirs */
 	int force;  /* with repair: also remove crypto-shredded files */
 	fsck_report_fn report;

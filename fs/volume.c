@@ -25,6 +25,8 @@
 #define VOL_SLOTS_OFF 48
 #define VOL_GENERATION_OFF 240
 #define VOL_CHECKSUM_OFF 248
+#define VOL_COPY2_OFF 4096 /* copy 2 on a 4 KiB block of its own: a bad sector spares one */
+#define VOL_FILE_LEN (VOL_COPY2_OFF + VOLUME_ENCODED_LEN)
 
 /* The daemon's re-wrap and its control socket may both update and save the config. */
 static pthread_mutex_t volume_save_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -68,13 +70,14 @@ int volume_create(struct volume *v, const uint8_t id[VOLUME_ID_LEN], int cipher,
 
 int volume_save(const struct volume *v, const char *path)
 {
-	uint8_t buf[VOLUME_ENCODED_LEN];
+	uint8_t buf[VOL_FILE_LEN] = {0};
 	int rc;
 
 	volume_encode_fields(v, buf);
 	memcpy(buf + VOL_SLOTS_OFF, v->slots, sizeof(v->slots));
 	put_le64(buf + VOL_GENERATION_OFF, v->generation);
 	put_le64(buf + VOL_CHECKSUM_OFF, XXH64(buf, VOL_CHECKSUM_OFF, 0));
+	memcpy(buf + VOL_COPY2_OFF, buf, VOLUME_ENCODED_LEN);
 	rc = atomic_write_file(path, buf, sizeof(buf), 0600);
 	if (rc != 0) {
 		errno = -rc;
@@ -83,11 +86,42 @@ int volume_save(const struct volume *v, const char *path)
 	return VOL_OK;
 }
 
+static int copy_valid(const uint8_t *c)
+{
+	return memcmp(c, VOL_MAGIC, 8) == 0 &&
+	       get_le64(c + VOL_CHECKSUM_OFF) == XXH64(c, VOL_CHECKSUM_OFF, 0);
+}
+
+/*
+ * The copy of the config file's bytes to use: of the copies that pass their checksum, the one
+ * with the highest generation (copy 1 on a tie); NULL if none does. *bad: KR_COPY_* bits for
+ * the copies that are not exactly it (a 256-byte file is one copy: KR_COPY_SINGLE).
+ */
+static const uint8_t *copies_pick(const uint8_t *buf, size_t len, unsigned *bad)
+{
+	const uint8_t *c1 = len >= VOLUME_ENCODED_LEN && copy_valid(buf) ? buf : NULL;
+	const uint8_t *c2 =
+	    len >= VOL_FILE_LEN && copy_valid(buf + VOL_COPY2_OFF) ? buf + VOL_COPY2_OFF : NULL;
+	const uint8_t *pick = c1;
+
+	if (c2 && (!c1 || get_le64(c2 + VOL_GENERATION_OFF) > get_le64(c1 + VOL_GENERATION_OFF)))
+		pick = c2;
+	*bad = len == VOLUME_ENCODED_LEN && c1 ? KR_COPY_SINGLE : 0;
+	if (*bad == KR_COPY_SINGLE)
+		return pick;
+	if (pick && (!c1 || memcmp(c1, pick, VOLUME_ENCODED_LEN) != 0))
+		*bad |= KR_COPY_1_BAD;
+	if (pick && (len != VOL_FILE_LEN || !c2 || memcmp(c2, pick, VOLUME_ENCODED_LEN) != 0))
+		*bad |= KR_COPY_2_BAD;
+	return pick;
+}
+
 int volume_load(const char *path, struct volume *v)
 {
-	uint8_t *buf = NULL;
+	uint8_t *file = NULL;
+	const uint8_t *buf;
 	size_t len = 0;
-	int rc = read_small_file(path, 4096, &buf, &len);
+	int rc = read_small_file(path, 2 * VOL_FILE_LEN, &file, &len);
 
 	memset(v, 0, sizeof(*v));
 	if (rc == -ENOENT)
@@ -96,8 +130,8 @@ int volume_load(const char *path, struct volume *v)
 		errno = -rc;
 		return VOL_ERR_IO;
 	}
-	if (len != VOLUME_ENCODED_LEN || memcmp(buf, VOL_MAGIC, 8) != 0 ||
-	    get_le64(buf + VOL_CHECKSUM_OFF) != XXH64(buf, VOL_CHECKSUM_OFF, 0))
+	buf = copies_pick(file, len, &v->bad_copies);
+	if (!buf)
 		rc = VOL_ERR_CORRUPT;
 	else if (get_le16(buf + 8) != VOL_FORMAT || !aead_cipher_valid(buf[10]) ||
 		 buf[11] < VOLUME_MIN_CHUNK_SHIFT || buf[11] > VOLUME_MAX_CHUNK_SHIFT ||
@@ -114,7 +148,21 @@ int volume_load(const char *path, struct volume *v)
 		v->generation = get_le64(buf + VOL_GENERATION_OFF);
 		snprintf(v->path, sizeof(v->path), "%s", path);
 	}
-	free(buf);
+	free(file);
+	return rc;
+}
+
+int volume_repair(struct volume *v)
+{
+	int rc;
+
+	if (!(v->bad_copies & (KR_COPY_1_BAD | KR_COPY_2_BAD)) || v->copies_rewritten)
+		return VOL_OK;
+	pthread_mutex_lock(&volume_save_lock);
+	rc = volume_save(v, v->path);
+	pthread_mutex_unlock(&volume_save_lock);
+	if (rc == VOL_OK)
+		v->copies_rewritten = 1;
 	return rc;
 }
 

@@ -47,14 +47,22 @@ struct volume {
 	char path[PATH_MAX]; /* where it was loaded from: where key changes record the generation */
 	int current;	     /* the name key's current slot */
 	struct wrap_slot cur;
+	unsigned bad_copies;  /* KR_COPY_*: the stored copies that were bad at load */
+	int copies_rewritten; /* volume_repair wrote both copies again */
 };
 
 /* A new volume: random root dir id and name key, wrapped by the active KEK in slot A. */
 int volume_create(struct volume *v, const uint8_t id[VOLUME_ID_LEN], int cipher,
 		  unsigned chunk_shift, int name_mode, const struct keyring *kr);
 
-/* Reads and checks the config at path (no keys needed). */
+/*
+ * Reads and checks the config at path (no keys needed): the good one of its two copies, with
+ * v->bad_copies saying which copy was bad (docs/FORMAT.md, "Volume config").
+ */
 int volume_load(const char *path, struct volume *v);
+
+/* Writes both copies again if one was bad at load (a read-write open). VOL_OK or VOL_ERR_IO. */
+int volume_repair(struct volume *v);
 
 /* Unwraps the name key; VOL_ERR_TAMPERED if the config's fields were altered. */
 int volume_unlock(struct volume *v, const struct keyring *kr);
@@ -83,7 +91,7 @@ int volume_record_generation(struct volume *v, const struct keyring *kr, const c
 int volume_marker_clear(int backing_fd, const char *name);
 int volume_marker_present(int backing_fd, const char *name);
 
-/* Writes the config atomically. VOL_ERR_IO with errno on failure. */
+/* Writes the config atomically, both copies. VOL_ERR_IO with errno on failure. */
 int volume_save(const struct volume *v, const char *path);
 
 /* Wipes and frees the name key. */

@@ -29,9 +29,11 @@
 #define KR_MAC_LEN 32
 #define KR_MAX_KEKS 4096
 #define KR_EXT_MAX (2 + KR_SPEC_MAX + 2 + KR_BLOB_MAX) /* an external slot's spec and blob */
-#define KR_MAX_FILE                                                                                \
-	(KR_HEAD_LEN + KEYRING_MAX_SLOTS * (KR_SLOT_LEN + KR_EXT_MAX) + KR_MAX_KEKS * KR_KEK_LEN + \
-	 40)
+#define KR_MAX_COPY                                                                                \
+	(KR_HEAD_LEN + KEYRING_MAX_SLOTS * (KR_SLOT_LEN + RSA_WRAP_LEN + KR_EXT_MAX) +             \
+	 KR_MAX_KEKS * KR_KEK_LEN + KR_MAC_LEN + 8)
+#define KR_COPY_ALIGN 4096 /* copy 2 starts on its own 4 KiB block: a bad sector spares one */
+#define KR_MAX_FILE (2 * KR_MAX_COPY + KR_COPY_ALIGN)
 
 struct kr_slot {
 	uint8_t type;
@@ -69,6 +71,8 @@ struct keyring {
 	size_t nslots, nkeks;
 	struct kr_slot slots[KEYRING_MAX_SLOTS];
 	struct kr_kek *keks;
+	unsigned bad_copies;  /* KR_COPY_* as found at load */
+	int copies_rewritten; /* a save since the load wrote both copies again */
 };
 
 static void slot_params_encode(const struct kr_slot *s, uint8_t out[KR_SLOT_PARAMS_LEN])
@@ -363,10 +367,15 @@ static void keyring_mac(const struct keyring *kr, const uint8_t *buf, size_t len
 	secmem_free(mk);
 }
 
+static size_t slot_len(int type, size_t ext_len)
+{
+	return KR_SLOT_LEN + (type == KR_SECRET_RSA ? RSA_WRAP_LEN : 0) +
+	       (slot_is_external(type) ? ext_len : 0);
+}
+
 static size_t slot_encoded_len(const struct kr_slot *s)
 {
-	return KR_SLOT_LEN + (s->type == KR_SECRET_RSA ? RSA_WRAP_LEN : 0) +
-	       (slot_is_external(s->type) ? s->ext_len : 0);
+	return slot_len(s->type, s->ext_len);
 }
 
 /* An external slot's tail: spec length u16, spec, blob length u16, blob. */
@@ -452,39 +461,101 @@ void keyring_on_save(keyring_saved_fn fn)
 	saved_hook = fn;
 }
 
-/* Encodes and writes with the write lock held; the generation moves only if it lands. */
-static int keyring_save_locked(struct keyring *kr, const char *path)
+/* Where copy 2 starts in a file whose copies are n bytes long. */
+static size_t copy2_offset(size_t n)
 {
-	size_t len = keyring_encoded_len(kr);
-	uint8_t *buf = malloc(len);
+	return (n + KR_COPY_ALIGN - 1) / KR_COPY_ALIGN * KR_COPY_ALIGN;
+}
+
+/* Writes both copies of the keyring as it is (write lock held): one atomic replace. */
+static int keyring_write_locked(struct keyring *kr, const char *path)
+{
+	size_t n = keyring_encoded_len(kr), off = copy2_offset(n);
+	uint8_t *buf = calloc(1, off + n);
 	int rc;
 
 	if (!buf) {
 		errno = ENOMEM;
 		return KR_ERR_IO;
 	}
-	kr->generation++;
 	keyring_encode(kr, buf);
-	rc = atomic_write_file(path, buf, len, 0600);
+	memcpy(buf + off, buf, n);
+	rc = atomic_write_file(path, buf, off + n, 0600);
 	free(buf);
 	if (rc != 0) {
-		kr->generation--;
 		errno = -rc;
 		return KR_ERR_IO;
 	}
-	if (saved_hook)
-		saved_hook(kr->volume_id, kr->generation);
+	kr->copies_rewritten = 1;
 	return KR_OK;
 }
 
-int keyring_save(struct keyring *kr, const char *path)
+/* Encodes and writes with the write lock held; the generation moves only if it lands. */
+static int keyring_save_locked(struct keyring *kr, const char *path)
+{
+	int rc;
+
+	kr->generation++;
+	rc = keyring_write_locked(kr, path);
+	if (rc != KR_OK)
+		kr->generation--;
+	else if (saved_hook)
+		saved_hook(kr->volume_id, kr->generation);
+	return rc;
+}
+
+/* Takes the write lock and saves one generation later (next), or as it is (a repair). */
+static int keyring_save_as(struct keyring *kr, const char *path, int next)
 {
 	int rc;
 
 	pthread_rwlock_wrlock(&kr->lock);
-	rc = keyring_save_locked(kr, path);
+	rc = next ? keyring_save_locked(kr, path) : keyring_write_locked(kr, path);
 	pthread_rwlock_unlock(&kr->lock);
 	return rc;
+}
+
+int keyring_save(struct keyring *kr, const char *path)
+{
+	return keyring_save_as(kr, path, 1);
+}
+
+int keyring_repair(struct keyring *kr, const char *path)
+{
+	return keyring_save_as(kr, path, 0);
+}
+
+int keyring_save_restored(struct keyring *kr, const char *path, uint64_t newest_seen)
+{
+	uint64_t old;
+	int rc;
+
+	pthread_rwlock_wrlock(&kr->lock);
+	old = kr->generation;
+	if (newest_seen > kr->generation)
+		kr->generation = newest_seen;
+	if ((rc = keyring_save_locked(kr, path)) != KR_OK)
+		kr->generation = old;
+	pthread_rwlock_unlock(&kr->lock);
+	return rc;
+}
+
+int keyring_export(const struct keyring *kr, uint8_t **buf, size_t *len)
+{
+	kr_rdlock(kr);
+	*len = keyring_encoded_len(kr);
+	*buf = malloc(*len);
+	if (*buf)
+		keyring_encode(kr, *buf);
+	kr_unlock(kr);
+	return *buf ? KR_OK : KR_ERR_NOMEM;
+}
+
+unsigned keyring_bad_copies(const struct keyring *kr, int *rewritten)
+{
+	if (rewritten)
+		*rewritten = kr->copies_rewritten;
+	return kr->bad_copies;
 }
 
 int keyring_set_rotation_period(struct keyring *kr, const char *path, uint64_t seconds)
@@ -822,13 +893,105 @@ static int keyring_unwrap_keks(struct keyring *kr)
 	return KR_OK;
 }
 
-int keyring_load(const char *path, const uint8_t volume_id[KEYRING_VOLUME_ID_LEN],
-		 const struct kr_secret *secret, struct keyring **out)
+/* The length of the keyring copy at p (avail bytes there), or 0 if none passes its checksum. */
+static size_t copy_length(const uint8_t *p, size_t avail)
 {
-	uint8_t *buf = NULL, mac[KR_MAC_LEN];
-	size_t len = 0;
-	struct keyring *kr;
-	int rc = read_small_file(path, KR_MAX_FILE, &buf, &len);
+	size_t n = KR_HEAD_LEN, nslots;
+
+	if (avail < KR_HEAD_LEN + 8 || memcmp(p, KR_MAGIC, 8) != 0)
+		return 0;
+	nslots = get_le16(p + 10);
+	if (nslots == 0 || nslots > KEYRING_MAX_SLOTS)
+		return 0;
+	for (size_t i = 0; i < nslots; i++) {
+		size_t ext;
+
+		if (n + KR_SLOT_LEN > avail)
+			return 0;
+		ext = slot_is_external(p[n]) ? get_le32(p + n + 4) : 0;
+		if (ext > KR_EXT_MAX)
+			return 0;
+		n += slot_len(p[n], ext);
+	}
+	n += (size_t)get_le16(p + 12) * KR_KEK_LEN + KR_MAC_LEN + 8;
+	if (n > avail || get_le64(p + n - 8) != XXH64(p, n - 8, 0))
+		return 0;
+	return n;
+}
+
+struct kr_copy {
+	size_t off, len;
+};
+
+/*
+ * Picks the copy to use from a keyring file's bytes: of those that pass their checksum, the
+ * one with the highest generation (copy 1 on a tie). *bad says which copies are not exactly
+ * that copy, where docs/FORMAT.md puts them; a file of one copy is KR_COPY_SINGLE.
+ */
+static int copies_pick(const uint8_t *buf, size_t len, struct kr_copy *pick, unsigned *bad)
+{
+	struct kr_copy c[2] = {{0, copy_length(buf, len)}, {0, 0}};
+	size_t off = c[0].len ? copy2_offset(c[0].len) : KR_COPY_ALIGN;
+	int i;
+
+	for (; off < len && !c[1].len; off += KR_COPY_ALIGN)
+		if ((c[1].len = copy_length(buf + off, len - off)) != 0)
+			c[1].off = off;
+	if (!c[0].len && !c[1].len)
+		return KR_ERR_CORRUPT;
+	i = !c[0].len || (c[1].len && get_le64(buf + c[1].off + 32) > get_le64(buf + 32));
+	*pick = c[i];
+	off = copy2_offset(pick->len);
+	*bad = 0;
+	if (c[0].len && len == c[0].len)
+		*bad = KR_COPY_SINGLE;
+	else if (len != off + pick->len || memcmp(buf + off, buf + pick->off, pick->len) != 0)
+		*bad |= KR_COPY_2_BAD;
+	if (c[0].len != pick->len || memcmp(buf, buf + pick->off, pick->len) != 0)
+		*bad |= KR_COPY_1_BAD;
+	return KR_OK;
+}
+
+int keyring_load_buf(const uint8_t *file, size_t file_len,
+		     const uint8_t volume_id[KEYRING_VOLUME_ID_LEN], const struct kr_secret *secret,
+		     struct keyring **out)
+{
+	uint8_t mac[KR_MAC_LEN];
+	struct kr_copy c;
+	unsigned bad = 0;
+	const uint8_t *buf;
+	struct keyring *kr = NULL;
+	int rc = copies_pick(file, file_len, &c, &bad);
+
+	if (rc != KR_OK)
+		return rc;
+	buf = file + c.off;
+	kr = keyring_alloc(volume_id);
+	rc = kr ? keyring_decode(kr, buf, c.len) : KR_ERR_NOMEM;
+	if (rc == KR_OK && memcmp(buf + 16, volume_id, KEYRING_VOLUME_ID_LEN) != 0)
+		rc = KR_ERR_WRONG_VOLUME;
+	if (rc == KR_OK)
+		rc = keyring_unlock_slots(kr, secret);
+	if (rc == KR_OK) {
+		keyring_mac(kr, buf, c.len - KR_MAC_LEN - 8, mac);
+		if (sodium_memcmp(mac, buf + c.len - KR_MAC_LEN - 8, KR_MAC_LEN) != 0)
+			rc = KR_ERR_TAMPERED;
+	}
+	if (rc == KR_OK)
+		rc = keyring_unwrap_keks(kr);
+	if (rc != KR_OK) {
+		keyring_free(kr);
+		return rc;
+	}
+	kr->bad_copies = bad;
+	*out = kr;
+	return KR_OK;
+}
+
+/* Reads a keyring file's bytes: KR_OK, or KR_ERR_MISSING, KR_ERR_CORRUPT, KR_ERR_IO (errno). */
+static int keyring_file_read(const char *path, uint8_t **buf, size_t *len)
+{
+	int rc = read_small_file(path, KR_MAX_FILE, buf, len);
 
 	if (rc == -ENOENT)
 		return KR_ERR_MISSING;
@@ -838,43 +1001,62 @@ int keyring_load(const char *path, const uint8_t volume_id[KEYRING_VOLUME_ID_LEN
 		errno = -rc;
 		return KR_ERR_IO;
 	}
-	kr = keyring_alloc(volume_id);
-	rc = kr ? keyring_decode(kr, buf, len) : KR_ERR_NOMEM;
-	if (rc == KR_OK && memcmp(buf + 16, volume_id, KEYRING_VOLUME_ID_LEN) != 0)
-		rc = KR_ERR_WRONG_VOLUME;
-	if (rc == KR_OK)
-		rc = keyring_unlock_slots(kr, secret);
-	if (rc == KR_OK) {
-		keyring_mac(kr, buf, len - KR_MAC_LEN - 8, mac);
-		if (sodium_memcmp(mac, buf + len - KR_MAC_LEN - 8, KR_MAC_LEN) != 0)
-			rc = KR_ERR_TAMPERED;
-	}
-	if (rc == KR_OK)
-		rc = keyring_unwrap_keks(kr);
-	free(buf);
-	if (rc != KR_OK) {
-		keyring_free(kr);
-		return rc;
-	}
-	*out = kr;
 	return KR_OK;
+}
+
+int keyring_load(const char *path, const uint8_t volume_id[KEYRING_VOLUME_ID_LEN],
+		 const struct kr_secret *secret, struct keyring **out)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc = keyring_file_read(path, &buf, &len);
+
+	if (rc != KR_OK)
+		return rc;
+	rc = keyring_load_buf(buf, len, volume_id, secret, out);
+	free(buf);
+	return rc;
+}
+
+/* Reads the keyring file at path and picks the copy to use; *buf (to free) holds the bytes. */
+static int keyring_file_pick(const char *path, uint8_t **buf, struct kr_copy *c)
+{
+	size_t len = 0;
+	unsigned bad;
+	int rc = keyring_file_read(path, buf, &len);
+
+	if (rc == KR_OK && (rc = copies_pick(*buf, len, c, &bad)) != KR_OK) {
+		free(*buf);
+		*buf = NULL;
+	}
+	return rc;
+}
+
+int keyring_file_generation(const char *path, uint64_t *generation)
+{
+	uint8_t *buf = NULL;
+	struct kr_copy c;
+	int rc = keyring_file_pick(path, &buf, &c);
+
+	if (rc == KR_OK)
+		*generation = get_le64(buf + c.off + 32);
+	free(buf);
+	return rc;
 }
 
 int keyring_slot_kinds(const char *path, unsigned *kinds)
 {
 	static const uint8_t any_volume[KEYRING_VOLUME_ID_LEN];
 	uint8_t *buf = NULL;
-	size_t len = 0;
-	struct keyring *kr;
-	int rc = read_small_file(path, KR_MAX_FILE, &buf, &len);
+	struct keyring *kr = NULL;
+	struct kr_copy c;
+	int rc = keyring_file_pick(path, &buf, &c);
 
-	if (rc != 0) {
-		errno = -rc;
-		return rc == -ENOENT ? KR_ERR_MISSING : KR_ERR_IO;
-	}
-	kr = keyring_alloc(any_volume);
-	rc = kr ? keyring_decode(kr, buf, len) : KR_ERR_NOMEM;
 	*kinds = 0;
+	if (rc == KR_OK)
+		kr = keyring_alloc(any_volume);
+	if (rc == KR_OK)
+		rc = kr ? keyring_decode(kr, buf + c.off, c.len) : KR_ERR_NOMEM;
 	for (size_t i = 0; rc == KR_OK && i < kr->nslots; i++)
 		*kinds |= 1U << (kr->slots[i].type & 31);
 	keyring_free(kr);

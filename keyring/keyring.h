@@ -91,8 +91,41 @@ int keyring_create(const uint8_t volume_id[KEYRING_VOLUME_ID_LEN], const struct 
 int keyring_load(const char *path, const uint8_t volume_id[KEYRING_VOLUME_ID_LEN],
 		 const struct kr_secret *secret, struct keyring **out);
 
-/* Writes the keyring atomically (0600), one generation later. KR_OK, or KR_ERR_IO (errno). */
+/*
+ * Writes the keyring atomically (0600), one generation later: two copies in the one file,
+ * the second on a 4 KiB block of its own (docs/FORMAT.md). KR_OK, or KR_ERR_IO (errno).
+ */
 int keyring_save(struct keyring *kr, const char *path);
+
+/* As keyring_load, from the bytes of a keyring file (a backup's, say) already in memory. */
+int keyring_load_buf(const uint8_t *file, size_t file_len,
+		     const uint8_t volume_id[KEYRING_VOLUME_ID_LEN], const struct kr_secret *secret,
+		     struct keyring **out);
+
+/*
+ * Which stored copies were bad when the keyring was loaded: the good one was used. A file of
+ * one copy (made before kekfs kept two) is KR_COPY_SINGLE and gains copy 2 at its next save.
+ * *rewritten (if not NULL): both copies have been written since. The volume config too.
+ */
+#define KR_COPY_1_BAD 1u
+#define KR_COPY_2_BAD 2u
+#define KR_COPY_SINGLE 4u
+unsigned keyring_bad_copies(const struct keyring *kr, int *rewritten);
+
+/* Rewrites both copies from the loaded one, same generation: after a bad copy was found. */
+int keyring_repair(struct keyring *kr, const char *path);
+
+/* The generation of the keyring file at path, read without unlocking it: KR_OK or why not. */
+int keyring_file_generation(const char *path, uint64_t *generation);
+
+/* One copy of the keyring's encoding, as saved (malloc'd): what a backup holds. */
+int keyring_export(const struct keyring *kr, uint8_t **buf, size_t *len);
+
+/*
+ * Saves a keyring restored from a backup one generation past both its own and newest_seen
+ * (the newest generation the volume knows), so that the volume accepts it from now on.
+ */
+int keyring_save_restored(struct keyring *kr, const char *path, uint64_t newest_seen);
 
 /*
  * Called after every save that landed, with the write lock held: how the host learns each new

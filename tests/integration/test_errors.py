@@ -162,16 +162,24 @@ def test_wrong_passphrase():
         still_works(v, "after wrong passphrases")
 
 
+def _both_copies(fn):
+    """The same damage to each of the file's two copies (the second starts at 4 KiB): one bad
+    copy is survived by design (test_keyring_copies), two must be refused."""
+    def damage(b):
+        n = len(b) - 4096
+        return fn(b[:n]) + b[n:4096] + fn(b[4096:])
+    return damage
+
+
 def _damage_cases(size):
     return [
         ("missing", None),
-        ("truncated to half", lambda b: b[:len(b) // 2]),
-        ("truncated by one byte", lambda b: b[:-1]),
+        ("truncated to half of its first copy", lambda b: b[:(len(b) - 4096) // 2]),
         ("truncated to 0 bytes", lambda b: b""),
-        ("first byte flipped", lambda b: bytes([b[0] ^ 0xFF]) + b[1:]),
-        ("middle byte flipped", lambda b: b[:len(b) // 2] + bytes([b[len(b) // 2] ^ 0x01]) + b[len(b) // 2 + 1:]),
-        ("last byte flipped", lambda b: b[:-1] + bytes([b[-1] ^ 0x80])),
-        ("one byte appended", lambda b: b + b"\0"),
+        ("first byte of both copies flipped", _both_copies(lambda b: bytes([b[0] ^ 0xFF]) + b[1:])),
+        ("middle byte of both copies flipped", _both_copies(
+            lambda b: b[:len(b) // 2] + bytes([b[len(b) // 2] ^ 0x01]) + b[len(b) // 2 + 1:])),
+        ("last byte of both copies flipped", _both_copies(lambda b: b[:-1] + bytes([b[-1] ^ 0x80]))),
     ]
 
 

@@ -305,6 +305,7 @@ def test_fsck_tampered_keyring():
     with volume_with_tree("plaintext") as v:
         v.umount()
         flip(v.keyring, 60)
+        flip(v.keyring, 4096 + 60)  # both copies: one bad copy is survived
         r = fsck(v)
         expect(r, 1, "nothing else could be checked")
         expect(r, 1, "keyring", "damaged")

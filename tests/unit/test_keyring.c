@@ -15,13 +15,16 @@
 #define KR_MAC (KR_KEK0 + 96)
 #define KR_SUM (KR_MAC + 32)
 #define KR_LEN (KR_SUM + 8)
+#define COPY2 4096 /* where the second copy of a small keyring or config starts */
+#define KR_FILE_LEN (COPY2 + KR_LEN)
+#define VOL_FILE_LEN (COPY2 + VOLUME_ENCODED_LEN)
 #define VOL_SLOT0 48
 #define VOL_SUM 248
 
 struct kfix {
 	struct test_env *env;
 	char kr_path[128], vol_path[128];
-	uint8_t buf[4096];
+	uint8_t buf[16384];
 	size_t len;
 };
 
@@ -45,12 +48,20 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* Saves the fixture's keyring and reads the file's bytes into f->buf. */
+/*
+ * Saves the fixture's keyring and reads the file's bytes into f->buf: two equal copies, the
+ * second at 4 KiB. The tests of one copy's bytes then use copy 1 alone, as a one-copy file
+ * (the form made before kekfs kept two), which must load all the same.
+ */
 static void save_and_read(struct kfix *f)
 {
 	assert_int_equal(keyring_save(f->env->kr, f->kr_path), KR_OK);
 	assert_int_equal(file_read(f->kr_path, f->buf, sizeof(f->buf), &f->len), 0);
-	assert_int_equal(f->len, KR_LEN);
+	assert_int_equal(f->len, KR_FILE_LEN);
+	assert_memory_equal(f->buf, f->buf + COPY2, KR_LEN);
+	for (size_t i = KR_LEN; i < COPY2; i++)
+		assert_int_equal(f->buf[i], 0);
+	f->len = KR_LEN;
 }
 
 /* Writes buf as the keyring file and loads it with the fixture's volume id and secret. */
@@ -136,7 +147,8 @@ static void test_wrong_volume_missing(void **state)
 	assert_null(kr);
 }
 
-/* Every truncation, an appended byte, or a huge file is KR_ERR_CORRUPT. */
+/* Every truncation of a one-copy file, or a huge file, is KR_ERR_CORRUPT; an appended byte
+ * is a second copy that is bad. */
 static void test_truncated(void **state)
 {
 	struct kfix *f = *state;
@@ -146,7 +158,7 @@ static void test_truncated(void **state)
 	save_and_read(f);
 	for (size_t n = 0; n < KR_LEN; n += (n < 40 || n > KR_LEN - 48) ? 1 : 13)
 		assert_int_equal(load_bytes(f, f->buf, n), KR_ERR_CORRUPT);
-	assert_int_equal(load_bytes(f, f->buf, KR_LEN + 1), KR_ERR_CORRUPT);
+	assert_int_equal(load_bytes(f, f->buf, KR_LEN + 1), KR_OK);
 	memcpy(big, f->buf, KR_LEN);
 	assert_int_equal(load_bytes(f, big, 1 << 20), KR_ERR_CORRUPT);
 	free(big);
@@ -281,13 +293,13 @@ static void test_volume_missing_short(void **state)
 {
 	struct kfix *f = *state;
 	struct volume v;
-	uint8_t buf[VOLUME_ENCODED_LEN];
+	uint8_t buf[VOL_FILE_LEN];
 	size_t len = 0;
 
 	assert_int_equal(volume_load(f->vol_path, &v), VOL_ERR_MISSING);
 	assert_int_equal(volume_save(&f->env->vol, f->vol_path), VOL_OK);
 	assert_int_equal(file_read(f->vol_path, buf, sizeof(buf), &len), 0);
-	file_write(f->vol_path, buf, len - 1);
+	file_write(f->vol_path, buf, VOLUME_ENCODED_LEN - 1);
 	assert_int_equal(volume_load(f->vol_path, &v), VOL_ERR_CORRUPT);
 }
 
@@ -347,7 +359,8 @@ static void test_volume_tamper(void **state)
 
 	assert_int_equal(volume_save(&f->env->vol, f->vol_path), VOL_OK);
 	assert_int_equal(file_read(f->vol_path, f->buf, sizeof(f->buf), &len), 0);
-	assert_int_equal(len, VOLUME_ENCODED_LEN);
+	assert_int_equal(len, VOL_FILE_LEN);
+	assert_memory_equal(f->buf, f->buf + COPY2, VOLUME_ENCODED_LEN);
 	assert_int_equal(vol_try(f, other->kr), VOL_ERR_TAMPERED); /* another keyring's KEK v1 */
 	for (size_t i = 0; i < sizeof(vol_cases) / sizeof(vol_cases[0]); i++) {
 		size_t off = vol_cases[i].off;
@@ -361,6 +374,127 @@ static void test_volume_tamper(void **state)
 	}
 	assert_int_equal(vol_try(f, f->env->kr), VOL_OK);
 	env_free(other);
+}
+
+/* Loads the keyring file as it is; returns the result and (on success) its bad copies. */
+static int load_file(struct kfix *f, unsigned *bad)
+{
+	struct keyring *kr = NULL;
+	int rc = keyring_load(f->kr_path, f->env->vol_id, &f->env->secret, &kr);
+
+	*bad = rc == KR_OK ? keyring_bad_copies(kr, NULL) : 0;
+	keyring_free(kr);
+	return rc;
+}
+
+/*
+ * Two copies: a flipped byte anywhere in either copy, or a zeroed 4 KiB block, still opens
+ * (and names the bad copy); the same damage in both copies is KR_ERR_CORRUPT. A repair
+ * writes the file back as it was.
+ */
+static void test_two_copies(void **state)
+{
+	struct kfix *f = *state;
+	uint8_t orig[KR_FILE_LEN], *b = f->buf;
+	unsigned bad;
+
+	save_and_read(f);
+	memcpy(orig, b, KR_FILE_LEN);
+	for (size_t i = 0; i < KR_LEN; i++) {
+		for (int c = 0; c < 2; c++) {
+			b[c * COPY2 + i] ^= 0x10;
+			file_write(f->kr_path, b, KR_FILE_LEN);
+			assert_int_equal(load_file(f, &bad), KR_OK);
+			assert_int_equal(bad, c ? KR_COPY_2_BAD : KR_COPY_1_BAD);
+			b[c * COPY2 + i] ^= 0x10;
+		}
+		b[i] ^= 0x10;
+		b[COPY2 + i] ^= 0x10;
+		file_write(f->kr_path, b, KR_FILE_LEN);
+		assert_int_equal(load_file(f, &bad), KR_ERR_CORRUPT);
+		memcpy(b, orig, KR_FILE_LEN);
+	}
+	memset(b, 0, COPY2); /* a lost sector under copy 1 */
+	file_write(f->kr_path, b, KR_FILE_LEN);
+	assert_int_equal(load_file(f, &bad), KR_OK);
+	assert_int_equal(bad, KR_COPY_1_BAD);
+	file_write(f->kr_path, orig, KR_FILE_LEN - 1); /* copy 2 cut short */
+	assert_int_equal(load_file(f, &bad), KR_OK);
+	assert_int_equal(bad, KR_COPY_2_BAD);
+	memset(b, 0, KR_FILE_LEN); /* both: a clear error */
+	file_write(f->kr_path, b, KR_FILE_LEN);
+	assert_int_equal(load_file(f, &bad), KR_ERR_CORRUPT);
+	file_write(f->kr_path, orig, KR_LEN); /* one copy (an older kekfs): no damage */
+	assert_int_equal(load_file(f, &bad), KR_OK);
+	assert_int_equal(bad, KR_COPY_SINGLE);
+	assert_int_equal(keyring_repair(f->env->kr, f->kr_path), KR_OK);
+	assert_int_equal(file_read(f->kr_path, b, sizeof(f->buf), &f->len), 0);
+	assert_int_equal(f->len, KR_FILE_LEN);
+	assert_memory_equal(b, orig, KR_FILE_LEN);
+}
+
+/* A copy from an older generation in either place: the newer copy is used, the old one bad. */
+static void test_two_copies_generations(void **state)
+{
+	struct kfix *f = *state;
+	uint8_t old[KR_LEN], *b = f->buf;
+	struct keyring *kr = NULL;
+	unsigned bad;
+
+	save_and_read(f);
+	memcpy(old, b, KR_LEN);
+	save_and_read(f);
+	for (int c = 0; c < 2; c++) {
+		save_and_read(f);
+		memcpy(b + c * COPY2, old, KR_LEN);
+		file_write(f->kr_path, b, KR_FILE_LEN);
+		assert_int_equal(keyring_load(f->kr_path, f->env->vol_id, &f->env->secret, &kr),
+				 KR_OK);
+		assert_int_equal(keyring_generation(kr), keyring_generation(f->env->kr));
+		bad = keyring_bad_copies(kr, NULL);
+		assert_int_equal(bad, c ? KR_COPY_2_BAD : KR_COPY_1_BAD);
+		keyring_free(kr);
+		kr = NULL;
+	}
+}
+
+/* The volume config's two copies: either one damaged or zeroed opens, both do not. */
+static void test_volume_two_copies(void **state)
+{
+	struct kfix *f = *state;
+	uint8_t orig[VOL_FILE_LEN], *b = f->buf;
+	struct volume v;
+
+	assert_int_equal(volume_save(&f->env->vol, f->vol_path), VOL_OK);
+	assert_int_equal(file_read(f->vol_path, orig, sizeof(orig), &f->len), 0);
+	assert_int_equal(f->len, VOL_FILE_LEN);
+	for (size_t i = 0; i < VOLUME_ENCODED_LEN; i += 7) {
+		memcpy(b, orig, VOL_FILE_LEN);
+		for (int c = 0; c < 2; c++) {
+			b[c * COPY2 + i] ^= 0x01;
+			file_write(f->vol_path, b, VOL_FILE_LEN);
+			assert_int_equal(volume_load(f->vol_path, &v),
+					 c ? VOL_ERR_CORRUPT : VOL_OK);
+			assert_int_equal(v.bad_copies, c ? 0 : KR_COPY_1_BAD);
+		}
+		b[i] ^= 0x01;
+		file_write(f->vol_path, b, VOL_FILE_LEN);
+		assert_int_equal(volume_load(f->vol_path, &v), VOL_OK);
+		assert_int_equal(v.bad_copies, KR_COPY_2_BAD);
+		assert_int_equal(volume_unlock(&v, f->env->kr), VOL_OK);
+		volume_clear(&v);
+	}
+	memcpy(b, orig, VOL_FILE_LEN);
+	memset(b, 0, COPY2);
+	file_write(f->vol_path, b, VOL_FILE_LEN);
+	assert_int_equal(volume_load(f->vol_path, &v), VOL_OK);
+	assert_int_equal(v.bad_copies, KR_COPY_1_BAD);
+	assert_int_equal(volume_repair(&v), VOL_OK);
+	assert_int_equal(file_read(f->vol_path, b, sizeof(f->buf), &f->len), 0);
+	assert_memory_equal(b, orig, VOL_FILE_LEN);
+	file_write(f->vol_path, orig, VOLUME_ENCODED_LEN);
+	assert_int_equal(volume_load(f->vol_path, &v), VOL_OK);
+	assert_int_equal(v.bad_copies, KR_COPY_SINGLE);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -380,6 +514,9 @@ int main(void)
 	    T(test_volume_round_trip),
 	    T(test_volume_missing_short),
 	    T(test_volume_tamper),
+	    T(test_two_copies),
+	    T(test_two_copies_generations),
+	    T(test_volume_two_copies),
 	};
 
 	if (secmem_init() != 0)

@@ -1,0 +1,133 @@
+"""The keyring and the volume config survive a damaged byte or sector (issue 15): each file
+holds two copies, 4 KiB apart; the good copy is used, fsck reports the bad one, and a
+read-write mount rewrites it. `kekfs keys backup` / `restore` bring a lost keyring back, with
+rules about generations, and `kekfs init --recovery-key` adds a recovery key-file slot."""
+
+import os
+
+from kekfs_harness import (Volume, run_kekfs, write_file, read_file, assert_eq, pattern)
+from test_fsck import flip
+
+# Run on plaintext and on encrypted names (tests/run_tests.py).
+NAME_MODES = ("plaintext", "encrypted")
+
+DATA = pattern(10000, 7)
+
+
+def fsck(v, *extra):
+    return run_kekfs("fsck", *(v.key_args() + list(extra) + [v.backing]), timeout=120)
+
+
+def output(r):
+    return r.stdout.decode("utf-8", "replace") + r.stderr.decode("utf-8", "replace")
+
+
+def zero_sector(path, off):
+    with open(path, "r+b") as f:
+        f.seek(off)
+        f.write(b"\0" * 4096)
+
+
+# Where copy 2 starts: the first 4 KiB block past copy 1 (both files are smaller than that).
+COPY2 = 4096
+
+DAMAGE = [
+    ("a byte of copy 1 flipped", 1, lambda p: flip(p, 60)),
+    ("a byte of copy 2 flipped", 2, lambda p: flip(p, COPY2 + 60)),
+    ("the sector of copy 1 zeroed", 1, lambda p: zero_sector(p, 0)),
+    ("the sector of copy 2 zeroed", 2, lambda p: zero_sector(p, COPY2)),
+]
+
+
+def _damage_round(v, path, what, label, copy, damage):
+    """One damage: fsck names the bad copy and writes nothing, a mount works and reads the
+    data, and leaves the file as it was before the damage; fsck is then clean."""
+    before = read_file(path)
+    if copy == 2:
+        assert len(before) > COPY2 and before[COPY2:COPY2 + 8] in (b"KEKFSKR1", b"KEKFSVOL"), \
+            "%s has no second copy at 4 KiB (%d bytes)" % (what, len(before))
+    damage(path)
+    damaged = read_file(path)
+    r = fsck(v)
+    assert_eq(r.returncode, 1, "%s, %s: fsck exit status (%s)" % (what, label, output(r)))
+    assert "copy %d of the %s is damaged" % (copy, what) in output(r), output(r)
+    assert_eq(read_file(path), damaged, "%s after fsck without --repair" % what)
+    v.mount()
+    try:
+        assert_eq(read_file(v.path("f")), DATA, "%s, %s: data" % (what, label))
+    finally:
+        v.umount()
+    assert_eq(read_file(path), before, "%s, %s: rewritten by the mount" % (what, label))
+    r = fsck(v)
+    assert_eq(r.returncode, 0, "%s, %s: fsck after the mount (%s)" % (what, label, output(r)))
+
+
+def _damage_all(keyring_outside=False):
+    with Volume(keyring_outside=keyring_outside) as v:
+        write_file(v.path("f"), DATA)
+        v.umount()
+        for path, what in ((v.keyring, "keyring"), (v.bpath(".kekfs", "volume"),
+                                                     "volume config")):
+            for label, copy, damage in DAMAGE:
+                _damage_round(v, path, what, label, copy, damage)
+
+
+def test_one_damaged_copy_of_keyring_or_config_is_survived():
+    _damage_all()
+
+
+def test_one_damaged_copy_of_an_outside_keyring_is_survived():
+    _damage_all(keyring_outside=True)
+
+
+def test_fsck_repair_rewrites_the_bad_copy():
+    """fsck --repair rewrites the bad copy and says so: the problem counts as repaired."""
+    with Volume() as v:
+        write_file(v.path("f"), DATA)
+        v.umount()
+        before = read_file(v.keyring)
+        flip(v.keyring, 4096 + 100)
+        r = fsck(v, "--repair")
+        assert_eq(r.returncode, 0, "fsck --repair (%s)" % output(r))
+        assert "copy 2 of the keyring is damaged; copy 1 is good (repaired)" in output(r), \
+            output(r)
+        assert_eq(read_file(v.keyring), before, "keyring after fsck --repair")
+
+
+def test_both_copies_damaged_is_one_clear_error():
+    with Volume() as v:
+        v.umount()
+        for path, what in ((v.keyring, "keyring"), (v.bpath(".kekfs", "volume"),
+                                                     "volume config")):
+            before = read_file(path)
+            flip(path, 60)
+            flip(path, 4096 + 60)
+            r = run_kekfs(*v.mount_argv())
+            lines = r.stderr.decode().strip().splitlines()
+            assert r.returncode != 0 and len(lines) == 1, "mount with both copies bad: %r" % r
+            assert "damaged or truncated" in lines[0], lines
+            with open(path, "wb") as f:
+                f.write(before)
+
+
+def test_volume_of_one_copy_opens_and_gains_the_second():
+    """A volume written before there were two copies (one copy, no padding) still opens, is
+    not reported as damaged, and gains copy 2 at its next save."""
+    with Volume() as v:
+        write_file(v.path("f"), DATA)
+        v.umount()
+        kr, vol = read_file(v.keyring), read_file(v.bpath(".kekfs", "volume"))
+        n = len(kr) - 4096
+        assert kr[:n] == kr[4096:], "the two keyring copies differ"
+        write_file(v.keyring, kr[:n], 0o600)
+        write_file(v.bpath(".kekfs", "volume"), vol[:256], 0o600)
+        r = fsck(v)
+        assert_eq(r.returncode, 0, "fsck of a one-copy volume (%s)" % output(r))
+        v.mount()
+        assert_eq(read_file(v.path("f")), DATA, "data of a one-copy volume")
+        r = run_kekfs("rotate", v.mnt)
+        assert_eq(r.returncode, 0, "rotate: %r" % r)
+        v.umount()
+        kr = read_file(v.keyring)
+        n = len(kr) - 4096
+        assert n > 0 and kr[:n] == kr[4096:], "keyring has no second copy after a save"
