@@ -7,33 +7,42 @@
 #include <unistd.h>
 
 #include "fileio.h"
+#include "header.h"
 #include "namedir.h"
 #include "walk.h"
 
 struct census_walk {
 	struct census *c;
 	uint32_t version;
+	const struct volume *vol; /* census_unopenable: the volume and the keyring to try */
+	const struct keyring *kr;
 };
+
+/* Adds the backing path of dirfd/name to c's examples while there is room. */
+static void census_example(struct census *c, int dirfd, const char *name)
+{
+	char proc[64], dir[PATH_MAX];
+	ssize_t n;
+
+	if (c->nexamples >= CENSUS_EXAMPLES)
+		return;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dirfd);
+	n = readlink(proc, dir, sizeof(dir) - 1);
+	dir[n > 0 ? n : 0] = '\0';
+	snprintf(c->examples[c->nexamples++], PATH_MAX, "%.2000s/%.1000s", dir, name);
+}
 
 static void census_file(void *ctx, int dirfd, const char *name)
 {
 	struct census_walk *w = ctx;
 	struct census *c = w->c;
-	char proc[64], dir[PATH_MAX];
 	uint32_t version;
 	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOATIME | O_CLOEXEC);
-	ssize_t n;
 
 	if (fd < 0 || fileio_kek_version(fd, &version) != 0) {
 		c->unreadable++;
 	} else if (version == w->version) {
-		if (c->nexamples < CENSUS_EXAMPLES) {
-			snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dirfd);
-			n = readlink(proc, dir, sizeof(dir) - 1);
-			dir[n > 0 ? n : 0] = '\0';
-			snprintf(c->examples[c->nexamples++], PATH_MAX, "%.2000s/%.1000s", dir,
-				 name);
-		}
+		census_example(c, dirfd, name);
 		c->files++;
 	}
 	if (fd >= 0)
@@ -77,6 +86,41 @@ void census_take(int backing_fd, const struct volume *vol, uint32_t version, str
 	memset(c, 0, sizeof(*c));
 	c->name_key = vol->cur.kek_version == version;
 	walk_regular_files(backing_fd, vol->name_mode == NAMES_AES_SIV, &never, census_file, &w);
+	census_plain_names(backing_fd, vol, c);
+}
+
+/* Counts a file whose header is sound but none of whose slots opens with the keyring tried. */
+static void census_file_unopenable(void *ctx, int dirfd, const char *name)
+{
+	struct census_walk *w = ctx;
+	uint8_t buf[HEADER_LEN];
+	struct file_header h;
+	int state[2];
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOATIME | O_CLOEXEC);
+
+	if (fd < 0 || pread(fd, buf, HEADER_LEN, 0) != HEADER_LEN ||
+	    header_decode(buf, w->vol, &h) != HDR_OK) {
+		w->c->unreadable++; /* damaged or shredded: no keyring opens it */
+	} else {
+		header_check_slots(&h, w->vol, w->kr, state);
+		if (state[0] != SLOT_OK && state[1] != SLOT_OK) {
+			census_example(w->c, dirfd, name);
+			w->c->files++;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+void census_unopenable(int backing_fd, const struct volume *vol, const struct keyring *kr,
+		       struct census *c)
+{
+	struct census_walk w = {.c = c, .vol = vol, .kr = kr};
+	volatile int never = 0;
+
+	memset(c, 0, sizeof(*c));
+	walk_regular_files(backing_fd, vol->name_mode == NAMES_AES_SIV, &never,
+			   census_file_unopenable, &w);
 	census_plain_names(backing_fd, vol, c);
 }
 

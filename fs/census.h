@@ -27,6 +27,13 @@ struct census {
 void census_take(int backing_fd, const struct volume *vol, uint32_t version, struct census *c);
 
 /*
+ * Counts the files no slot of whose header opens with kr (a keyring restored from an older
+ * copy lacks the KEKs of later wraps); damaged and shredded headers count as unreadable.
+ */
+void census_unopenable(int backing_fd, const struct volume *vol, const struct keyring *kr,
+		       struct census *c);
+
+/*
  * Retires or destroys KEK version only if no file and not the name key still need it
  * (unless force), or restores it. Writes what it did, or why not, as one line to msg.
  * Returns 0 or -1.

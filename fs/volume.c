@@ -68,15 +68,20 @@ int volume_create(struct volume *v, const uint8_t id[VOLUME_ID_LEN], int cipher,
 	return VOL_OK;
 }
 
+void volume_encode(const struct volume *v, uint8_t out[VOLUME_ENCODED_LEN])
+{
+	volume_encode_fields(v, out);
+	memcpy(out + VOL_SLOTS_OFF, v->slots, sizeof(v->slots));
+	put_le64(out + VOL_GENERATION_OFF, v->generation);
+	put_le64(out + VOL_CHECKSUM_OFF, XXH64(out, VOL_CHECKSUM_OFF, 0));
+}
+
 int volume_save(const struct volume *v, const char *path)
 {
 	uint8_t buf[VOL_FILE_LEN] = {0};
 	int rc;
 
-	volume_encode_fields(v, buf);
-	memcpy(buf + VOL_SLOTS_OFF, v->slots, sizeof(v->slots));
-	put_le64(buf + VOL_GENERATION_OFF, v->generation);
-	put_le64(buf + VOL_CHECKSUM_OFF, XXH64(buf, VOL_CHECKSUM_OFF, 0));
+	volume_encode(v, buf);
 	memcpy(buf + VOL_COPY2_OFF, buf, VOLUME_ENCODED_LEN);
 	rc = atomic_write_file(path, buf, sizeof(buf), 0600);
 	if (rc != 0) {
@@ -116,21 +121,11 @@ static const uint8_t *copies_pick(const uint8_t *buf, size_t len, unsigned *bad)
 	return pick;
 }
 
-int volume_load(const char *path, struct volume *v)
+int volume_load_buf(const uint8_t *file, size_t len, struct volume *v)
 {
-	uint8_t *file = NULL;
-	const uint8_t *buf;
-	size_t len = 0;
-	int rc = read_small_file(path, 2 * VOL_FILE_LEN, &file, &len);
+	const uint8_t *buf = copies_pick(file, len, &v->bad_copies);
+	int rc = VOL_OK;
 
-	memset(v, 0, sizeof(*v));
-	if (rc == -ENOENT)
-		return VOL_ERR_MISSING;
-	if (rc != 0) {
-		errno = -rc;
-		return VOL_ERR_IO;
-	}
-	buf = copies_pick(file, len, &v->bad_copies);
 	if (!buf)
 		rc = VOL_ERR_CORRUPT;
 	else if (get_le16(buf + 8) != VOL_FORMAT || !aead_cipher_valid(buf[10]) ||
@@ -146,8 +141,28 @@ int volume_load(const char *path, struct volume *v)
 		memcpy(v->root_dir_id, buf + 32, VOLUME_ID_LEN);
 		memcpy(v->slots, buf + VOL_SLOTS_OFF, sizeof(v->slots));
 		v->generation = get_le64(buf + VOL_GENERATION_OFF);
-		snprintf(v->path, sizeof(v->path), "%s", path);
 	}
+	return rc;
+}
+
+int volume_load(const char *path, struct volume *v)
+{
+	uint8_t *file = NULL;
+	size_t len = 0;
+	int rc = read_small_file(path, 2 * VOL_FILE_LEN, &file, &len);
+
+	memset(v, 0, sizeof(*v));
+	if (rc == -ENOENT)
+		return VOL_ERR_MISSING;
+	if (rc == BACKING_ERR_TOO_BIG)
+		return VOL_ERR_CORRUPT; /* no config is that large */
+	if (rc != 0) {
+		errno = -rc;
+		return VOL_ERR_IO;
+	}
+	rc = volume_load_buf(file, len, v);
+	if (rc == VOL_OK)
+		snprintf(v->path, sizeof(v->path), "%s", path);
 	free(file);
 	return rc;
 }

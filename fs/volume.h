@@ -61,6 +61,12 @@ int volume_create(struct volume *v, const uint8_t id[VOLUME_ID_LEN], int cipher,
  */
 int volume_load(const char *path, struct volume *v);
 
+/* As volume_load, from a config's bytes in memory (a backup's); v must be zeroed. */
+int volume_load_buf(const uint8_t *file, size_t len, struct volume *v);
+
+/* One copy of the config's encoding, as saved: what a keyring backup holds. */
+void volume_encode(const struct volume *v, uint8_t out[VOLUME_ENCODED_LEN]);
+
 /* Writes both copies again if one was bad at load (a read-write open). VOL_OK or VOL_ERR_IO. */
 int volume_repair(struct volume *v);
 

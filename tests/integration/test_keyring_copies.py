@@ -3,10 +3,14 @@ holds two copies, 4 KiB apart; the good copy is used, fsck reports the bad one, 
 read-write mount rewrites it. `kekfs keys backup` / `restore` bring a lost keyring back, with
 rules about generations, and `kekfs init --recovery-key` adds a recovery key-file slot."""
 
+import errno
 import os
+import re
 
 from kekfs_harness import (Volume, run_kekfs, write_file, read_file, assert_eq, pattern)
+from test_audit import records
 from test_fsck import flip
+from test_rotation import kekfs_ok, wait_rewrap_finished
 
 # Run on plaintext and on encrypted names (tests/run_tests.py).
 NAME_MODES = ("plaintext", "encrypted")
@@ -131,3 +135,100 @@ def test_volume_of_one_copy_opens_and_gains_the_second():
         kr = read_file(v.keyring)
         n = len(kr) - 4096
         assert n > 0 and kr[:n] == kr[4096:], "keyring has no second copy after a save"
+
+
+def backup(v, path, target=None):
+    return run_kekfs("keys", "backup", path, *(v.key_args() + [target or v.backing]))
+
+
+def restore(v, path, *extra):
+    return run_kekfs("keys", "restore", path, *(v.key_args() + list(extra) + [v.backing]))
+
+
+def restores_logged(v):
+    return [rec for rec in records(v) if rec.get("op") == "keyring-restore"]
+
+
+def test_backup_brings_back_a_lost_keyring():
+    """keys backup (online, from the mount point), the keyring lost, keys restore: the volume
+    mounts and reads, the restore is in the audit log, and the chain still verifies."""
+    with Volume() as v:
+        write_file(v.path("f"), DATA)
+        copy = os.path.join(v.base, "keyring.backup")
+        r = backup(v, copy, v.mnt)
+        assert_eq(r.returncode, 0, "keys backup: %s" % output(r))
+        assert_eq(os.stat(copy).st_mode & 0o777, 0o600, "mode of the backup")
+        r = backup(v, copy, v.mnt)
+        assert r.returncode != 0 and "exists" in output(r), "backup over a file: %r" % r
+        r = restore(v, copy)
+        assert r.returncode != 0 and "unmount it first" in output(r), \
+            "restore while mounted: %s" % output(r)
+        v.umount()
+        os.unlink(v.keyring)
+        r = run_kekfs(*v.mount_argv())
+        assert r.returncode != 0, "mount without a keyring"
+        r = restore(v, copy)
+        assert_eq(r.returncode, 0, "keys restore: %s" % output(r))
+        assert "0 files cannot be opened" in output(r), output(r)
+        assert_eq(len(restores_logged(v)), 1, "keyring-restore events in the audit log")
+        v.mount()
+        assert_eq(read_file(v.path("f")), DATA, "data after the restore")
+        kekfs_ok("audit", "verify", v.mnt)
+
+
+def test_restoring_an_older_backup_needs_older_and_counts_what_it_cannot_open():
+    """A backup from before a rotation and a seal: refused without --older, with the count of
+    files it cannot open; with --older it restores, and exactly that many files fail to open
+    while the others read as before."""
+    with Volume() as v:
+        write_file(v.path("f"), DATA)
+        copy = os.path.join(v.base, "keyring.backup")
+        assert_eq(backup(v, copy, v.mnt).returncode, 0, "keys backup")
+        kekfs_ok("rotate", v.mnt)
+        wait_rewrap_finished(v)
+        kekfs_ok("shred", "--seal", v.mnt)
+        later = {"g%d" % i: pattern(5000 + i, 30 + i) for i in range(3)}
+        for name, data in later.items():
+            write_file(v.path(name), data)
+        v.umount()
+        before = read_file(v.keyring)
+        r = restore(v, copy)
+        assert r.returncode != 0 and "--older" in output(r), "older restore: %s" % output(r)
+        m = re.search(r"(\d+) files? cannot be opened with it", output(r))
+        assert m, output(r)
+        assert_eq(read_file(v.keyring), before, "keyring after a refused restore")
+        assert_eq(restores_logged(v), [], "audit log after a refused restore")
+        r = restore(v, copy, "--older")
+        assert_eq(r.returncode, 0, "restore --older: %s" % output(r))
+        assert "%s file" % m.group(1) in output(r), output(r)
+        assert_eq(len(restores_logged(v)), 1, "keyring-restore events in the audit log")
+        v.mount()  # the restored keyring is saved past every generation: no rollback refusal
+        unreadable = 0
+        for name, data in [("f", DATA)] + sorted(later.items()):
+            try:
+                assert_eq(read_file(v.path(name)), data, name)
+            except OSError as e:
+                assert_eq(e.errno, errno.EIO, "error reading %s" % name)
+                unreadable += 1
+        assert_eq(unreadable, int(m.group(1)), "files the restored keyring cannot open")
+        assert unreadable > 0, "the seal left files the old backup opens"
+
+
+def test_restore_refuses_a_damaged_or_foreign_backup():
+    with Volume() as v, Volume() as other:
+        v.umount()
+        copy = os.path.join(v.base, "keyring.backup")
+        assert_eq(backup(v, copy).returncode, 0, "keys backup")
+        data = read_file(copy)
+        flip(copy, len(data) // 2)
+        r = restore(v, copy)
+        assert r.returncode != 0 and "damaged" in output(r), "damaged backup: %s" % output(r)
+        assert_eq(len(output(r).strip().splitlines()), 1, "one line: %s" % output(r))
+        other.umount()
+        theirs = os.path.join(other.base, "keyring.backup")
+        assert_eq(backup(other, theirs).returncode, 0, "keys backup of the other volume")
+        r = run_kekfs("keys", "restore", theirs, *(other.key_args() + [v.backing]))
+        assert r.returncode != 0 and "another volume" in output(r), \
+            "foreign backup: %s" % output(r)
+        r = run_kekfs("keys", "restore", copy[:-1] + "missing", *(v.key_args() + [v.backing]))
+        assert r.returncode != 0 and "cannot read the backup" in output(r), output(r)
