@@ -12,7 +12,10 @@
 #include <sodium.h>
 
 #include "../crypto/aead.h"
+#include "../crypto/kdf.h"
+#include "../crypto/secmem.h"
 #include "../fs/volume.h"
+#include "../keyring/atomic_file.h"
 #include "../keyring/audit.h"
 
 #include "cli.h"
@@ -35,6 +38,10 @@ static const char init_usage[] =
     "  --kms-command 'PROG ARGS' [--kms-env VAR]...\n"
     "                           unlock through a KMS plugin (docs/KMS-PLUGINS.md)\n"
     "  --keyring PATH           keep the keyring at PATH, outside the backing directory\n"
+    "  --recovery-key FILE      also write a new random recovery key to FILE (0600), a second\n"
+    "                           way in: kekfs mount --key-file FILE\n"
+    "  --recovery-key -         or show one on the terminal, once, to write down: it unlocks\n"
+    "                           when typed at the passphrase prompt, dashes included\n"
     "  --cipher NAME            xchacha20-poly1305 (default) or aes-256-gcm\n"
     "  --plaintext-names        store file names as given (default: encrypted with AES-SIV)\n"
     "  --chunk-size N           plaintext bytes per chunk, a power of two from 512 to 1M\n"
@@ -90,6 +97,7 @@ static int backing_check(const char *backing)
 struct init_opts {
 	struct secret_source src;
 	const char *keyring;
+	const char *recovery; /* --recovery-key: a new FILE, or "-" for the terminal */
 	int cipher;
 	unsigned chunk_shift;
 	int name_mode;
@@ -102,6 +110,7 @@ static int init_parse(int argc, char **argv, struct init_opts *o)
 	    {"key-file", required_argument, NULL, 'k'},
 	    {"passphrase-file", required_argument, NULL, 'p'},
 	    {"keyring", required_argument, NULL, 'r'},
+	    {"recovery-key", required_argument, NULL, 'R'},
 	    {"cipher", required_argument, NULL, 'c'},
 	    {"chunk-size", required_argument, NULL, 's'},
 	    {"plaintext-names", no_argument, NULL, 'P'},
@@ -125,6 +134,9 @@ static int init_parse(int argc, char **argv, struct init_opts *o)
 			break;
 		case 'r':
 			o->keyring = optarg;
+			break;
+		case 'R':
+			o->recovery = optarg;
 			break;
 		case 'c':
 			o->cipher = aead_cipher_from_name(optarg);
@@ -153,6 +165,93 @@ static int init_parse(int argc, char **argv, struct init_opts *o)
 	if (optind != argc - 1)
 		return cli_error("init takes one backing directory: see 'kekfs init --help'");
 	o->backing = argv[optind];
+	return 0;
+}
+
+/* 8 groups of 8 hex digits, dash-separated: the 32 bytes of a recovery key, to be typed. */
+#define RECOVERY_TEXT_LEN (8 * 9 - 1)
+
+/* Refuses now what would fail once the volume exists: a FILE that is there, "-" off a tty. */
+static int recovery_check(const char *dest)
+{
+	if (!dest)
+		return 0;
+	if (strcmp(dest, "-") == 0 && !isatty(STDOUT_FILENO))
+		return cli_error(
+		    "--recovery-key - shows the key on a terminal, and standard output "
+		    "is not one: give a new FILE instead");
+	if (strcmp(dest, "-") != 0 && access(dest, F_OK) == 0)
+		return cli_error("%s exists: give a new file for the recovery key", dest);
+	return 0;
+}
+
+/*
+ * The recovery secret, in locked memory: 32 random bytes as a key-file slot for a FILE, or as
+ * their typed form (RECOVERY_TEXT_LEN) in a passphrase slot for the terminal, so that every
+ * command's passphrase prompt takes it with no option of its own.
+ */
+static int recovery_make(const char *dest, struct kr_secret *r)
+{
+	uint8_t *key = secmem_alloc(KDF_KEYFILE_LEN);
+	char *text = key && strcmp(dest, "-") == 0 ? secmem_alloc(RECOVERY_TEXT_LEN + 1) : NULL;
+
+	memset(r, 0, sizeof(*r));
+	if (!key || (strcmp(dest, "-") == 0 && !text)) {
+		secmem_free(key);
+		return cli_error("out of secure memory");
+	}
+	randombytes_buf(key, KDF_KEYFILE_LEN);
+	r->type = KR_SECRET_KEYFILE;
+	r->bytes = key;
+	r->len = KDF_KEYFILE_LEN;
+	if (!text)
+		return 0;
+	for (int g = 0; g < 8; g++) { /* bin2hex ends each group with a NUL: a dash, but last */
+		sodium_bin2hex(text + g * 9, 9, key + g * 4, 4);
+		text[g * 9 + 8] = g < 7 ? '-' : '\0';
+	}
+	secmem_free(key);
+	r->type = KR_SECRET_PASSPHRASE;
+	r->bytes = (const uint8_t *)text;
+	r->len = RECOVERY_TEXT_LEN;
+	return 0;
+}
+
+/* Writes the recovery key FILE before the volume exists, so that no volume lacks it. */
+static int recovery_write(const char *dest, const struct kr_secret *r)
+{
+	int rc;
+
+	if (!dest || strcmp(dest, "-") == 0)
+		return 0;
+	rc = new_file_write(dest, r->bytes, r->len);
+	if (rc != 0)
+		return cli_error("cannot write the recovery key %s: %s", dest, strerror(-rc));
+	return 0;
+}
+
+/*
+ * Says where the recovery key is, or shows it the one time it is shown: written past stdio,
+ * so that no unlocked buffer keeps a copy. -1 if the terminal did not take it.
+ */
+static int recovery_tell(const char *dest, const struct kr_secret *r, const char *backing)
+{
+	if (strcmp(dest, "-") != 0) {
+		printf("kekfs: recovery key written to %s: it unlocks %s with --key-file %s; keep "
+		       "it apart from the volume\n",
+		       dest, backing, dest);
+		return 0;
+	}
+	printf("kekfs: the recovery key of %s, shown this once; write it down and keep it apart "
+	       "from the volume:\n\n    ",
+	       backing);
+	fflush(stdout);
+	if (write(STDOUT_FILENO, r->bytes, r->len) != (ssize_t)r->len)
+		return cli_error("the recovery key could not be shown (%s): remove its slot, 2, "
+				 "with 'kekfs keys remove-slot 2 %s'",
+				 strerror(errno), backing);
+	printf("\n\nIt unlocks the volume when typed at the passphrase prompt, dashes included "
+	       "(or from a file: --passphrase-file).\n");
 	return 0;
 }
 
@@ -200,43 +299,63 @@ static void init_audit(const char *backing, const struct keyring *kr)
 		fprintf(stderr, "kekfs: warning: cannot start the audit log in %s\n", dir);
 }
 
-int cmd_init(int argc, char **argv)
+/* The success line, and the recovery key if one was asked for; -1 if it could not be shown. */
+static int init_tell(const struct init_opts *o, const struct kr_secret *recovery)
 {
-	struct init_opts o;
-	struct kr_secret secret;
+	printf("kekfs: created volume in %s (cipher %s, chunk size %u, %s names, keyring %s)\n",
+	       o->backing, aead_cipher_name(o->cipher), 1u << o->chunk_shift,
+	       o->name_mode == NAMES_AES_SIV ? "encrypted" : "plaintext",
+	       o->keyring ? o->keyring : "inside the backing directory");
+	return o->recovery ? recovery_tell(o->recovery, recovery, o->backing) : 0;
+}
+
+/* Creates the keyring (with the recovery slot) and the config, and writes them. */
+static int init_volume(const struct init_opts *o, const struct kr_secret *secret,
+		       const struct kr_secret *recovery)
+{
 	struct keyring *kr = NULL;
 	struct volume vol = {0};
 	uint8_t volume_id[VOLUME_ID_LEN];
 	int rc;
 
-	if (init_parse(argc, argv, &o) != 0 ||
-	    target_lock(o.backing, VOLUME_LOCK_READ, "init", "it is a kekfs volume in use") != 0 ||
-	    backing_check(o.backing) != 0)
-		return 1;
-	if (secret_read(&o.src, 1, &secret) != 0)
-		return 1;
 	randombytes_buf(volume_id, sizeof(volume_id));
-	rc = keyring_create(volume_id, &secret, &kr);
+	rc = keyring_create(volume_id, secret, o->recovery ? recovery : NULL, &kr);
 	if (rc != KR_OK)
-		cli_error("cannot create keyring: %s",
-			  rc == KR_ERR_EXTERNAL ? secret.ext->msg : keyring_strerror(rc));
-	secret_free(&secret);
-	if (rc != KR_OK)
-		return 1;
-	rc = volume_create(&vol, volume_id, o.cipher, o.chunk_shift, o.name_mode, kr);
-	if (rc == VOL_OK)
-		rc = init_write(&o, &vol, kr);
+		return cli_error("cannot create keyring: %s",
+				 rc == KR_ERR_EXTERNAL ? secret->ext->msg : keyring_strerror(rc));
+	rc = volume_create(&vol, volume_id, o->cipher, o->chunk_shift, o->name_mode, kr);
+	if (rc == VOL_OK && (rc = recovery_write(o->recovery, recovery)) == 0 &&
+	    (rc = init_write(o, &vol, kr)) != 0 && o->recovery && strcmp(o->recovery, "-") != 0)
+		unlink(o->recovery); /* it would open nothing */
 	if (rc == VOL_OK) /* makes the lock file: a first mount that is read-only holds it too */
-		rc = target_lock(o.backing, VOLUME_LOCK_EXCLUSIVE, "init", "init a new directory");
+		rc = target_lock(o->backing, VOLUME_LOCK_EXCLUSIVE, "init", "init a new directory");
 	if (rc == VOL_OK)
-		init_audit(o.backing, kr);
+		init_audit(o->backing, kr);
 	volume_clear(&vol);
 	keyring_free(kr);
-	if (rc != 0)
+	return rc == 0 ? 0 : -1;
+}
+
+int cmd_init(int argc, char **argv)
+{
+	struct init_opts o;
+	struct kr_secret secret, recovery = {0};
+	int rc;
+
+	if (init_parse(argc, argv, &o) != 0 ||
+	    target_lock(o.backing, VOLUME_LOCK_READ, "init", "it is a kekfs volume in use") != 0 ||
+	    backing_check(o.backing) != 0 || recovery_check(o.recovery) != 0)
 		return 1;
-	printf("kekfs: created volume in %s (cipher %s, chunk size %u, %s names, keyring %s)\n",
-	       o.backing, aead_cipher_name(o.cipher), 1u << o.chunk_shift,
-	       o.name_mode == NAMES_AES_SIV ? "encrypted" : "plaintext",
-	       o.keyring ? o.keyring : "inside the backing directory");
-	return 0;
+	if (o.recovery && recovery_make(o.recovery, &recovery) != 0)
+		return 1;
+	if (secret_read(&o.src, 1, &secret) != 0) {
+		secret_free(&recovery);
+		return 1;
+	}
+	rc = init_volume(&o, &secret, &recovery);
+	secret_free(&secret);
+	if (rc == 0)
+		rc = init_tell(&o, &recovery);
+	secret_free(&recovery);
+	return rc == 0 ? 0 : 1;
 }

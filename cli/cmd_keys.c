@@ -732,26 +732,6 @@ static int slots_change(struct keys_opts *o, const char *verb, unsigned long ind
 #define BACKUP_HEAD 40
 #define BACKUP_MAX (BACKUP_HEAD + VOLUME_ENCODED_LEN + (1 << 20) + 8)
 
-/* Writes buf as a new file (0600, never over an existing one), synced. 0 or -errno. */
-static int write_new_file(const char *path, const uint8_t *buf, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600), rc = 0;
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	for (size_t done = 0; rc == 0 && done < len; done += (size_t)n)
-		if ((n = write(fd, buf + done, len - done)) < 0)
-			rc = errno == EINTR ? (n = 0) : -errno;
-	if (rc == 0 && fsync(fd) != 0)
-		rc = -errno;
-	if (close(fd) != 0 && rc == 0)
-		rc = -errno;
-	if (rc != 0)
-		unlink(path);
-	return rc;
-}
-
 /* The backup of an unlocked volume: head, config, keyring, checksum (malloc'd). */
 static uint8_t *backup_encode(const struct volume *vol, const struct keyring *kr, size_t *len)
 {
@@ -794,7 +774,7 @@ static int backup_command(const char *file, struct keys_opts *o)
 	buf = backup_encode(&vol, kr, &len);
 	if (!buf)
 		cli_error("out of memory");
-	else if ((rc = write_new_file(file, buf, len)) != 0)
+	else if ((rc = new_file_write(file, buf, len)) != 0)
 		cli_error("cannot write the backup %s: %s", file, strerror(-rc));
 	else
 		printf("keyring backup of %s written to %s (generation %llu): it opens with the "

@@ -17,4 +17,10 @@ int atomic_write_file(const char *path, const void *buf, size_t len, mode_t mode
  */
 int read_small_file(const char *path, size_t max, unsigned char **buf, size_t *len);
 
+/*
+ * Writes buf as a new file (0600, never over an existing one or through a link), synced: a
+ * backup or a recovery key the person keeps. 0, or -errno with nothing left behind.
+ */
+int new_file_write(const char *path, const void *buf, size_t len);
+
 #endif

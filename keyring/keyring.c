@@ -231,7 +231,7 @@ static struct keyring *keyring_alloc(const uint8_t volume_id[KEYRING_VOLUME_ID_L
 }
 
 int keyring_create(const uint8_t volume_id[KEYRING_VOLUME_ID_LEN], const struct kr_secret *secret,
-		   struct keyring **out)
+		   const struct kr_secret *recovery, struct keyring **out)
 {
 	struct keyring *kr = keyring_alloc(volume_id);
 	int rc;
@@ -240,6 +240,8 @@ int keyring_create(const uint8_t volume_id[KEYRING_VOLUME_ID_LEN], const struct 
 		return KR_ERR_NOMEM;
 	randombytes_buf(kr->keyring_key, KEYRING_KEY_LEN);
 	rc = keyring_add_slot(kr, secret);
+	if (rc == KR_OK && recovery)
+		rc = keyring_add_slot(kr, recovery);
 	if (rc == KR_OK)
 		rc = keyring_add_kek(kr, 1, NULL);
 	if (rc != KR_OK) {

@@ -83,9 +83,9 @@ enum kek_state {
 
 struct keyring;
 
-/* A new keyring for volume_id: one root slot for secret, and KEK v1 active. */
+/* A new keyring for volume_id: a slot for secret (and one for recovery, if not NULL), KEK v1. */
 int keyring_create(const uint8_t volume_id[KEYRING_VOLUME_ID_LEN], const struct kr_secret *secret,
-		   struct keyring **out);
+		   const struct kr_secret *recovery, struct keyring **out);
 
 /* Reads and unlocks the keyring at path with secret; checks it belongs to volume_id. */
 int keyring_load(const char *path, const uint8_t volume_id[KEYRING_VOLUME_ID_LEN],

@@ -7,9 +7,12 @@ import errno
 import os
 import re
 
-from kekfs_harness import (Volume, run_kekfs, write_file, read_file, assert_eq, pattern)
+from kekfs_harness import (Volume, run_kekfs, write_file, read_file, assert_eq, pattern,
+                           make_tempdir, make_key_file, kekfs_bin, wait_for, force_unmount,
+                           find_daemon_pids)
 from test_audit import records
 from test_fsck import flip
+from test_prompt import run_on_tty
 from test_rotation import kekfs_ok, wait_rewrap_finished
 
 # Run on plaintext and on encrypted names (tests/run_tests.py).
@@ -232,3 +235,55 @@ def test_restore_refuses_a_damaged_or_foreign_backup():
             "foreign backup: %s" % output(r)
         r = run_kekfs("keys", "restore", copy[:-1] + "missing", *(v.key_args() + [v.backing]))
         assert r.returncode != 0 and "cannot read the backup" in output(r), output(r)
+
+
+def test_init_recovery_key_file_unlocks():
+    """init --recovery-key FILE writes a new 0600 key file that mounts the volume; init
+    refuses a FILE that exists, before it creates anything."""
+    base = make_tempdir("recovery")
+    backing, mnt, rk = (os.path.join(base, n) for n in ("b", "m", "recovery.key"))
+    os.mkdir(mnt)
+    key = make_key_file(base)
+    try:
+        r = run_kekfs("init", "--key-file", key, "--recovery-key", rk, backing)
+        assert_eq(r.returncode, 0, "init --recovery-key: %s" % output(r))
+        assert_eq(os.stat(rk).st_mode & 0o777, 0o600, "mode of the recovery key")
+        assert_eq(len(read_file(rk)), 32, "size of the recovery key")
+        assert read_file(rk) != read_file(key), "the recovery key is the unlock key"
+        r = run_kekfs("mount", "--key-file", rk, backing, mnt)
+        assert_eq(r.returncode, 0, "mount with the recovery key: %s" % output(r))
+        assert wait_for(lambda: os.path.ismount(mnt), 10), "not mounted"
+        write_file(os.path.join(mnt, "f"), DATA)
+        assert_eq(run_kekfs("umount", mnt).returncode, 0, "umount")
+        r = run_kekfs("init", "--key-file", key, "--recovery-key", rk,
+                      os.path.join(base, "b2"))
+        assert r.returncode != 0 and "exists" in output(r), "over a recovery key: %r" % r
+        assert not os.path.exists(os.path.join(base, "b2")), "a refused init left a volume"
+    finally:
+        force_unmount(mnt, find_daemon_pids(mnt))
+
+
+def test_init_recovery_key_on_a_terminal_is_shown_once_and_typed_back():
+    """init --recovery-key - shows the key on the terminal, once; typed back at mount's
+    passphrase prompt, it mounts. Off a terminal, init refuses before it creates anything."""
+    base = make_tempdir("recovery")
+    backing, mnt = os.path.join(base, "b"), os.path.join(base, "m")
+    os.mkdir(mnt)
+    key = make_key_file(base)
+    r = run_kekfs("init", "--key-file", key, "--recovery-key", "-", backing)
+    assert r.returncode != 0 and "not one" in output(r), "off a terminal: %s" % output(r)
+    assert not os.path.exists(backing), "a refused init left a volume"
+    rc, screen = run_on_tty([kekfs_bin(), "init", "--key-file", key, "--recovery-key", "-",
+                             backing], [])
+    assert_eq(rc, 0, "init --recovery-key - on a terminal: %r" % screen)
+    found = re.findall(rb"\b[0-9a-f]{8}(?:-[0-9a-f]{8}){7}\b", screen)
+    assert_eq(len(found), 1, "the recovery key shown once: %r" % screen)
+    try:
+        rc, screen = run_on_tty([kekfs_bin(), "mount", backing, mnt], ["0" * 71])
+        assert rc != 0, "a wrong recovery key mounted: %r" % screen
+        rc, screen = run_on_tty([kekfs_bin(), "mount", backing, mnt], [found[0].decode()])
+        assert_eq(rc, 0, "mount with the typed recovery key: %r" % screen)
+        assert wait_for(lambda: os.path.ismount(mnt), 10), "not mounted"
+        assert found[0] not in screen, "the recovery key was echoed at the prompt"
+    finally:
+        force_unmount(mnt, find_daemon_pids(mnt))

@@ -244,7 +244,7 @@ static void test_passphrase(void **state)
 	struct keyring *kr = NULL, *back = NULL;
 
 	memcpy(pw, "correct horse 1", 16);
-	assert_int_equal(keyring_create(f->env->vol_id, &s, &kr), KR_OK);
+	assert_int_equal(keyring_create(f->env->vol_id, &s, NULL, &kr), KR_OK);
 	assert_int_equal(keyring_save(kr, f->kr_path), KR_OK);
 	assert_int_equal(file_read(f->kr_path, f->buf, sizeof(f->buf), &f->len), 0);
 	assert_int_equal(f->buf[KR_SLOT0], KR_SECRET_PASSPHRASE);

@@ -116,7 +116,7 @@ static inline struct test_env *env_new(int cipher, unsigned chunk_shift)
 	assert_non_null(e);
 	randombytes_buf(e->vol_id, sizeof(e->vol_id));
 	e->secret = keyfile_secret(&e->keyfile);
-	assert_int_equal(keyring_create(e->vol_id, &e->secret, &e->kr), KR_OK);
+	assert_int_equal(keyring_create(e->vol_id, &e->secret, NULL, &e->kr), KR_OK);
 	assert_int_equal(
 	    volume_create(&e->vol, e->vol_id, cipher, chunk_shift, NAMES_PLAINTEXT, e->kr), VOL_OK);
 	tmpdir_make(e->dir);
