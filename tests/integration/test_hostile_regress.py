@@ -21,15 +21,22 @@ CONFIG_FIELDS = (  # offset in .kekfs/volume (docs/FORMAT.md), what the attacker
 CONFIG_SUM_AT = 248
 
 
+CONFIG_COPY2_AT = 4096  # the second copy of the config (docs/FORMAT.md)
+
+
 def forge_config(path, offset, change):
-    """Rewrites one byte of the volume config and fixes its checksum, as an attacker
-    who knows the format can; returns the original bytes."""
+    """Rewrites one byte of both copies of the volume config and fixes their checksums, as
+    an attacker who knows the format can; returns the original bytes."""
     orig = read_file(path)
+    assert_eq(len(orig), CONFIG_COPY2_AT + 256, "size of the two-copy config")
     cfg = bytearray(orig)
-    cfg[offset] = change(cfg[offset])
-    cfg[CONFIG_SUM_AT:] = xxh64(bytes(cfg[:CONFIG_SUM_AT])).to_bytes(8, "little")
-    assert_eq(xxh64(bytes(orig[:CONFIG_SUM_AT])),
-              int.from_bytes(orig[CONFIG_SUM_AT:], "little"), "xxh64 self-test")
+    for at in (0, CONFIG_COPY2_AT):
+        assert_eq(xxh64(bytes(orig[at:at + CONFIG_SUM_AT])),
+                  int.from_bytes(orig[at + CONFIG_SUM_AT:at + 256], "little"),
+                  "xxh64 self-test")
+        cfg[at + offset] = change(cfg[at + offset])
+        cfg[at + CONFIG_SUM_AT:at + 256] = xxh64(bytes(cfg[at:at + CONFIG_SUM_AT])).to_bytes(
+            8, "little")
     with open(path, "r+b") as f:
         f.write(bytes(cfg))
     return orig
