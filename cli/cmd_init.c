@@ -14,6 +14,7 @@
 #include "../crypto/aead.h"
 #include "../crypto/kdf.h"
 #include "../crypto/secmem.h"
+#include "../fs/backing.h"
 #include "../fs/volume.h"
 #include "../keyring/atomic_file.h"
 #include "../keyring/audit.h"
@@ -76,7 +77,7 @@ static int backing_check(const char *backing)
 
 	if (stat(backing, &st) != 0 && errno == ENOENT)
 		return 0; /* init_write creates it */
-	snprintf(path, sizeof(path), "%s/%s/%s", backing, VOLUME_DIR, VOLUME_FILE);
+	backing_meta_path(backing, VOLUME_FILE, path, sizeof(path));
 	if (access(path, F_OK) == 0)
 		return cli_error("%s is already a kekfs volume; mount it, or init a new directory",
 				 backing);
@@ -261,9 +262,10 @@ static int init_write(const struct init_opts *o, struct volume *vol, struct keyr
 	char dir[PATH_MAX + 16], vpath[PATH_MAX + 32], kpath[PATH_MAX + 32];
 	int rc;
 
-	snprintf(dir, sizeof(dir), "%s/%s", o->backing, VOLUME_DIR);
-	snprintf(vpath, sizeof(vpath), "%s/%s", dir, VOLUME_FILE);
-	snprintf(kpath, sizeof(kpath), "%s/%s", dir, KEYRING_FILE);
+	if (backing_meta_path(o->backing, NULL, dir, sizeof(dir)) != 0 ||
+	    backing_meta_path(o->backing, VOLUME_FILE, vpath, sizeof(vpath)) != 0 ||
+	    backing_meta_path(o->backing, KEYRING_FILE, kpath, sizeof(kpath)) != 0)
+		return cli_error("%s: %s", o->backing, strerror(ENAMETOOLONG));
 	if (o->keyring && access(o->keyring, F_OK) == 0)
 		return cli_error("keyring %s already exists; choose a new path", o->keyring);
 	if (mkdir(o->backing, 0700) != 0 && errno != EEXIST)
@@ -293,7 +295,7 @@ static void init_audit(const char *backing, const struct keyring *kr)
 	struct audit_event ev = {.op = "init", .kek = 1, .result = "ok"};
 	char dir[PATH_MAX + 16];
 
-	snprintf(dir, sizeof(dir), "%s/%s", backing, VOLUME_DIR);
+	backing_meta_path(backing, NULL, dir, sizeof(dir));
 	audit_event_self(&ev);
 	if (audit_append(dir, kr, &ev) != 0)
 		fprintf(stderr, "kekfs: warning: cannot start the audit log in %s\n", dir);

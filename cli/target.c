@@ -10,6 +10,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "../fs/backing.h"
 #include "../fs/control.h"
 #include "../fs/volume.h"
 #include "../fs/volume_lock.h"
@@ -60,7 +61,7 @@ int target_is_backing(const char *dir, char *real, struct kekfs_mount *m, int *m
 
 	if (!realpath(dir, real))
 		return 0;
-	snprintf(cfg, sizeof(cfg), "%s/%s/%s", real, VOLUME_DIR, VOLUME_FILE);
+	backing_meta_path(real, VOLUME_FILE, cfg, sizeof(cfg));
 	if (access(cfg, F_OK) != 0)
 		return 0;
 	*mounted = kekfs_mount_find(real, 1, m);
@@ -167,7 +168,7 @@ int target_volume(const char *path, const char *real)
 		return cli_error("%s is not a directory: give the mount point or the backing "
 				 "directory",
 				 path);
-	snprintf(cfg, sizeof(cfg), "%s/%s/%s", real, VOLUME_DIR, VOLUME_FILE);
+	backing_meta_path(real, VOLUME_FILE, cfg, sizeof(cfg));
 	if (access(cfg, F_OK) == 0)
 		return 0;
 	if (errno == EACCES)

@@ -14,13 +14,15 @@
 
 void volume_paths_get(const char *backing, const char *keyring_opt, struct volume_paths *p)
 {
-	snprintf(p->volume, sizeof(p->volume), "%s/%s/%s", backing, VOLUME_DIR, VOLUME_FILE);
-	snprintf(p->audit_dir, sizeof(p->audit_dir), "%s/%s", backing, VOLUME_DIR);
+	/* a path too long leaves an empty name, which every open refuses */
+	if (backing_meta_path(backing, VOLUME_FILE, p->volume, sizeof(p->volume)) != 0)
+		p->volume[0] = '\0';
+	if (backing_meta_path(backing, NULL, p->audit_dir, sizeof(p->audit_dir)) != 0)
+		p->audit_dir[0] = '\0';
 	if (keyring_opt)
 		snprintf(p->keyring, sizeof(p->keyring), "%s", keyring_opt);
-	else
-		snprintf(p->keyring, sizeof(p->keyring), "%s/%s/%s", backing, VOLUME_DIR,
-			 KEYRING_FILE);
+	else if (backing_meta_path(backing, KEYRING_FILE, p->keyring, sizeof(p->keyring)) != 0)
+		p->keyring[0] = '\0';
 }
 
 /* The secret given fits no slot: say which kinds the keyring has, so the person can choose. */

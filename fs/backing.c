@@ -107,6 +107,14 @@ int backing_dir_open(int dirfd, const char *name, int check_owner)
 	return fd;
 }
 
+int backing_meta_path(const char *backing, const char *name, char *out, size_t size)
+{
+	int n = name ? snprintf(out, size, "%s/%s/%s", backing, VOLUME_DIR, name)
+		     : snprintf(out, size, "%s/%s", backing, VOLUME_DIR);
+
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
 int backing_dir_of(const char *path, const char **name, int *in_volume)
 {
 	char dir[PATH_MAX];

@@ -37,6 +37,13 @@ const char *backing_strerror(int err);
 int backing_dir_open(int dirfd, const char *name, int check_owner);
 
 /*
+ * The path of `name` in the .kekfs of the backing directory (name NULL: of .kekfs itself), as
+ * the path-taking loaders and messages want it: every open of it goes back through
+ * backing_dir_of's checks. 0, or -ENAMETOOLONG.
+ */
+int backing_meta_path(const char *backing, const char *name, char *out, size_t size);
+
+/*
  * Opens the directory of a file path ("/srv/vol/.kekfs/volume") and points *name at the
  * last component. A directory named .kekfs is a volume's (*in_volume 1): opened with
  * backing_dir_open's checks; any other is the user's own, followed as given (a keyring kept

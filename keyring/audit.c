@@ -15,6 +15,7 @@
 #include <sodium.h>
 
 #include "../crypto/secmem.h"
+#include "../fs/backing.h"
 
 #define AUDIT_MAC_LEN 32
 #define AUDIT_LINE_MAX 1024
@@ -261,25 +262,30 @@ static int chain_write(int fd, const struct keyring *kr, struct chain *c, const 
 }
 
 /*
- * Opens a file of .kekfs that whoever writes the backing directory may have replaced: never
- * through a symlink, never waiting on a FIFO, and only if it is a regular file (-EINVAL if
- * it is something else).
+ * Opens a file of .kekfs that whoever writes the backing directory may have replaced: the
+ * directory through fs/backing.h's checks, the file never through a symlink, never waiting on
+ * a FIFO, and only if it is a regular file (-EINVAL if it is something else). *dirfd, if
+ * asked for, is the directory, open whenever it could be opened: the caller closes it.
  */
-static int open_regular(const char *dir, const char *name, int flags)
+static int open_regular(const char *dir, const char *name, int flags, int *dirfd)
 {
 	char path[PATH_MAX];
-	struct stat st;
-	int fd;
+	const char *last;
+	int in_volume, dfd, fd;
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
 		return -ENAMETOOLONG;
-	fd = open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return errno == ELOOP || errno == ENXIO || errno == EISDIR ? -EINVAL : -errno;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return -EINVAL;
-	}
+	dfd = backing_dir_of(path, &last, &in_volume);
+	if (dfd < 0)
+		return dfd;
+	fd = backing_open_file(dfd, last, flags, 0600);
+	if (fd == BACKING_ERR_SYMLINK || fd == BACKING_ERR_FIFO || fd == BACKING_ERR_DIR ||
+	    fd == BACKING_ERR_SPECIAL)
+		fd = -EINVAL;
+	if (dirfd)
+		*dirfd = dfd;
+	else
+		close(dfd);
 	return fd;
 }
 
@@ -374,23 +380,23 @@ static int refusal_write(int fd, const struct keyring *kr, struct chain *c, unsi
  */
 static int pending_flush(const char *dir, int fd, const struct keyring *kr, struct chain *c)
 {
-	char path[PATH_MAX], line[256];
+	char line[256];
 	unsigned long refused = 0, chained = 0;
 	struct audit_note n;
-	int rc = 0, pfd = open_regular(dir, AUDIT_PENDING_FILE, O_RDONLY);
-	FILE *f;
+	int dirfd = -1, rc = 0, pfd = open_regular(dir, AUDIT_PENDING_FILE, O_RDONLY, &dirfd);
+	FILE *f = pfd >= 0 ? fdopen(pfd, "r") : NULL;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, AUDIT_PENDING_FILE);
-	if (pfd == -ENOENT)
-		return 0;
-	if (pfd == -EINVAL)
-		return unlink(path) != 0 ? -errno : refusal_write(fd, kr, c, 1, "non-regular file");
-	f = pfd >= 0 ? fdopen(pfd, "r") : NULL;
+	if (pfd == -EINVAL) { /* a FIFO, link or directory put there: gone, and said so */
+		rc = unlinkat(dirfd, AUDIT_PENDING_FILE, 0) == 0
+			 ? refusal_write(fd, kr, c, 1, "non-regular file")
+			 : -errno;
+		goto close_dir;
+	}
 	if (!f) {
-		rc = pfd >= 0 ? -errno : pfd;
+		rc = pfd >= 0 ? -errno : pfd == -ENOENT ? 0 : pfd;
 		if (pfd >= 0)
 			close(pfd);
-		return rc;
+		goto close_dir;
 	}
 	while (rc == 0 && fgets(line, sizeof(line), f)) {
 		int whole = strchr(line, '\n') != NULL, ch = 0;
@@ -405,7 +411,12 @@ static int pending_flush(const char *dir, int fd, const struct keyring *kr, stru
 	fclose(f);
 	if (rc == 0)
 		rc = refusal_write(fd, kr, c, refused, "lines");
-	return rc == 0 && unlink(path) != 0 ? -errno : rc;
+	if (rc == 0 && unlinkat(dirfd, AUDIT_PENDING_FILE, 0) != 0)
+		rc = -errno;
+close_dir:
+	if (dirfd >= 0)
+		close(dirfd);
+	return rc;
 }
 
 int audit_append(const char *dir, const struct keyring *kr, const struct audit_event *ev)
@@ -414,7 +425,7 @@ int audit_append(const char *dir, const struct keyring *kr, const struct audit_e
 	struct chain c;
 	int fd, rc;
 
-	fd = open_regular(dir, AUDIT_FILE, O_RDWR | O_CREAT | O_APPEND);
+	fd = open_regular(dir, AUDIT_FILE, O_RDWR | O_CREAT | O_APPEND, NULL);
 	if (fd < 0)
 		return fd;
 	flock(fd, LOCK_EX);
@@ -435,7 +446,7 @@ int audit_note_failure(const char *dir, const struct audit_event *ev)
 	char when[32], line[128], prog[AUDIT_PROGRAM_MAX + 1];
 	int fd, n;
 
-	fd = open_regular(dir, AUDIT_PENDING_FILE, O_WRONLY | O_CREAT | O_APPEND);
+	fd = open_regular(dir, AUDIT_PENDING_FILE, O_WRONLY | O_CREAT | O_APPEND, NULL);
 	if (fd < 0)
 		return fd;
 	utc_now(when);
@@ -471,7 +482,7 @@ static void describe_break(unsigned long at, const struct chain *c, const struct
 /* Opens audit.log to verify it; NULL with why not in msg. */
 static FILE *verify_open(const char *dir, char *msg, size_t msg_size)
 {
-	int fd = open_regular(dir, AUDIT_FILE, O_RDONLY);
+	int fd = open_regular(dir, AUDIT_FILE, O_RDONLY, NULL);
 	FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
 
 	if (fd == -EINVAL)
@@ -481,7 +492,7 @@ static FILE *verify_open(const char *dir, char *msg, size_t msg_size)
 			 dir, AUDIT_FILE);
 	else if (!f)
 		snprintf(msg, msg_size, "cannot read %s/%s: %s", dir, AUDIT_FILE,
-			 strerror(fd < 0 ? -fd : errno));
+			 fd < 0 ? backing_strerror(fd) : strerror(errno));
 	if (!f && fd >= 0)
 		close(fd);
 	return f;

@@ -235,6 +235,33 @@ static void test_fifo_and_symlink_are_refused(void **state)
 	env_free(e);
 }
 
+/*
+ * A .kekfs swapped for a symlink after the volume was opened (the audit log is written last)
+ * is never followed: append, note and verify refuse it, and nothing lands where it points.
+ */
+static void test_kekfs_symlink_is_not_followed(void **state)
+{
+	struct test_env *e = env_new(AEAD_XCHACHA20_POLY1305, 12);
+	char kekfs[128], elsewhere[128], msg[512];
+	unsigned long lines;
+	struct stat st;
+
+	(void)state;
+	path_join(elsewhere, sizeof(elsewhere), e->dir, "elsewhere");
+	path_join(kekfs, sizeof(kekfs), e->dir, VOLUME_DIR);
+	assert_int_equal(mkdir(elsewhere, 0700), 0);
+	assert_int_equal(symlink(elsewhere, kekfs), 0);
+	assert_int_not_equal(audit_append(kekfs, e->kr, &ev), 0);
+	assert_int_not_equal(audit_note_failure(kekfs, &ev), 0);
+	assert_int_equal(audit_verify(kekfs, e->kr, &lines, msg, sizeof(msg)), -1);
+	assert_null(strstr(msg, "Unknown error"));
+	path_join(elsewhere, sizeof(elsewhere), e->dir, "elsewhere/" AUDIT_FILE);
+	assert_int_equal(stat(elsewhere, &st), -1);
+	path_join(elsewhere, sizeof(elsewhere), e->dir, "elsewhere/" AUDIT_PENDING_FILE);
+	assert_int_equal(stat(elsewhere, &st), -1);
+	env_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -245,6 +272,7 @@ int main(void)
 	    cmocka_unit_test(test_note_parse_refuses_the_rest),
 	    cmocka_unit_test(test_pending_notes_are_marked_and_forgeries_dropped),
 	    cmocka_unit_test(test_fifo_and_symlink_are_refused),
+	    cmocka_unit_test(test_kekfs_symlink_is_not_followed),
 	};
 
 	if (secmem_init() != 0)
