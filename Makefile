@@ -22,7 +22,7 @@ CRYPTO_SRC  := crypto/secmem.c crypto/aead.c crypto/kdf.c crypto/keywrap.c crypt
 KEYRING_SRC := keyring/keyring.c keyring/wrapslot.c keyring/atomic_file.c keyring/audit.c \
 	       keyring/pkcs11_slot.c keyring/hoststate.c
 FSCORE_SRC  := fs/volume.c fs/header.c fs/chunk.c fs/fileio.c fs/objcrypt.c fs/log.c \
-	       fs/inode_table.c fs/rotation.c fs/control.c \
+	       fs/inode_table.c fs/rotation.c fs/control.c fs/control_socket.c fs/status.c \
 	       fs/walk.c fs/census.c fs/names.c fs/namedir.c fs/shred.c fs/redata.c fs/fsck.c fs/parallel.c fs/rangelock.c \
 	       fs/volume_lock.c
 FSCORE_SRC  += fs/backing.c fs/journal_mac.c
@@ -30,7 +30,8 @@ FUSE_SRC    := fs/fuse_ops.c fs/spacewatch.c
 CLI_SRC     := cli/main.c cli/secret.c cli/unlock.c cli/mounts.c cli/cmd_init.c \
 	       cli/cmd_mount.c cli/cmd_keys.c cli/notify.c cli/keysource.c cli/mount_helper.c \
 	       cli/cmd_path.c cli/cmd_shred.c cli/target.c cli/cmd_redata.c cli/spawn.c \
-	       cli/kms.c cli/extopts.c cli/cmd_token.c cli/cmd_fsck.c cli/progress.c
+	       cli/kms.c cli/extopts.c cli/cmd_token.c cli/cmd_fsck.c cli/progress.c \
+	       cli/control_client.c
 LIB_SRC     := $(CRYPTO_SRC) $(KEYRING_SRC) $(FSCORE_SRC)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 

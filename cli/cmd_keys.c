@@ -20,13 +20,14 @@
 #include "../crypto/secmem.h"
 #include "../fs/census.h"
 
-#include "../fs/control.h"
+#include "../fs/status.h"
 #include "../fs/log.h"
 #include "../fs/rotation.h"
 #include "../keyring/atomic_file.h"
 #include "../keyring/audit.h"
 #include "../keyring/hoststate.h"
 #include "cli.h"
+#include "control_client.h"
 #include "extopts.h"
 #include "mounts.h"
 #include "progress.h"
@@ -454,7 +455,7 @@ static int show(const struct keys_opts *o, const char *only_prefix)
 	out = open_memstream(&body, &len);
 	if (out) {
 		volume_status_print(
-		    out, &(struct control_info){.backing = o->target, .vol = &vol, .kr = kr});
+		    out, &(struct volume_status){.backing = o->target, .vol = &vol, .kr = kr});
 		fd = open(o->target, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		fprintf(out, "re-wrap: %s\n",
 			fd >= 0 && rotation_pending(fd)

@@ -15,7 +15,6 @@
 
 #include <sodium.h>
 
-#include "../fs/control.h"
 #include "../fs/log.h"
 #include "../fs/shred.h"
 #include "cli.h"

@@ -11,10 +11,10 @@
 #include <unistd.h>
 
 #include "../fs/backing.h"
-#include "../fs/control.h"
 #include "../fs/volume.h"
 #include "../fs/volume_lock.h"
 #include "cli.h"
+#include "control_client.h"
 
 int target_absolute(const char *path, char *out, size_t size)
 {

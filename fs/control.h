@@ -37,19 +37,4 @@ struct control *control_start(const struct control_info *info, uid_t uid);
 
 void control_stop(struct control *c);
 
-/*
- * Sends one command to the daemon of mountpoint (run as uid) and copies its reply body to
- * out. Returns 0 on "ok"; otherwise -1 with the daemon's message (or why it could not be
- * reached) in err.
- */
-int control_request(const char *mountpoint, uid_t uid, const char *command, FILE *out, char *err,
-		    size_t err_size);
-
-/* The same, passing fd_to_pass to the daemon with the command (a key file for "import"). */
-int control_request_fd(const char *mountpoint, uid_t uid, const char *command, int fd_to_pass,
-		       FILE *out, char *err, size_t err_size);
-
-/* The human-readable status of a volume, mounted or not. */
-void volume_status_print(FILE *out, const struct control_info *info);
-
 #endif

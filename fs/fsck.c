@@ -226,27 +226,27 @@ static void kek_problem(struct fsck_run *r, const char *plain, const char *backi
 {
 	uint8_t buf[HEADER_LEN];
 	uint32_t v = 0;
-	const char *state;
+	enum kek_state state;
 	char todo[160];
 
 	if (pread(fd, buf, HEADER_LEN, 0) == HEADER_LEN)
 		header_current_version(buf, &v);
-	state = keyring_kek_state_name(r->cfg->kr, v);
-	if (strcmp(state, "retired") == 0)
+	state = keyring_kek_state(r->cfg->kr, v);
+	if (state == KEK_RETIRED)
 		snprintf(todo, sizeof(todo), "restore the KEK with 'kekfs keys restore %u'", v);
-	else if (strcmp(state, "pending destruction") == 0)
+	else if (state == KEK_PENDING_DESTRUCTION)
 		snprintf(todo, sizeof(todo), "cancel its destruction with 'kekfs keys cancel %u'",
 			 v);
-	else if (strcmp(state, "destroyed") == 0)
+	else if (state == KEK_DESTROYED)
 		snprintf(todo, sizeof(todo), "its contents are gone: remove it");
 	else
 		snprintf(todo, sizeof(todo), "use the keyring it was written with, or " RESTORE);
-	if (strcmp(state, "unknown") == 0)
+	if (state == KEK_UNKNOWN)
 		problem(r, plain, backing, 0, todo,
 			"its key is wrapped by KEK v%u, which this keyring does not have", v);
 	else
 		problem(r, plain, backing, 0, todo, "its key is wrapped by KEK v%u, which is %s", v,
-			state);
+			kek_state_name(state));
 }
 
 /* Why a header does not open (fileio_load's reason), as one problem. */

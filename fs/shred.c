@@ -497,7 +497,7 @@ int shred_verify_header(const struct volume *vol, const struct keyring *kr,
 		snprintf(msg, msg_size,
 			 "cannot be opened: its key is wrapped by KEK v%u, %s in "
 			 "this keyring",
-			 v, keyring_kek_state_name(kr, v));
+			 v, kek_state_name(keyring_kek_state(kr, v)));
 	else
 		snprintf(msg, msg_size, "cannot be opened: %s", header_strerror(err));
 	return err == HDR_OK;

@@ -1083,18 +1083,30 @@ static const char *keyring_io_strerror(void)
 	return buf;
 }
 
-const char *keyring_kek_state_name(const struct keyring *kr, uint32_t version)
+enum kek_state keyring_kek_state(const struct keyring *kr, uint32_t version)
 {
-	static const char *const names[] = {
-	    "unknown", "active", "decrypt-only", "retired", "pending destruction", "destroyed"};
 	struct kek_info k;
 
 	for (size_t i = 0; i < keyring_kek_count(kr); i++) {
 		keyring_kek_info(kr, i, &k);
 		if (k.version == version && k.state >= KEK_ACTIVE && k.state <= KEK_DESTROYED)
-			return names[k.state];
+			return (enum kek_state)k.state;
 	}
-	return names[0];
+	return KEK_UNKNOWN;
+}
+
+const char *kek_state_name(enum kek_state state)
+{
+	static const char *const names[] = {
+	    [KEK_UNKNOWN] = "unknown",
+	    [KEK_ACTIVE] = "active",
+	    [KEK_DECRYPT_ONLY] = "decrypt-only",
+	    [KEK_RETIRED] = "retired",
+	    [KEK_PENDING_DESTRUCTION] = "pending destruction",
+	    [KEK_DESTROYED] = "destroyed",
+	};
+
+	return (unsigned)state <= KEK_DESTROYED ? names[state] : names[KEK_UNKNOWN];
 }
 
 const char *keyring_strerror(int err)

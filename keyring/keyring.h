@@ -74,6 +74,7 @@ struct kr_secret {
 };
 
 enum kek_state {
+	KEK_UNKNOWN = 0, /* not in the keyring */
 	KEK_ACTIVE = 1,
 	KEK_DECRYPT_ONLY = 2,
 	KEK_RETIRED = 3,
@@ -208,8 +209,11 @@ size_t keyring_kek_count(const struct keyring *kr);
 /* Describes the i-th KEK (0 <= i < keyring_kek_count), oldest first. */
 void keyring_kek_info(const struct keyring *kr, size_t i, struct kek_info *info);
 
-/* The state of KEK version as a word ("retired", "destroyed", ...; "unknown" if absent). */
-const char *keyring_kek_state_name(const struct keyring *kr, uint32_t version);
+/* The state of KEK version in kr; KEK_UNKNOWN if the keyring has no such version. */
+enum kek_state keyring_kek_state(const struct keyring *kr, uint32_t version);
+
+/* A KEK state as a word for people ("retired", "pending destruction"; "unknown"). */
+const char *kek_state_name(enum kek_state state);
 
 /* Incremented by every save: lets a volume notice a keyring restored from an old copy. */
 uint64_t keyring_generation(const struct keyring *kr);
