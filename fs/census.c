@@ -81,11 +81,10 @@ static void census_plain_names(int backing_fd, const struct volume *vol, struct 
 void census_take(int backing_fd, const struct volume *vol, uint32_t version, struct census *c)
 {
 	struct census_walk w = {.c = c, .version = version};
-	volatile int never = 0;
 
 	memset(c, 0, sizeof(*c));
 	c->name_key = vol->cur.kek_version == version;
-	walk_regular_files(backing_fd, vol->name_mode == NAMES_AES_SIV, &never, census_file, &w);
+	walk_regular_files(backing_fd, vol->name_mode == NAMES_AES_SIV, NULL, census_file, &w);
 	census_plain_names(backing_fd, vol, c);
 }
 
@@ -116,10 +115,9 @@ void census_unopenable(int backing_fd, const struct volume *vol, const struct ke
 		       struct census *c)
 {
 	struct census_walk w = {.c = c, .vol = vol, .kr = kr};
-	volatile int never = 0;
 
 	memset(c, 0, sizeof(*c));
-	walk_regular_files(backing_fd, vol->name_mode == NAMES_AES_SIV, &never,
+	walk_regular_files(backing_fd, vol->name_mode == NAMES_AES_SIV, NULL,
 			   census_file_unopenable, &w);
 	census_plain_names(backing_fd, vol, c);
 }

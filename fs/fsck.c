@@ -664,7 +664,6 @@ static int root_init(struct fsck_run *r)
 int fsck_run(const struct fsck_config *cfg, struct fsck_result *res)
 {
 	struct fsck_run r = {.cfg = cfg, .res = res};
-	volatile int never = 0;
 	int rc = 0;
 
 	memset(res, 0, sizeof(*res));
@@ -683,8 +682,8 @@ int fsck_run(const struct fsck_config *cfg, struct fsck_result *res)
 		check_markers(&r);
 		check_redata(&r);
 		check_audit(&r);
-		walk_regular_files(cfg->backing_fd, r.nk != NULL, &never, count_file, &r);
-		walk_tree(cfg->backing_fd, &never, fsck_visit, &r);
+		walk_regular_files(cfg->backing_fd, r.nk != NULL, NULL, count_file, &r);
+		walk_tree(cfg->backing_fd, NULL, fsck_visit, &r);
 	}
 	for (size_t i = 0; i < r.ndirs; i++) {
 		free(r.dirs[i].plain);

@@ -45,11 +45,6 @@ struct job_target {
 	ino_t ino;
 	struct timespec times[2]; /* atime, mtime */
 	char bpath[PATH_MAX];	  /* backing path from the root: found again if not renamed */
-	union {
-		struct file_handle h; /* found again even if renamed (needs root) */
-		char room[sizeof(struct file_handle) + MAX_HANDLE_SZ];
-	} fh;
-	int have_handle;
 	uint8_t old_id[FILE_ID_LEN], new_id[FILE_ID_LEN];
 	uint8_t hash[JMAC_LEN];
 };
@@ -113,23 +108,18 @@ static void job_file(const struct job *j, const char *suffix, char out[48])
 /* The text of JOB.target before its MAC line; its length, or -ENOSPC. */
 static int target_format(const struct job_target *t, char *out, size_t size)
 {
-	char hex[2 * MAX_HANDLE_SZ + 1] = "", phex[2 * PATH_MAX + 1];
+	char phex[2 * PATH_MAX + 1];
 	char oid[2 * FILE_ID_LEN + 1], nid[2 * FILE_ID_LEN + 1], hash[JMAC_HEX + 1];
 	int n;
 
-	if (t->have_handle)
-		sodium_bin2hex(hex, sizeof(hex), (const uint8_t *)t->fh.h.f_handle,
-			       t->fh.h.handle_bytes);
 	sodium_bin2hex(phex, sizeof(phex), (const uint8_t *)t->bpath, strlen(t->bpath));
 	sodium_bin2hex(oid, sizeof(oid), t->old_id, FILE_ID_LEN);
 	sodium_bin2hex(nid, sizeof(nid), t->new_id, FILE_ID_LEN);
 	sodium_bin2hex(hash, sizeof(hash), t->hash, JMAC_LEN);
-	n = snprintf(out, size, "%s\n%llu %llu\n%lld %ld %lld %ld\n%d %s\n%s\n%s %s\n%s\n",
+	n = snprintf(out, size, "%s\n%llu %llu\n%lld %ld %lld %ld\n-1 -\n%s\n%s %s\n%s\n",
 		     REDATA_MAGIC, (unsigned long long)t->dev, (unsigned long long)t->ino,
 		     (long long)t->times[0].tv_sec, t->times[0].tv_nsec,
-		     (long long)t->times[1].tv_sec, t->times[1].tv_nsec,
-		     t->have_handle ? t->fh.h.handle_type : -1, t->have_handle ? hex : "-", phex,
-		     oid, nid, hash);
+		     (long long)t->times[1].tv_sec, t->times[1].tv_nsec, phex, oid, nid, hash);
 	return n > 0 && (size_t)n < size ? n : -ENOSPC;
 }
 
@@ -170,7 +160,7 @@ static int target_parse(const char *text, struct job_target *t)
 	char oid[2 * FILE_ID_LEN + 2], nid[2 * FILE_ID_LEN + 2], hash[JMAC_HEX + 2];
 	unsigned long long dev, ino;
 	long long as, ms;
-	size_t hlen = 0, plen = 0, n1 = 0, n2 = 0, n3 = 0;
+	size_t plen = 0, n1 = 0, n2 = 0, n3 = 0;
 	int type;
 
 	memset(t, 0, sizeof(*t));
@@ -187,10 +177,7 @@ static int target_parse(const char *text, struct job_target *t)
 		return -EBADMSG;
 	t->dev = (dev_t)dev, t->ino = (ino_t)ino;
 	t->times[0].tv_sec = (time_t)as, t->times[1].tv_sec = (time_t)ms;
-	t->have_handle = type != -1 && sodium_hex2bin((uint8_t *)t->fh.h.f_handle, MAX_HANDLE_SZ,
-						      hex, strlen(hex), NULL, &hlen, NULL) == 0;
-	t->fh.h.handle_bytes = (unsigned)hlen;
-	t->fh.h.handle_type = type;
+	(void)type, (void)hex; /* a file handle, no longer used: the path finds the file */
 	return 0;
 }
 
@@ -497,18 +484,14 @@ static int job_finish(const struct job *j, int jfd, int tfd, const struct job_ta
 }
 
 /* Where the file is, and its times, for JOB.target. */
-static void target_describe(int fd, const struct stat *st, const char *bpath, struct job_target *t)
+static void target_describe(const struct stat *st, const char *bpath, struct job_target *t)
 {
-	int mount_id;
-
 	memset(t, 0, sizeof(*t));
 	t->dev = st->st_dev;
 	t->ino = st->st_ino;
 	t->times[0] = st->st_atim;
 	t->times[1] = st->st_mtim;
 	snprintf(t->bpath, sizeof(t->bpath), "%s", bpath + strspn(bpath, "/")); /* from the root */
-	t->fh.h.handle_bytes = MAX_HANDLE_SZ;
-	t->have_handle = name_to_handle_at(fd, "", &t->fh.h, &mount_id, AT_EMPTY_PATH) == 0;
 }
 
 /* The file's DEK now in use, for the daemon's open handles; the page cache stays valid. */
@@ -550,7 +533,7 @@ static int redata_locked(struct redata *rd, const struct job *j, int fd, const s
 	struct job_target t;
 	int rc = fileio_load(fd, &rd->vk, &ofc), jfd = -1;
 
-	target_describe(fd, st, bpath, &t);
+	target_describe(st, bpath, &t);
 	if (rc == 0)
 		rc = jfd = job_prepare(rd, j, fd, &ofc, &t);
 	if (rc < 0) {
@@ -697,12 +680,6 @@ static int target_find(struct redata *rd, struct job_target *t, const char **why
 	if (fd == -EXDEV || fd == -ELOOP) {
 		*why = "its path leaves the volume (absolute, '..' or a symlink on the way)";
 		return -EPERM;
-	}
-	if (!is_target_inode(fd, t) && t->have_handle) {
-		if (fd >= 0)
-			close(fd);
-		fd = open_by_handle_at(rd->cfg.backing_fd, &t->fh.h,
-				       O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	}
 	if (!is_target_inode(fd, t)) {
 		if (fd >= 0)

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,7 @@ struct rotation {
 	double progress_logged; /* seconds into the walk of the last progress record */
 	pthread_t thread;
 	int have_thread;
-	volatile int stop;
+	atomic_int stop; /* asks the walk to end: rotation_free, a new rotation */
 };
 
 static double seconds_since(const struct timespec *t0)
@@ -299,10 +300,9 @@ void rotation_get_status(struct rotation *r, struct rotation_status *st)
 	pthread_mutex_unlock(&r->lock);
 }
 
-uint64_t rotation_wait(struct rotation *r)
+void rotation_wait(struct rotation *r)
 {
 	rotation_join(r);
-	return r->st.failed;
 }
 
 void rotation_free(struct rotation *r)

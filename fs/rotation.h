@@ -59,8 +59,8 @@ void rotation_get_status(struct rotation *r, struct rotation_status *st);
 /* 1 if a re-wrap was left unfinished in the volume whose backing directory is backing_fd. */
 int rotation_pending(int backing_fd);
 
-/* Waits for the running walk to finish; returns its number of failed files. */
-uint64_t rotation_wait(struct rotation *r);
+/* Waits for the running walk to finish (rotation_get_status tells how it went). */
+void rotation_wait(struct rotation *r);
 
 /* Stops the walk (it resumes on the next mount) and frees everything. */
 void rotation_free(struct rotation *r);

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -32,7 +33,7 @@ struct shred {
 	pthread_mutex_t lock;
 	pthread_t thread;
 	int have_thread;
-	volatile int stop;
+	atomic_int stop; /* asks a seal waiting on its re-wrap to give up */
 	char seal_state[512];
 };
 
@@ -227,12 +228,11 @@ static unsigned remove_all_names(struct shred *s, int dirfd, const char *bname, 
 				 const struct stat *st)
 {
 	struct link_hunt h = {.s = s, .dev = st->st_dev, .ino = st->st_ino};
-	volatile int never = 0;
 
 	if (remove_name(s, dirfd, bname, plain) == 0)
 		h.removed++;
 	if (st->st_nlink > 1)
-		walk_regular_files(s->cfg.backing_fd, s->nk != NULL, &never, hunt_link, &h);
+		walk_regular_files(s->cfg.backing_fd, s->nk != NULL, NULL, hunt_link, &h);
 	return h.removed;
 }
 

@@ -11,7 +11,7 @@
 #include "volume.h"
 
 struct walk {
-	volatile int *stop;
+	const atomic_int *stop; /* NULL: never */
 	walk_visit_fn fn;
 	void *ctx;
 };
@@ -26,7 +26,7 @@ static void walk_dir(int dirfd, unsigned depth, const struct walk *w)
 		close(dirfd);
 		return;
 	}
-	while (!*w->stop && (de = readdir(d)) != NULL) {
+	while (!(w->stop && atomic_load(w->stop)) && (de = readdir(d)) != NULL) {
 		const char *n = de->d_name;
 		struct walk_entry e = {.dirfd = dirfd, .name = n, .depth = depth};
 		int sub;
@@ -43,7 +43,7 @@ static void walk_dir(int dirfd, unsigned depth, const struct walk *w)
 	closedir(d);
 }
 
-void walk_tree(int backing_fd, volatile int *stop, walk_visit_fn fn, void *ctx)
+void walk_tree(int backing_fd, const atomic_int *stop, walk_visit_fn fn, void *ctx)
 {
 	struct walk w = {.stop = stop, .fn = fn, .ctx = ctx};
 	int root = openat(backing_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -72,7 +72,7 @@ static int regular_visit(void *ctx, const struct walk_entry *e)
 	return 1;
 }
 
-void walk_regular_files(int backing_fd, int encrypted_names, volatile int *stop, walk_fn fn,
+void walk_regular_files(int backing_fd, int encrypted_names, const atomic_int *stop, walk_fn fn,
 			void *ctx)
 {
 	struct regular_walk r = {.encrypted_names = encrypted_names, .fn = fn, .ctx = ctx};

@@ -2,6 +2,8 @@
 #ifndef KEKFS_WALK_H
 #define KEKFS_WALK_H
 
+#include <stdatomic.h>
+
 /* One backing entry met by walk_tree. */
 struct walk_entry {
 	int dirfd;	  /* its directory: valid only during the call */
@@ -15,18 +17,20 @@ typedef int (*walk_visit_fn)(void *ctx, const struct walk_entry *e);
 
 /*
  * Calls fn for every entry below the backing directory (.kekfs and the internal files of
- * encrypted names included: fn decides), until done or *stop becomes non-zero.
+ * encrypted names included: fn decides), until done or *stop becomes non-zero (stop NULL: to the
+ * end).
  */
-void walk_tree(int backing_fd, volatile int *stop, walk_visit_fn fn, void *ctx);
+void walk_tree(int backing_fd, const atomic_int *stop, walk_visit_fn fn, void *ctx);
 
 typedef void (*walk_fn)(void *ctx, int dirfd, const char *name);
 
 /*
  * Calls fn for each regular file below the backing directory (not in .kekfs, and not the
  * directory-id and long-name side files of an encrypted-names volume: encrypted_names),
- * until done or *stop becomes non-zero. dirfd is valid only during the call.
+ * until done or *stop becomes non-zero (stop NULL: to the end). dirfd is valid only during the
+ * call.
  */
-void walk_regular_files(int backing_fd, int encrypted_names, volatile int *stop, walk_fn fn,
+void walk_regular_files(int backing_fd, int encrypted_names, const atomic_int *stop, walk_fn fn,
 			void *ctx);
 
 #endif

@@ -95,13 +95,6 @@ int pkcs11_spec_check(const char *spec, char *msg, size_t msg_size)
 	return -1;
 }
 
-void pkcs11_spec_token(const char *spec, char *out, size_t size)
-{
-	struct p11_spec p;
-
-	snprintf(out, size, "%s", spec_parse(spec, &p) == 0 ? p.token : "?");
-}
-
 /* Loads the module and finds its function list. */
 static int p11_load(struct p11 *t)
 {

@@ -19,9 +19,6 @@ void pkcs11_external(struct kr_external *x, const uint8_t *pin, size_t pin_len);
 /* Checks a spec's form: 0, or -1 with msg set. */
 int pkcs11_spec_check(const char *spec, char *msg, size_t msg_size);
 
-/* The token label of a spec (for a PIN prompt), into out. */
-void pkcs11_spec_token(const char *spec, char *out, size_t size);
-
 /*
  * Creates the spec's key in its token: AES-256, sensitive, not extractable, on the token.
  * Refused if a key with that label exists. 0, or -1 with x->msg set.
