@@ -21,10 +21,27 @@ int kdf_passphrase(const char *pass, size_t pass_len, const uint8_t salt[KDF_SAL
 void kdf_keyfile(const uint8_t keyfile[KDF_KEYFILE_LEN], const uint8_t salt[KDF_SALT_LEN],
 		 uint8_t out[KDF_KEY_LEN]);
 
-/* The label of the subkey that authenticates the rotate --data journal and the markers. */
-#define KDF_JOURNAL_MAC_LABEL "kekfs journal mac v1"
+/*
+ * Every label kekfs derives a key under, in one list (as fscrypt's HKDF_CONTEXT_*): each
+ * names one purpose, no two are alike (tests/unit/test_kdf.c), and a label never changes
+ * meaning: a new use gets a new label, a changed derivation a new "vN". docs/FORMAT.md
+ * gives the strings.
+ */
+enum kdf_label {
+	KDF_LABEL_KEYFILE_SLOT,	   /* key file, salt -> a slot's wrapping key (kdf_keyfile) */
+	KDF_LABEL_KEYRING_MAC,	   /* keyring key -> the keyring file's MAC */
+	KDF_LABEL_AUDIT_LOG,	   /* keyring key -> the audit log's chained MACs */
+	KDF_LABEL_JOURNAL_MAC,	   /* keyring key -> rotate --data jobs' and markers' MACs */
+	KDF_LABEL_SHRED_PATH_HASH, /* keyring key -> the path hashes of shred reports */
+	KDF_LABEL_NAME_SIV,	   /* name key -> the AES-SIV key of file names (64 bytes) */
+	KDF_LABEL_XATTR_NAME_SIV,  /* name key -> the AES-SIV key of xattr names (64 bytes) */
+	KDF_LABEL_COUNT
+};
 
-/* Derives a purpose-bound 32-byte subkey (BLAKE2b keyed by key, over label). */
-void kdf_subkey(const uint8_t key[KDF_KEY_LEN], const char *label, uint8_t out[KDF_KEY_LEN]);
+/* The string of a label ("kekfs keyring mac v1"). */
+const char *kdf_label_string(enum kdf_label label);
+
+/* A purpose-bound subkey of out_len bytes (16 to 64): BLAKE2b keyed by key, over the label. */
+void kdf_subkey(const uint8_t key[KDF_KEY_LEN], enum kdf_label label, uint8_t *out, size_t out_len);
 
 #endif

@@ -33,7 +33,7 @@ int jmac_compute(const struct keyring *kr, const struct volume *vol, const char 
 
 	if (!key)
 		return -ENOMEM;
-	keyring_subkey(kr, KDF_JOURNAL_MAC_LABEL, key);
+	keyring_subkey(kr, KDF_LABEL_JOURNAL_MAC, key);
 	crypto_generichash_init(&st, key, KDF_KEY_LEN, JMAC_LEN);
 	crypto_generichash_update(&st, (const uint8_t *)kind, strlen(kind) + 1);
 	crypto_generichash_update(&st, vol->id, VOLUME_ID_LEN);

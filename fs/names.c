@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <sodium.h>
 
+#include "../crypto/kdf.h"
 #include "../crypto/secmem.h"
 
 #define SIV_KEY_LEN 64
@@ -17,12 +18,6 @@ struct name_keys {
 	uint8_t *names; /* AES-256-SIV key for file names */
 	uint8_t *xattr; /* AES-256-SIV key for user.* xattr names */
 };
-
-/* One 64-byte key per purpose, so a name sealed for one use never opens in another. */
-static void siv_derive(const uint8_t name_key[32], const char *label, uint8_t out[SIV_KEY_LEN])
-{
-	crypto_generichash(out, SIV_KEY_LEN, (const uint8_t *)label, strlen(label), name_key, 32);
-}
 
 struct name_keys *name_keys_new(const uint8_t name_key[32])
 {
@@ -36,8 +31,9 @@ struct name_keys *name_keys_new(const uint8_t name_key[32])
 		name_keys_free(nk);
 		return NULL;
 	}
-	siv_derive(name_key, "kekfs name siv v1", nk->names);
-	siv_derive(name_key, "kekfs xattr name siv v1", nk->xattr);
+	/* one key per purpose, so a name sealed for one use never opens in another */
+	kdf_subkey(name_key, KDF_LABEL_NAME_SIV, nk->names, SIV_KEY_LEN);
+	kdf_subkey(name_key, KDF_LABEL_XATTR_NAME_SIV, nk->xattr, SIV_KEY_LEN);
 	return nk;
 }
 

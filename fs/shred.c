@@ -156,7 +156,7 @@ static void path_hash(struct shred *s, const char *rel, char hex[33])
 {
 	uint8_t key[32], h[16];
 
-	keyring_subkey(s->cfg.kr, SHRED_HASH_LABEL, key);
+	keyring_subkey(s->cfg.kr, KDF_LABEL_SHRED_PATH_HASH, key);
 	crypto_generichash(h, sizeof(h), (const uint8_t *)rel, strlen(rel), key, sizeof(key));
 	sodium_memzero(key, sizeof(key));
 	sodium_bin2hex(hex, 33, h, sizeof(h));

@@ -20,7 +20,6 @@
 #include "volume.h"
 
 #define SEAL_MARKER "seal-pending"
-#define SHRED_HASH_LABEL "kekfs shred path hash v1"
 
 /* Drops the kernel's caches of a file (ino) and of a removed name in parent. */
 typedef void (*shred_invalidate_fn)(void *arg, struct kinode *parent, const char *name,

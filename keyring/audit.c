@@ -181,7 +181,7 @@ static void chain_mac(const struct keyring *kr, const uint8_t prev[AUDIT_MAC_LEN
 		memset(out, 0, AUDIT_MAC_LEN); /* will not verify: better than a crash */
 		return;
 	}
-	keyring_subkey(kr, "kekfs audit log v1", key);
+	keyring_subkey(kr, KDF_LABEL_AUDIT_LOG, key);
 	crypto_generichash_init(&st, key, 32, AUDIT_MAC_LEN);
 	crypto_generichash_update(&st, prev, AUDIT_MAC_LEN);
 	crypto_generichash_update(&st, (const uint8_t *)body, len);

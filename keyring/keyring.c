@@ -364,7 +364,7 @@ static void keyring_mac(const struct keyring *kr, const uint8_t *buf, size_t len
 		memset(mac, 0, KR_MAC_LEN); /* fails verification rather than crash */
 		return;
 	}
-	kdf_subkey(kr->keyring_key, "kekfs keyring mac v1", mk);
+	kdf_subkey(kr->keyring_key, KDF_LABEL_KEYRING_MAC, mk, KDF_KEY_LEN);
 	crypto_generichash(mac, KR_MAC_LEN, buf, len, mk, KDF_KEY_LEN);
 	secmem_free(mk);
 }
@@ -1066,9 +1066,9 @@ int keyring_slot_kinds(const char *path, unsigned *kinds)
 	return rc;
 }
 
-void keyring_subkey(const struct keyring *kr, const char *label, uint8_t out[32])
+void keyring_subkey(const struct keyring *kr, enum kdf_label label, uint8_t out[32])
 {
-	kdf_subkey(kr->keyring_key, label, out);
+	kdf_subkey(kr->keyring_key, label, out, KDF_KEY_LEN);
 }
 
 /* KR_ERR_IO with the reason errno still holds (a full disk, a read-only file system). */

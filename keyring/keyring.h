@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../crypto/kdf.h"
+
 #define KEYRING_VOLUME_ID_LEN 16
 #define KEYRING_KEY_LEN 32
 #define KEYRING_MAX_SLOTS 8
@@ -232,7 +234,7 @@ const uint8_t *keyring_active_kek(const struct keyring *kr, uint32_t *version);
 const uint8_t *keyring_kek(const struct keyring *kr, uint32_t version, int *state);
 
 /* A 32-byte key for one purpose (label), derived from the keyring key. */
-void keyring_subkey(const struct keyring *kr, const char *label, uint8_t out[32]);
+void keyring_subkey(const struct keyring *kr, enum kdf_label label, uint8_t out[32]);
 
 /* One sentence for a person, naming what is wrong. */
 const char *keyring_strerror(int err);
