@@ -67,6 +67,7 @@ class Counts(object):
         self.passed = 0
         self.failed = 0
         self.skipped = 0
+        self.ran = []  # the names of the tests that ran (any outcome)
 
 
 def out(line):
@@ -88,6 +89,12 @@ def run_unit_tests(args, counts):
     # SANITIZE=1 builds), falling back to build/tests
     udir = os.path.join(os.path.dirname(os.path.abspath(args.kekfs)), "tests")
     if not glob.glob(os.path.join(udir, "unit_*")):
+        if args.prefix:  # the sanitizer pass: build/'s unit tests are not sanitized
+            counts.failed += 1
+            out("FAIL %sunit: no unit tests in %s (build them: make SANITIZE=1)"
+                % (args.prefix, udir))
+            return
+        out("note: no unit tests beside %s: running those of build/tests" % args.kekfs)
         udir = os.path.join(REPO, "build", "tests")
     bins = sorted(p for p in glob.glob(os.path.join(udir, "unit_*"))
                   if os.path.isfile(p) and os.access(p, os.X_OK)
@@ -96,6 +103,7 @@ def run_unit_tests(args, counts):
         name = args.prefix + os.path.basename(b)
         if args.k and not any(k in name for k in args.k):
             continue
+        counts.ran.append(name)
         env = dict(os.environ)
         env["CMOCKA_MESSAGE_OUTPUT"] = "STDOUT"
         env.pop("CMOCKA_XML_FILE", None)
@@ -407,6 +415,7 @@ def run_integration_tests(args, counts, harness, tmp_root):
                 out(name)
                 continue
             timeout = getattr(fn, "timeout", args.timeout)
+            counts.ran.append(name)
             t0 = time.monotonic()
             wd = Watchdog(timeout, tmp_root, harness)
             status = None
@@ -538,7 +547,30 @@ def sanitized_pass(args, counts, harness, tmp_root):
         "UBSAN_OPTIONS": "log_path=%s/ubsan:print_stacktrace=1" % logdir})
     san = argparse.Namespace(**vars(args))
     san.kekfs, san.prefix, san.only = args.sanitized, "san:", args.san_k
+    if not is_sanitized(args.sanitized):
+        counts.failed += 1
+        out("FAIL san: %s is not built with ASan and UBSan (make SANITIZE=1)" % args.sanitized)
+        counts.san_ran = 0
+        return
+    first = len(counts.ran)
     run_pass(san, counts, harness, tmp_root)
+    ran = counts.ran[first:]
+    counts.san_ran = len(ran)
+    for k in args.san_k if not args.k else []:  # a renamed test must not drop out unseen
+        if not any(k in name for name in ran):
+            counts.failed += 1
+            out("FAIL san: --san-k %s matched no test: it was renamed or removed; fix "
+                "SAN_TESTS in the Makefile" % k)
+
+
+def is_sanitized(path):
+    """Whether the binary at path carries the ASan and UBSan runtimes' entry points."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return b"__asan_init" in data and b"__ubsan_handle" in data
 
 
 def sanitizer_reports(counts):
@@ -547,6 +579,11 @@ def sanitizer_reports(counts):
     failure."""
     logdir = os.environ.get("KEKFS_SANITIZER_LOGS")
     if not logdir or not os.path.isdir(logdir):
+        return
+    if getattr(counts, "san_ran", None) == 0:
+        counts.failed += 1
+        out("FAIL sanitizers: no test ran under the sanitized build, so no report proves "
+            "anything")
         return
     reports = sorted(os.listdir(logdir))
     for name in reports:
