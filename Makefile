@@ -19,20 +19,22 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) p11-kit-1 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
 CRYPTO_SRC  := crypto/secmem.c crypto/aead.c crypto/kdf.c crypto/keywrap.c crypto/rsa_wrap.c
-KEYRING_SRC := keyring/keyring.c keyring/wrapslot.c keyring/atomic_file.c keyring/audit.c \
-	       keyring/pkcs11_slot.c keyring/hoststate.c
-FSCORE_SRC  := fs/volume.c fs/header.c fs/chunk.c fs/fileio.c fs/objcrypt.c fs/log.c \
-	       fs/inode_table.c fs/rotation.c fs/control.c fs/control_socket.c fs/status.c \
-	       fs/walk.c fs/census.c fs/names.c fs/namedir.c fs/shred.c fs/redata.c fs/fsck.c fs/parallel.c fs/rangelock.c \
-	       fs/volume_lock.c
-FSCORE_SRC  += fs/backing.c fs/journal_mac.c
-FUSE_SRC    := fs/fuse_ops.c fs/spacewatch.c
+BACKING_SRC := backing/backing.c backing/atomic_file.c
+FORMAT_SRC  := format/wrapslot.c format/volume.c format/header.c format/chunk.c \
+	       format/names.c format/namedir.c format/objcrypt.c
+KEYRING_SRC := keyring/keyring.c keyring/kekwrap.c keyring/audit.c keyring/pkcs11_slot.c \
+	       keyring/hoststate.c
+VOLUME_SRC  := volume/filekey.c volume/namekey.c volume/fileio.c volume/log.c \
+	       volume/inode_table.c volume/rangelock.c volume/parallel.c volume/walk.c \
+	       volume/rotation.c volume/census.c volume/shred.c volume/redata.c volume/fsck.c \
+	       volume/volume_lock.c volume/journal_mac.c volume/status.c volume/control_socket.c
+FUSE_SRC    := fs/fuse_ops.c fs/spacewatch.c fs/control.c
 CLI_SRC     := cli/main.c cli/secret.c cli/unlock.c cli/mounts.c cli/cmd_init.c \
 	       cli/cmd_mount.c cli/cmd_keys.c cli/notify.c cli/keysource.c cli/mount_helper.c \
 	       cli/cmd_path.c cli/cmd_shred.c cli/target.c cli/cmd_redata.c cli/spawn.c \
 	       cli/kms.c cli/extopts.c cli/cmd_token.c cli/cmd_fsck.c cli/progress.c \
 	       cli/control_client.c
-LIB_SRC     := $(CRYPTO_SRC) $(KEYRING_SRC) $(FSCORE_SRC)
+LIB_SRC     := $(CRYPTO_SRC) $(BACKING_SRC) $(FORMAT_SRC) $(KEYRING_SRC) $(VOLUME_SRC)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)

@@ -12,10 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../fs/fsck.h"
+#include "../volume/fsck.h"
 #include "cli.h"
-#include "mounts.h"
 #include "extopts.h"
+#include "mounts.h"
 #include "progress.h"
 #include "target.h"
 #include "unlock.h"

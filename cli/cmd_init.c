@@ -11,14 +11,15 @@
 
 #include <sodium.h>
 
+#include "../backing/atomic_file.h"
+#include "../backing/backing.h"
 #include "../crypto/aead.h"
 #include "../crypto/kdf.h"
 #include "../crypto/secmem.h"
-#include "../fs/backing.h"
-#include "../fs/volume.h"
-#include "../keyring/atomic_file.h"
+#include "../format/volume.h"
 #include "../keyring/audit.h"
 
+#include "../volume/namekey.h"
 #include "cli.h"
 #include "extopts.h"
 #include "secret.h"

@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../fs/namedir.h"
-#include "../fs/volume.h"
+#include "../format/namedir.h"
+#include "../format/volume.h"
 #include "cli.h"
 #include "extopts.h"
 #include "secret.h"

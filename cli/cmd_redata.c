@@ -14,8 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../fs/log.h"
-#include "../fs/redata.h"
+#include "../volume/log.h"
+#include "../volume/redata.h"
 #include "cli.h"
 #include "extopts.h"
 #include "target.h"

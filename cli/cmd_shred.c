@@ -15,8 +15,8 @@
 
 #include <sodium.h>
 
-#include "../fs/log.h"
-#include "../fs/shred.h"
+#include "../volume/log.h"
+#include "../volume/shred.h"
 #include "cli.h"
 #include "extopts.h"
 #include "mounts.h"

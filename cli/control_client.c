@@ -10,7 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../fs/control_socket.h"
+#include "../volume/control_socket.h"
 
 #define CONTROL_REPLY_MAX 16384
 

@@ -10,9 +10,9 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "../fs/backing.h"
-#include "../fs/volume.h"
-#include "../fs/volume_lock.h"
+#include "../backing/backing.h"
+#include "../format/volume.h"
+#include "../volume/volume_lock.h"
 #include "cli.h"
 #include "control_client.h"
 

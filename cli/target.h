@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "../fs/volume_lock.h"
+#include "../volume/volume_lock.h"
 #include "mounts.h"
 
 /* PATH made absolute without following its last component (a symlink stays itself). */

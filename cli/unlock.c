@@ -5,11 +5,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../backing/backing.h"
 #include "../crypto/secmem.h"
-#include "../fs/backing.h"
-#include "../fs/redata.h"
 #include "../keyring/audit.h"
 #include "../keyring/hoststate.h"
+#include "../volume/namekey.h"
+#include "../volume/redata.h"
 #include "cli.h"
 
 void volume_paths_get(const char *backing, const char *keyring_opt, struct volume_paths *p)
@@ -131,24 +132,24 @@ static int generation_check(const struct volume_paths *p, struct volume *vol,
 	return 0;
 }
 
-/* Says that copy 1 or 2 (bad: KR_COPY_*) of the file at path was bad, and whether it is fixed. */
+/* Says that copy 1 or 2 (bad: COPY_*) of the file at path was bad, and whether it is fixed. */
 static void copy_note(const char *path, unsigned bad, int rewritten)
 {
 	if (bad && rewritten)
 		fprintf(stderr, "kekfs: copy %d of %s was damaged: rewritten from the good copy\n",
-			bad & KR_COPY_1_BAD ? 1 : 2, path);
+			bad & COPY_1_BAD ? 1 : 2, path);
 	else if (bad)
 		fprintf(stderr,
 			"kekfs: warning: copy %d of %s is damaged and could not be rewritten (%s): "
 			"free space, then run 'kekfs fsck --repair'\n",
-			bad & KR_COPY_1_BAD ? 1 : 2, path, strerror(errno));
+			bad & COPY_1_BAD ? 1 : 2, path, strerror(errno));
 }
 
 /* Rewrites a keyring or config that had a bad copy from the good one, and says so. */
 static void copies_repair(const struct volume_paths *p, struct volume *vol, struct keyring *kr)
 {
-	unsigned kbad = keyring_bad_copies(kr, NULL) & (KR_COPY_1_BAD | KR_COPY_2_BAD);
-	unsigned vbad = vol->bad_copies & (KR_COPY_1_BAD | KR_COPY_2_BAD);
+	unsigned kbad = keyring_bad_copies(kr, NULL) & (COPY_1_BAD | COPY_2_BAD);
+	unsigned vbad = vol->bad_copies & (COPY_1_BAD | COPY_2_BAD);
 
 	copy_note(p->keyring, kbad, kbad && keyring_repair(kr, p->keyring) == KR_OK);
 	copy_note(p->volume, vbad, vbad && volume_repair(vol) == VOL_OK);

@@ -4,7 +4,7 @@
 
 #include <limits.h>
 
-#include "../fs/volume.h"
+#include "../format/volume.h"
 #include "secret.h"
 
 /* Where a volume's files are: BACKING/.kekfs/volume and the keyring (default or --keyring). */

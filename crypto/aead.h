@@ -41,7 +41,8 @@ __attribute__((warn_unused_result)) int aead_seal(int cipher, const uint8_t key[
  * Authenticates and decrypts in (nonce || ciphertext || tag, in_len bytes) into pt.
  * Returns 0, or -EBADMSG if the message is not authentic (pt is then wiped).
  */
-int aead_open(int cipher, const uint8_t key[AEAD_KEY_LEN], const uint8_t *aad, size_t aad_len,
-	      const uint8_t *in, size_t in_len, uint8_t *pt);
+__attribute__((warn_unused_result)) int aead_open(int cipher, const uint8_t key[AEAD_KEY_LEN],
+						  const uint8_t *aad, size_t aad_len,
+						  const uint8_t *in, size_t in_len, uint8_t *pt);
 
 #endif

@@ -16,7 +16,9 @@ __attribute__((warn_unused_result)) int key_wrap(const uint8_t kek[KEYWRAP_KEY_L
 						 uint8_t out[KEYWRAP_LEN]);
 
 /* Returns 0, or -EBADMSG when the wrapping key is wrong or the wrap or AAD was altered. */
-int key_unwrap(const uint8_t kek[KEYWRAP_KEY_LEN], const uint8_t *aad, size_t aad_len,
-	       const uint8_t in[KEYWRAP_LEN], uint8_t key[KEYWRAP_KEY_LEN]);
+__attribute__((warn_unused_result)) int key_unwrap(const uint8_t kek[KEYWRAP_KEY_LEN],
+						   const uint8_t *aad, size_t aad_len,
+						   const uint8_t in[KEYWRAP_LEN],
+						   uint8_t key[KEYWRAP_KEY_LEN]);
 
 #endif

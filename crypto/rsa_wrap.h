@@ -19,12 +19,12 @@ enum rsa_wrap_err {
 };
 
 /* Encrypts key to out (RSA_WRAP_LEN bytes) with a PEM public (or private) key. */
-int rsa_wrap_key(const uint8_t *pem, size_t pem_len, const uint8_t key[32],
-		 uint8_t out[RSA_WRAP_LEN]);
+__attribute__((warn_unused_result)) int
+rsa_wrap_key(const uint8_t *pem, size_t pem_len, const uint8_t key[32], uint8_t out[RSA_WRAP_LEN]);
 
 /* Decrypts in (RSA_WRAP_LEN bytes) with a PEM private key into key. */
-int rsa_unwrap_key(const uint8_t *pem, size_t pem_len, const uint8_t in[RSA_WRAP_LEN],
-		   uint8_t key[32]);
+__attribute__((warn_unused_result)) int
+rsa_unwrap_key(const uint8_t *pem, size_t pem_len, const uint8_t in[RSA_WRAP_LEN], uint8_t key[32]);
 
 /* Checks that pem is a usable 4096-bit RSA key (a private one if want_private). */
 int rsa_key_check(const uint8_t *pem, size_t pem_len, int want_private);

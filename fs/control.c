@@ -17,11 +17,12 @@
 
 #include "../crypto/keywrap.h"
 #include "../crypto/secmem.h"
-#include "census.h"
-#include "control_socket.h"
-#include "status.h"
-#include "log.h"
-#include "thread.h"
+#include "../volume/census.h"
+#include "../volume/control_socket.h"
+#include "../volume/log.h"
+#include "../volume/namekey.h"
+#include "../volume/status.h"
+#include "../volume/thread.h"
 
 #define CONTROL_LINE_MAX (PATH_MAX + 64) /* "shred 1 " and a path */
 #define CONTROL_QUEUE_MAX 32		 /* requests waiting for the worker; more are refused */

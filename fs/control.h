@@ -12,9 +12,9 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include "redata.h"
-#include "rotation.h"
-#include "shred.h"
+#include "../volume/redata.h"
+#include "../volume/rotation.h"
+#include "../volume/shred.h"
 
 struct control_info {
 	const char *backing;

@@ -26,11 +26,11 @@
 #include <linux/fuse.h>
 
 #include "../crypto/secmem.h"
-#include "fileio.h"
-#include "inode_table.h"
-#include "log.h"
-#include "namedir.h"
-#include "objcrypt.h"
+#include "../format/namedir.h"
+#include "../format/objcrypt.h"
+#include "../volume/fileio.h"
+#include "../volume/inode_table.h"
+#include "../volume/log.h"
 #include "spacewatch.h"
 
 #define ATTR_TIMEOUT 1.0

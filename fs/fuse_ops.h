@@ -5,9 +5,9 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
+#include "../format/volume.h"
 #include "../keyring/keyring.h"
-#include "inode_table.h"
-#include "volume.h"
+#include "../volume/inode_table.h"
 
 struct kekfs_fs_config {
 	int backing_fd; /* O_PATH fd of the backing directory; the fs takes ownership */

@@ -14,8 +14,8 @@
 
 #include <sodium.h>
 
+#include "../backing/backing.h"
 #include "../crypto/secmem.h"
-#include "../fs/backing.h"
 
 #define AUDIT_MAC_LEN 32
 #define AUDIT_LINE_MAX 1024

@@ -13,7 +13,7 @@
 
 #include <sodium.h>
 
-#include "../fs/backing.h"
+#include "../backing/backing.h"
 
 #define STATE_FILE_MAX 32 /* a u64 in decimal and a newline */
 

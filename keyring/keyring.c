@@ -15,9 +15,9 @@
 #include "../crypto/keywrap.h"
 #include "../crypto/rsa_wrap.h"
 
+#include "../backing/atomic_file.h"
+#include "../backing/backing.h"
 #include "../crypto/secmem.h"
-#include "../fs/backing.h"
-#include "atomic_file.h"
 
 /* On-disk layout: see docs/FORMAT.md, "Keyring". */
 #define KR_MAGIC "KEKFSKR1"
@@ -32,8 +32,8 @@
 #define KR_MAX_COPY                                                                                \
 	(KR_HEAD_LEN + KEYRING_MAX_SLOTS * (KR_SLOT_LEN + RSA_WRAP_LEN + KR_EXT_MAX) +             \
 	 KR_MAX_KEKS * KR_KEK_LEN + KR_MAC_LEN + 8)
-#define KR_COPY_ALIGN 4096 /* copy 2 starts on its own 4 KiB block: a bad sector spares one */
-#define KR_MAX_FILE (2 * KR_MAX_COPY + KR_COPY_ALIGN)
+#define COPY_ALIGN 4096 /* copy 2 starts on its own 4 KiB block: a bad sector spares one */
+#define KR_MAX_FILE (2 * KR_MAX_COPY + COPY_ALIGN)
 
 struct kr_slot {
 	uint8_t type;
@@ -71,7 +71,7 @@ struct keyring {
 	size_t nslots, nkeks;
 	struct kr_slot slots[KEYRING_MAX_SLOTS];
 	struct kr_kek *keks;
-	unsigned bad_copies;  /* KR_COPY_* as found at load */
+	unsigned bad_copies;  /* COPY_* as found at load */
 	int copies_rewritten; /* a save since the load wrote both copies again */
 };
 
@@ -466,7 +466,7 @@ void keyring_on_save(keyring_saved_fn fn)
 /* Where copy 2 starts in a file whose copies are n bytes long. */
 static size_t copy2_offset(size_t n)
 {
-	return (n + KR_COPY_ALIGN - 1) / KR_COPY_ALIGN * KR_COPY_ALIGN;
+	return (n + COPY_ALIGN - 1) / COPY_ALIGN * COPY_ALIGN;
 }
 
 /* Writes both copies of the keyring as it is (write lock held): one atomic replace. */
@@ -928,15 +928,15 @@ struct kr_copy {
 /*
  * Picks the copy to use from a keyring file's bytes: of those that pass their checksum, the
  * one with the highest generation (copy 1 on a tie). *bad says which copies are not exactly
- * that copy, where docs/FORMAT.md puts them; a file of one copy is KR_COPY_SINGLE.
+ * that copy, where docs/FORMAT.md puts them; a file of one copy is COPY_SINGLE.
  */
 static int copies_pick(const uint8_t *buf, size_t len, struct kr_copy *pick, unsigned *bad)
 {
 	struct kr_copy c[2] = {{0, copy_length(buf, len)}, {0, 0}};
-	size_t off = c[0].len ? copy2_offset(c[0].len) : KR_COPY_ALIGN;
+	size_t off = c[0].len ? copy2_offset(c[0].len) : COPY_ALIGN;
 	int i;
 
-	for (; off < len && !c[1].len; off += KR_COPY_ALIGN)
+	for (; off < len && !c[1].len; off += COPY_ALIGN)
 		if ((c[1].len = copy_length(buf + off, len - off)) != 0)
 			c[1].off = off;
 	if (!c[0].len && !c[1].len)
@@ -946,11 +946,11 @@ static int copies_pick(const uint8_t *buf, size_t len, struct kr_copy *pick, uns
 	off = copy2_offset(pick->len);
 	*bad = 0;
 	if (c[0].len && len == c[0].len)
-		*bad = KR_COPY_SINGLE;
+		*bad = COPY_SINGLE;
 	else if (len != off + pick->len || memcmp(buf + off, buf + pick->off, pick->len) != 0)
-		*bad |= KR_COPY_2_BAD;
+		*bad |= COPY_2_BAD;
 	if (c[0].len != pick->len || memcmp(buf, buf + pick->off, pick->len) != 0)
-		*bad |= KR_COPY_1_BAD;
+		*bad |= COPY_1_BAD;
 	return KR_OK;
 }
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "../crypto/kdf.h"
+#include "../format/copies.h"
 
 #define KEYRING_VOLUME_ID_LEN 16
 #define KEYRING_KEY_LEN 32
@@ -106,13 +107,9 @@ int keyring_load_buf(const uint8_t *file, size_t file_len,
 		     struct keyring **out);
 
 /*
- * Which stored copies were bad when the keyring was loaded: the good one was used. A file of
- * one copy (made before kekfs kept two) is KR_COPY_SINGLE and gains copy 2 at its next save.
- * *rewritten (if not NULL): both copies have been written since. The volume config too.
+ * Which stored copies (format/copies.h: COPY_*) were bad when the keyring was loaded: the
+ * good one was used. *rewritten (if not NULL): both copies have been written since.
  */
-#define KR_COPY_1_BAD 1u
-#define KR_COPY_2_BAD 2u
-#define KR_COPY_SINGLE 4u
 unsigned keyring_bad_copies(const struct keyring *kr, int *rewritten);
 
 /* Rewrites both copies from the loaded one, same generation: after a bad copy was found. */

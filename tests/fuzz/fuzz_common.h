@@ -18,8 +18,9 @@
 #include <sodium.h>
 #include <xxhash.h>
 
-#include "../../fs/volume.h"
+#include "../../format/volume.h"
 #include "../../keyring/keyring.h"
+#include "../../volume/namekey.h"
 
 #ifndef FUZZ_FIXTURE
 #error "build with -DFUZZ_FIXTURE=\"path of tests/fuzz/fixture\""

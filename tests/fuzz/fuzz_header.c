@@ -4,8 +4,8 @@
  */
 #include <string.h>
 
-#include "../../fs/header.h"
-#include "../../fs/shred.h"
+#include "../../format/header.h"
+#include "../../volume/shred.h"
 #include "fuzz_common.h"
 
 static void parse(struct fixture *fx, const uint8_t in[HEADER_LEN])

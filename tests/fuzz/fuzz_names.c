@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../fs/namedir.h"
-#include "../../fs/objcrypt.h"
+#include "../../format/namedir.h"
+#include "../../format/objcrypt.h"
 #include "fuzz_common.h"
 
 static struct name_keys *keys(struct fixture *fx)

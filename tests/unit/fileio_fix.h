@@ -13,7 +13,7 @@
 #include "testutil.h"
 
 #include "../../crypto/aead.h"
-#include "../../fs/fileio.h"
+#include "../../volume/fileio.h"
 
 #define MIB (1ULL << 20)
 

@@ -12,7 +12,7 @@
 
 #include "testutil.h"
 
-#include "../../fs/backing.h"
+#include "../../backing/backing.h"
 
 /* A directory with a regular file, a link to it, a FIFO, a subdirectory and a big file. */
 static int fixture(char dir[64])

@@ -7,7 +7,7 @@
 #include "testutil.h"
 
 #include "../../crypto/aead.h"
-#include "../../fs/chunk.h"
+#include "../../format/chunk.h"
 
 static const int ciphers[] = {AEAD_XCHACHA20_POLY1305, AEAD_AES256_GCM};
 static const unsigned shifts[] = {9, 12};

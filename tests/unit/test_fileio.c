@@ -6,7 +6,7 @@
 
 #include "fileio_fix.h"
 
-#include "../../fs/objcrypt.h"
+#include "../../format/objcrypt.h"
 
 /* A write offset: anywhere in the file, at a chunk boundary, or past the end (a hole). */
 static uint64_t pick_off(struct ffix *f)

@@ -6,7 +6,8 @@
 #include "testutil.h"
 
 #include "../../crypto/aead.h"
-#include "../../fs/header.h"
+#include "../../format/header.h"
+#include "../../volume/filekey.h"
 
 #define SLOT_A 24
 #define SLOT_B 120

@@ -405,7 +405,7 @@ static void test_two_copies(void **state)
 			b[c * COPY2 + i] ^= 0x10;
 			file_write(f->kr_path, b, KR_FILE_LEN);
 			assert_int_equal(load_file(f, &bad), KR_OK);
-			assert_int_equal(bad, c ? KR_COPY_2_BAD : KR_COPY_1_BAD);
+			assert_int_equal(bad, c ? COPY_2_BAD : COPY_1_BAD);
 			b[c * COPY2 + i] ^= 0x10;
 		}
 		b[i] ^= 0x10;
@@ -417,16 +417,16 @@ static void test_two_copies(void **state)
 	memset(b, 0, COPY2); /* a lost sector under copy 1 */
 	file_write(f->kr_path, b, KR_FILE_LEN);
 	assert_int_equal(load_file(f, &bad), KR_OK);
-	assert_int_equal(bad, KR_COPY_1_BAD);
+	assert_int_equal(bad, COPY_1_BAD);
 	file_write(f->kr_path, orig, KR_FILE_LEN - 1); /* copy 2 cut short */
 	assert_int_equal(load_file(f, &bad), KR_OK);
-	assert_int_equal(bad, KR_COPY_2_BAD);
+	assert_int_equal(bad, COPY_2_BAD);
 	memset(b, 0, KR_FILE_LEN); /* both: a clear error */
 	file_write(f->kr_path, b, KR_FILE_LEN);
 	assert_int_equal(load_file(f, &bad), KR_ERR_CORRUPT);
 	file_write(f->kr_path, orig, KR_LEN); /* one copy (an older kekfs): no damage */
 	assert_int_equal(load_file(f, &bad), KR_OK);
-	assert_int_equal(bad, KR_COPY_SINGLE);
+	assert_int_equal(bad, COPY_SINGLE);
 	assert_int_equal(keyring_repair(f->env->kr, f->kr_path), KR_OK);
 	assert_int_equal(file_read(f->kr_path, b, sizeof(f->buf), &f->len), 0);
 	assert_int_equal(f->len, KR_FILE_LEN);
@@ -452,7 +452,7 @@ static void test_two_copies_generations(void **state)
 				 KR_OK);
 		assert_int_equal(keyring_generation(kr), keyring_generation(f->env->kr));
 		bad = keyring_bad_copies(kr, NULL);
-		assert_int_equal(bad, c ? KR_COPY_2_BAD : KR_COPY_1_BAD);
+		assert_int_equal(bad, c ? COPY_2_BAD : COPY_1_BAD);
 		keyring_free(kr);
 		kr = NULL;
 	}
@@ -475,12 +475,12 @@ static void test_volume_two_copies(void **state)
 			file_write(f->vol_path, b, VOL_FILE_LEN);
 			assert_int_equal(volume_load(f->vol_path, &v),
 					 c ? VOL_ERR_CORRUPT : VOL_OK);
-			assert_int_equal(v.bad_copies, c ? 0 : KR_COPY_1_BAD);
+			assert_int_equal(v.bad_copies, c ? 0 : COPY_1_BAD);
 		}
 		b[i] ^= 0x01;
 		file_write(f->vol_path, b, VOL_FILE_LEN);
 		assert_int_equal(volume_load(f->vol_path, &v), VOL_OK);
-		assert_int_equal(v.bad_copies, KR_COPY_2_BAD);
+		assert_int_equal(v.bad_copies, COPY_2_BAD);
 		assert_int_equal(volume_unlock(&v, f->env->kr), VOL_OK);
 		volume_clear(&v);
 	}
@@ -488,13 +488,13 @@ static void test_volume_two_copies(void **state)
 	memset(b, 0, COPY2);
 	file_write(f->vol_path, b, VOL_FILE_LEN);
 	assert_int_equal(volume_load(f->vol_path, &v), VOL_OK);
-	assert_int_equal(v.bad_copies, KR_COPY_1_BAD);
+	assert_int_equal(v.bad_copies, COPY_1_BAD);
 	assert_int_equal(volume_repair(&v), VOL_OK);
 	assert_int_equal(file_read(f->vol_path, b, sizeof(f->buf), &f->len), 0);
 	assert_memory_equal(b, orig, VOL_FILE_LEN);
 	file_write(f->vol_path, orig, VOLUME_ENCODED_LEN);
 	assert_int_equal(volume_load(f->vol_path, &v), VOL_OK);
-	assert_int_equal(v.bad_copies, KR_COPY_SINGLE);
+	assert_int_equal(v.bad_copies, COPY_SINGLE);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)

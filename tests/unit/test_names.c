@@ -6,7 +6,7 @@
 
 #include "testutil.h"
 
-#include "../../fs/names.h"
+#include "../../format/names.h"
 
 /* RFC 5297, A.1 (AES-SIV with a 256-bit key, i.e. AES-128-SIV): our tag || ct layout. */
 static void test_siv_rfc5297(void **state)

@@ -5,7 +5,7 @@
 
 #include "testutil.h"
 
-#include "../../fs/rangelock.h"
+#include "../../volume/rangelock.h"
 
 #define THREADS 4
 #define ROUNDS 2000

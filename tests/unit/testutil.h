@@ -18,8 +18,9 @@
 
 #include "../../crypto/bytes.h"
 #include "../../crypto/secmem.h"
-#include "../../fs/volume.h"
+#include "../../format/volume.h"
 #include "../../keyring/keyring.h"
+#include "../../volume/namekey.h"
 
 /* Decodes a hex string (whitespace ignored) into out; returns the byte count. */
 static inline size_t hex_decode(const char *hex, uint8_t *out, size_t max)

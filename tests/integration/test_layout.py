@@ -1,0 +1,71 @@
+"""The layout keeps its layers (docs/ARCHITECTURE.md): includes point one way, from crypto/
+up through backing/, format/, keyring/ and volume/ to fs/ and cli/, and only fs/ includes
+FUSE. A checker that found nothing because it read nothing would pass vacuously, so it is
+first run on a small tree with a forbidden edge and must name it."""
+
+import os
+import re
+import tempfile
+
+from kekfs_harness import assert_eq
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# The layers, lowest first. A file may include its own layer and those below it; cli/ is the
+# top and may include fs/ (kekfs mount starts the daemon).
+LAYERS = ["crypto", "backing", "format", "keyring", "volume", "fs", "cli"]
+FUSE_ALLOWED = {"fs"}
+INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)
+
+
+def sources(root):
+    for layer in LAYERS:
+        d = os.path.join(root, layer)
+        for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+            if name.endswith((".c", ".h")):
+                yield layer, os.path.join(d, name)
+
+
+def violations(root):
+    """Every include across a forbidden edge, as 'file: includes target (why)'."""
+    found = []
+    rank = {layer: i for i, layer in enumerate(LAYERS)}
+    for layer, path in sources(root):
+        with open(path) as f:
+            text = f.read()
+        rel = os.path.relpath(path, root)
+        for kind, target in INCLUDE.findall(text):
+            if kind == "<":
+                if target.startswith("fuse") and layer not in FUSE_ALLOWED:
+                    found.append("%s: includes <%s> (only fs/ talks to FUSE)" % (rel, target))
+                continue
+            dest = os.path.relpath(os.path.normpath(os.path.join(os.path.dirname(path),
+                                                                 target)), root)
+            top = dest.split(os.sep)[0]
+            if top not in rank:
+                found.append("%s: includes %s, outside the layers" % (rel, dest))
+            elif rank[top] > rank[layer]:
+                found.append("%s: includes %s (%s/ is above %s/)" % (rel, dest, top, layer))
+    return found
+
+
+def test_checker_finds_a_forbidden_edge():
+    """The checker reads a tree and names an upward include and a FUSE include below fs/."""
+    with tempfile.TemporaryDirectory() as root:
+        for layer in ("format", "volume"):
+            os.mkdir(os.path.join(root, layer))
+        with open(os.path.join(root, "volume", "ops.h"), "w") as f:
+            f.write("#pragma once\n")
+        with open(os.path.join(root, "format", "header.c"), "w") as f:
+            f.write('#include "../volume/ops.h"\n#include <fuse_lowlevel.h>\n')
+        found = violations(root)
+        assert_eq(len(found), 2, "violations in the planted tree: %r" % found)
+        assert "volume/ is above format/" in found[0], found
+
+
+def test_includes_point_one_way():
+    files = list(sources(REPO))
+    assert len(files) > 100, "the checker found only %d sources under %s" % (len(files), REPO)
+    found = violations(REPO)
+    assert not found, "%d includes cross a forbidden edge:\n  %s" % (len(found),
+                                                                     "\n  ".join(found))
