@@ -22,7 +22,7 @@ CRYPTO_SRC  := crypto/secmem.c crypto/aead.c crypto/kdf.c crypto/keywrap.c crypt
 BACKING_SRC := backing/backing.c backing/atomic_file.c
 FORMAT_SRC  := format/wrapslot.c format/volume.c format/header.c format/chunk.c \
 	       format/names.c format/namedir.c format/objcrypt.c
-KEYRING_SRC := keyring/keyring.c keyring/kekwrap.c keyring/audit.c keyring/pkcs11_slot.c \
+KEYRING_SRC := keyring/keyring.c keyring/keyring_file.c keyring/kekwrap.c keyring/audit.c keyring/pkcs11_slot.c \
 	       keyring/hoststate.c
 VOLUME_SRC  := volume/filekey.c volume/namekey.c volume/fileio.c volume/log.c \
 	       volume/inode_table.c volume/rangelock.c volume/parallel.c volume/walk.c \
@@ -33,7 +33,7 @@ CLI_SRC     := cli/main.c cli/secret.c cli/unlock.c cli/mounts.c cli/cmd_init.c 
 	       cli/cmd_mount.c cli/cmd_keys.c cli/notify.c cli/keysource.c cli/mount_helper.c \
 	       cli/cmd_path.c cli/cmd_shred.c cli/target.c cli/cmd_redata.c cli/spawn.c \
 	       cli/kms.c cli/extopts.c cli/cmd_token.c cli/cmd_fsck.c cli/progress.c \
-	       cli/control_client.c
+	       cli/control_client.c cli/keys_backup.c
 LIB_SRC     := $(CRYPTO_SRC) $(BACKING_SRC) $(FORMAT_SRC) $(KEYRING_SRC) $(VOLUME_SRC)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 
