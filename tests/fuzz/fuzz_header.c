@@ -21,7 +21,9 @@ static void parse(struct fixture *fx, const uint8_t in[HEADER_LEN])
 	if (!dek)
 		abort();
 	if (header_decode(in, &fx->vol, &h) == HDR_OK) {
-		header_open_dek(&h, &fx->vol, fx->kr, dek);
+		if (header_open_dek(&h, &fx->vol, fx->kr, dek) == HDR_OK && h.current != 0 &&
+		    h.current != 1)
+			abort(); /* an opened header names the slot its DEK came from */
 		header_check_slots(&h, &fx->vol, fx->kr, state);
 	}
 	header_current_version(in, &version);

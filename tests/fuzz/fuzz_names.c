@@ -23,6 +23,13 @@ static struct name_keys *keys(struct fixture *fx)
 }
 
 /* Writes rest as the side file of the long name its text hashes to, reads and decrypts it. */
+/* What a decoder that accepted a name promises: that many bytes, then a NUL, no '/'. */
+static void decoded_name_check(int n, const char *out)
+{
+	if (n >= 0 && (n > NAME_PLAIN_MAX || strlen(out) != (size_t)n || memchr(out, '/', n)))
+		abort();
+}
+
 static void long_side(struct fixture *fx, int dirfd, const char *text, const uint8_t *rest,
 		      size_t len, char *out)
 {
@@ -37,7 +44,7 @@ static void long_side(struct fixture *fx, int dirfd, const char *text, const uin
 		abort();
 	close(fd);
 	if (namedir_long_read(dirfd, backing, enc) == 0)
-		name_decrypt(keys(fx), fx->vol.root_dir_id, enc, out);
+		decoded_name_check(name_decrypt(keys(fx), fx->vol.root_dir_id, enc, out), out);
 	unlinkat(dirfd, side, 0);
 }
 
@@ -63,17 +70,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	text[n] = '\0';
 	switch (data[0] % 4) {
 	case 0:
-		name_decrypt(keys(fx), fx->vol.root_dir_id, text, out);
+		decoded_name_check(name_decrypt(keys(fx), fx->vol.root_dir_id, text, out), out);
 		name_is_long(text);
 		break;
 	case 1:
-		xattr_name_decrypt(keys(fx), text, out);
+		if (xattr_name_decrypt(keys(fx), text, out) == 0 && strlen(out) > 255)
+			abort(); /* an accepted xattr name fits its 256-byte buffer */
 		break;
 	case 2:
 		long_side(fx, dirfd, text, data + 1, size - 1, out);
 		break;
 	default:
-		symlink_open(fx->vol.name_key, fx->vol.id, text, out, 256);
+		if (symlink_open(fx->vol.name_key, fx->vol.id, text, out, 256) >= 0 &&
+		    strlen(out) > 255)
+			abort(); /* an opened target fits out, NUL included */
 	}
 	sodium_free(out);
 	return 0;

@@ -12,8 +12,8 @@ static void parse(struct fixture *fx, const uint8_t *data, size_t size)
 	char path[64];
 	int fd = memfd_with(data, size, path);
 
-	if (volume_load(path, &v) == VOL_OK)
-		volume_unlock(&v, fx->kr);
+	if (volume_load(path, &v) == VOL_OK && volume_unlock(&v, fx->kr) == VOL_OK && !v.name_key)
+		abort(); /* an unlocked config holds its name key */
 	volume_clear(&v);
 	close(fd);
 }
