@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -93,6 +94,31 @@ static int write_id(int parentfd, const char *dirname, const uint8_t id[NAME_DIR
 	return rc;
 }
 
+/*
+ * Gives the new directory tmp its name, never replacing anything. Where renameat2 cannot
+ * promise that (GlusterFS, some NFS servers: EINVAL), a plain rename still cannot replace a
+ * kekfs directory, which always holds its id file and so is never empty, and fails on a
+ * file or symlink (ENOTDIR). 0 or -errno; EEXIST whenever the name is taken.
+ */
+static int dir_move_into_place(int parentfd, const char *tmp, const char *name)
+{
+	static atomic_int no_noreplace; /* this file system refused RENAME_NOREPLACE once */
+	struct stat st;
+
+	if (!atomic_load(&no_noreplace)) {
+		if (renameat2(parentfd, tmp, parentfd, name, RENAME_NOREPLACE) == 0)
+			return 0;
+		if (errno != EINVAL)
+			return -errno;
+		atomic_store(&no_noreplace, 1);
+	}
+	if (fstatat(parentfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return -EEXIST; /* taken already: the rename below is for a race only */
+	if (renameat(parentfd, tmp, parentfd, name) == 0)
+		return 0;
+	return errno == ENOTEMPTY || errno == ENOTDIR || errno == EISDIR ? -EEXIST : -errno;
+}
+
 int namedir_mkdir(int parentfd, const char *name, mode_t mode)
 {
 	uint8_t id[NAME_DIRID_LEN], rnd[8];
@@ -109,8 +135,8 @@ int namedir_mkdir(int parentfd, const char *name, mode_t mode)
 	rc = write_id(parentfd, tmp, id);
 	if (rc == 0 && (mode & S_IRWXU) != S_IRWXU && fchmodat(parentfd, tmp, mode, 0) != 0)
 		rc = -errno;
-	if (rc == 0 && renameat2(parentfd, tmp, parentfd, name, RENAME_NOREPLACE) != 0)
-		rc = -errno;
+	if (rc == 0)
+		rc = dir_move_into_place(parentfd, tmp, name);
 	if (rc != 0) {
 		int fd = openat(parentfd, tmp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 

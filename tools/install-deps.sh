@@ -3,7 +3,8 @@
 set -eu
 pkgs="gcc make pkg-config libfuse3-dev fuse3 libsodium-dev libssl-dev libxxhash-dev
       libcmocka-dev clang libclang-rt-14-dev rsync tar attr acl python3 openssl valgrind strace
-      util-linux systemd man-db libp11-kit-dev softhsm2 opensc clevis tang curl jq"
+      util-linux systemd man-db libp11-kit-dev softhsm2 opensc clevis tang curl jq
+      glusterfs-server glusterfs-client iproute2"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
