@@ -178,8 +178,8 @@ static void attr_from_backing(struct kekfs_fs *fs, struct stat *st)
 	uint64_t plain;
 
 	if (S_ISREG(st->st_mode)) {
-		if (geom_plain_size(&fs->vk.geom, (uint64_t)st->st_size, &plain) != 0)
-			plain = 0; /* being created, or damaged: reads will say which */
+		if (fileio_torn_state(&fs->vk.geom, (uint64_t)st->st_size, &plain) < 0)
+			plain = 0; /* damaged: reads will say so */
 		st->st_size = (off_t)plain;
 	} else if (S_ISLNK(st->st_mode)) {
 		st->st_size = (off_t)symlink_plain_len((size_t)st->st_size);
@@ -1468,6 +1468,13 @@ static int xattr_key_get(struct kekfs_fs *fs, struct kinode *ino, struct xattr_k
 	pthread_rwlock_rdlock(&ino->lock);
 	xk->key = ino->fc.dek;
 	xk->file_id = ino->fc.hdr.file_id;
+	if (!xk->key) { /* a 0-byte file seen read-only (fileio_load): its header comes first */
+		pthread_rwlock_unlock(&ino->lock);
+		crypt_release(ino);
+		close(xk->tmp_fd);
+		xk->ino = NULL;
+		return -EIO;
+	}
 	return 0;
 }
 

@@ -51,13 +51,32 @@ static int pwrite_full(int fd, const void *buf, size_t n, uint64_t off)
 	return 0;
 }
 
+int fileio_torn_state(const struct chunk_geom *g, uint64_t backing, uint64_t *plain)
+{
+	uint64_t stored = g->size + g->overhead, rem;
+
+	*plain = 0;
+	if (backing == 0)
+		return FILEIO_BLANK;
+	if (geom_plain_size(g, backing, plain) == 0)
+		return FILEIO_WHOLE;
+	if (backing < HEADER_LEN + stored)
+		return -EIO; /* a header alone, or cut inside it or its first chunk: not a crash's
+			      */
+	rem = (backing - HEADER_LEN) % stored;
+	*plain = (backing - HEADER_LEN) / stored * g->size;
+	return rem <= g->overhead ? FILEIO_TORN : -EIO;
+}
+
 int fileio_size(int fd, const struct chunk_geom *g, uint64_t *plain)
 {
 	struct stat st;
+	int rc;
 
 	if (fstat(fd, &st) != 0)
 		return -errno;
-	return geom_plain_size(g, (uint64_t)st.st_size, plain);
+	rc = fileio_torn_state(g, (uint64_t)st.st_size, plain);
+	return rc < 0 ? rc : 0;
 }
 
 int fileio_create(int fd, const struct volume_keys *vk, struct file_crypt *fc)
@@ -151,6 +170,68 @@ static int empty_file_check(int fd, const struct volume_keys *vk, struct file_cr
 	return rc;
 }
 
+/*
+ * After a torn tail is cut, the last whole chunk is the file's end. If the cut write had sealed
+ * it as a middle chunk, it opens only as non-final: it is sealed again as final, so that
+ * the file reads to its end and grows again (a chunk that opens neither way stays EIO).
+ */
+static int torn_last_final(int fd, const struct volume_keys *vk, struct file_crypt *fc,
+			   uint64_t plain)
+{
+	const struct chunk_geom *g = &vk->geom;
+	uint64_t idx = geom_nchunks(g, plain) - 1;
+	size_t len = g->size + g->overhead;
+	uint8_t *in = malloc(2 * len), *pt = in ? in + len : NULL;
+	int rc = in ? pread_full(fd, in, len, geom_chunk_off(g, idx)) : -ENOMEM;
+
+	if (rc == 0 && chunk_open(g, fc->dek, fc->hdr.file_id, idx, 1, in, len, pt) != 0 &&
+	    chunk_open(g, fc->dek, fc->hdr.file_id, idx, 0, in, len, pt) == 0) {
+		rc = chunk_seal(g, fc->dek, fc->hdr.file_id, idx, 1, pt, g->size, in);
+		if (rc == 0)
+			rc = pwrite_full(fd, in, len, geom_chunk_off(g, idx));
+	}
+	if (pt)
+		sodium_memzero(pt, g->size);
+	free(in);
+	return rc;
+}
+
+/* Through a read-write fd: the header of a 0-byte file, the trim of a torn tail; times kept. */
+static int torn_mend(int fd, const struct volume_keys *vk, struct file_crypt *fc, int state,
+		     const struct stat *st)
+{
+	const struct timespec times[2] = {st->st_atim, st->st_mtim};
+	uint64_t plain;
+	int rc;
+
+	if (state == FILEIO_BLANK)
+		rc = fileio_create(fd, vk, fc);
+	else
+		rc = fileio_torn_state(&vk->geom, (uint64_t)st->st_size, &plain) < 0 ? -EIO
+		     : ftruncate(fd, (off_t)geom_backing_size(&vk->geom, plain)) != 0
+			 ? -errno
+			 : torn_last_final(fd, vk, fc, plain);
+	if (rc == 0 && futimens(fd, times) != 0)
+		rc = -errno;
+	return rc;
+}
+
+/* Loads a 0-byte file: a header now through a read-write fd, else blank. */
+static int blank_load(int fd, const struct volume_keys *vk, struct file_crypt *fc,
+		      const struct stat *st)
+{
+	int rc;
+
+	if ((fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDWR) {
+		fc->blank = 1;
+		return 0;
+	}
+	rc = torn_mend(fd, vk, fc, FILEIO_BLANK, st);
+	if (rc != 0)
+		fileio_drop(fc);
+	return rc;
+}
+
 /* Why fc cannot be used for I/O, or 0: a shredded file says so rather than a generic EIO. */
 static int fileio_usable(const struct file_crypt *fc)
 {
@@ -163,9 +244,17 @@ int fileio_load(int fd, const struct volume_keys *vk, struct file_crypt *fc)
 {
 	uint8_t buf[HEADER_LEN];
 	uint64_t size;
-	int rc = pread_full(fd, buf, HEADER_LEN, 0);
+	struct stat st;
+	int rc, state;
 
 	fc->shredded = 0;
+	fc->blank = 0;
+	if (fstat(fd, &st) != 0)
+		return -errno;
+	state = fileio_torn_state(&vk->geom, (uint64_t)st.st_size, &size);
+	if (state == FILEIO_BLANK)
+		return blank_load(fd, vk, fc, &st);
+	rc = pread_full(fd, buf, HEADER_LEN, 0);
 	if (rc == -EIO) {
 		fc->hdr_err = HDR_ERR_CORRUPT; /* shorter than a header */
 		return -EBADMSG;
@@ -188,6 +277,8 @@ int fileio_load(int fd, const struct volume_keys *vk, struct file_crypt *fc)
 		return -EBADMSG;
 	}
 	rc = size == 0 ? empty_file_check(fd, vk, fc) : 0;
+	if (rc == 0 && state == FILEIO_TORN && (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDWR)
+		rc = torn_mend(fd, vk, fc, FILEIO_TORN, &st);
 	if (rc != 0) {
 		fc->hdr_err = HDR_ERR_SIZE;
 		fileio_drop(fc);
@@ -293,8 +384,11 @@ ssize_t fileio_read(int fd, const struct volume_keys *vk, struct file_crypt *fc,
 {
 	const struct chunk_geom *g = &vk->geom;
 	struct read_job j = {.vk = vk, .fc = fc, .off = off, .buf = buf};
-	int rc = fileio_usable(fc);
+	int rc;
 
+	if (fc->blank) /* a 0-byte file, seen through a read-only fd: empty */
+		return 0;
+	rc = fileio_usable(fc);
 	if (rc == 0)
 		rc = fileio_size(fd, g, &j.cur);
 	if (rc != 0)
@@ -493,12 +587,20 @@ static ssize_t write_sized(int fd, const struct volume_keys *vk, struct file_cry
 {
 	struct stat st;
 	uint64_t cur;
-	int rc = fileio_usable(fc);
+	int rc = fileio_usable(fc), state = 0;
 
 	if (rc == 0 && fstat(fd, &st) != 0)
 		rc = -errno;
-	if (rc == 0)
-		rc = geom_plain_size(&vk->geom, (uint64_t)st.st_size, &cur);
+	if (rc == 0 && (state = fileio_torn_state(&vk->geom, (uint64_t)st.st_size, &cur)) < 0)
+		rc = state;
+	if (rc == 0 &&
+	    state == FILEIO_TORN) { /* the torn tail goes first, inode held exclusively */
+		if (inside)
+			return 0;
+		rc = torn_mend(fd, vk, fc, state, &st);
+		if (rc == 0 && fstat(fd, &st) != 0)
+			rc = -errno;
+	}
 	if (rc != 0 || n == 0 || (inside && off + n > cur))
 		return rc;
 	rc = reserve_holes(fd, &st, &vk->geom, off, n);

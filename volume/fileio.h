@@ -23,6 +23,7 @@ struct file_crypt {
 	uint64_t bad_chunk; /* index of the last chunk that failed authentication, for logs */
 	int hdr_err;	    /* HDR_* code of the last header failure, for logs */
 	int shredded;	    /* the file was crypto-shredded: every use fails with EKEYREVOKED */
+	int blank;	    /* 0 bytes on disk, loaded through a read-only fd: empty, no key */
 };
 
 /* The keys and geometry every file of a volume shares. */
@@ -40,6 +41,22 @@ int fileio_create(int fd, const struct volume_keys *vk, struct file_crypt *fc);
 
 /* Reads the header and unwraps the DEK. -EBADMSG (reason in fc->hdr_err) or -errno. */
 int fileio_load(int fd, const struct volume_keys *vk, struct file_crypt *fc);
+
+/*
+ * A 0-byte backing file is an empty file a crash caught before its header was written (at
+ * create, or at a cut to 0): fileio_load gives it its header through a read-write fd, and
+ * loads it as blank (empty, no key) through a read-only one. A tail shorter than a chunk's
+ * overhead after whole chunks is a growing write a crash cut: it is not counted, and a
+ * read-write load trims it. docs/THREAT-MODEL.md, "Crash behaviour".
+ */
+enum fileio_torn {
+	FILEIO_WHOLE = 0, /* a size kekfs writes */
+	FILEIO_BLANK = 1, /* 0 bytes */
+	FILEIO_TORN = 2,  /* whole chunks, then fewer bytes than a chunk's overhead */
+};
+
+/* What a backing size says (enum fileio_torn), and the plaintext size files read with. */
+int fileio_torn_state(const struct chunk_geom *g, uint64_t backing, uint64_t *plain);
 
 /* Wipes the DEK. */
 void fileio_drop(struct file_crypt *fc);

@@ -447,6 +447,38 @@ static int seen_before(struct fsck_run *r, const struct stat *st)
 	return 0;
 }
 
+/*
+ * What a kill -9 leaves and files open through (volume/fileio.h, enum fileio_torn): a 0-byte
+ * file (1: reported; --repair gives it its header), or a torn tail (reported, trimmed on
+ * --repair by the load that follows, through the read-write fd). 0 for anything else.
+ */
+static int crash_cut(struct fsck_run *r, int fd, const struct stat *st, const char *plain,
+		     const char *backing)
+{
+	struct file_crypt fc = {0};
+	uint64_t size;
+	int state = fileio_torn_state(&r->vk.geom, (uint64_t)st->st_size, &size), fixed;
+
+	if (state == FILEIO_TORN) {
+		fixed = r->cfg->repair && (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDWR;
+		problem(r, plain, backing, fixed, "run 'kekfs fsck --repair' to trim it",
+			"a crash cut its last write: %llu bytes after its last whole chunk are "
+			"not a chunk, and the file reads as %llu bytes",
+			(unsigned long long)((uint64_t)st->st_size -
+					     geom_backing_size(&r->vk.geom, size)),
+			(unsigned long long)size);
+		return 0; /* its header and chunks are checked, and trimmed, as any file's */
+	}
+	if (state != FILEIO_BLANK)
+		return 0;
+	fixed = r->cfg->repair && fileio_load(fd, &r->vk, &fc) == 0 && fc.dek && fsync(fd) == 0;
+	fileio_drop(&fc);
+	problem(r, plain, backing, fixed, "run 'kekfs fsck --repair' to give it its header",
+		"0 bytes on disk: a crash came between its creation (or a cut to 0) and its "
+		"header; it opens as an empty file");
+	return 1;
+}
+
 static void check_file(struct fsck_run *r, int dirfd, const char *name, const char *plain,
 		       const char *backing)
 {
@@ -462,6 +494,8 @@ static void check_file(struct fsck_run *r, int dirfd, const char *name, const ch
 		problem(r, plain, backing, 0, RESTORE, "cannot be read: %s", strerror(errno));
 	else if (seen_before(r, &st))
 		; /* its header and chunks were checked under its first name */
+	else if (crash_cut(r, fd, &st, plain, backing))
+		; /* a 0-byte file, given its header on --repair: nothing more to check */
 	else if (st.st_size < HEADER_LEN)
 		problem(r, plain, backing, 0, RESTORE,
 			"it is shorter than a kekfs header (%lld bytes): truncated",
