@@ -69,3 +69,25 @@ def test_includes_point_one_way():
     found = violations(REPO)
     assert not found, "%d includes cross a forbidden edge:\n  %s" % (len(found),
                                                                      "\n  ".join(found))
+
+
+FILE_MAX_LINES = 900
+FUSE_OPS_MAX_LINES = 600  # fs/fuse_ops.c and the op families split from it (fs/ops_*.c)
+
+
+def test_no_source_file_is_too_long():
+    """Files of a few hundred lines, as gocryptfs keeps them: none over 900 lines, and the
+    FUSE op handlers, split by family, under 600 each."""
+    long = []
+    checked = 0
+    for layer, path in sources(REPO):
+        with open(path) as f:
+            n = sum(1 for _ in f)
+        checked += 1
+        name = os.path.basename(path)
+        limit = FUSE_OPS_MAX_LINES if layer == "fs" and (
+            name == "fuse_ops.c" or name.startswith("ops_")) else FILE_MAX_LINES
+        if n > limit:
+            long.append("%s: %d lines (at most %d)" % (os.path.relpath(path, REPO), n, limit))
+    assert checked > 100, "only %d sources were measured" % checked
+    assert not long, "files too long:\n  " + "\n  ".join(long)
