@@ -20,7 +20,7 @@
 
 #include "../crypto/secmem.h"
 #include "../fs/control.h"
-#include "../fs/fuse_ops.h"
+#include "../fs/session.h"
 #include "../volume/log.h"
 #include "../volume/namekey.h"
 #include "../volume/redata.h"
@@ -265,41 +265,6 @@ static int fuse_device_check(void)
 	return 0;
 }
 
-/* Escapes commas and backslashes for a FUSE -o value. */
-static void fuse_opt_escape(char *out, size_t size, const char *in)
-{
-	size_t n = 0;
-
-	for (; *in && n + 2 < size; in++) {
-		if (*in == ',' || *in == '\\')
-			out[n++] = '\\';
-		out[n++] = *in;
-	}
-	out[n] = '\0';
-}
-
-static struct fuse_session *session_create(const struct mount_opts *o, struct kekfs_fs *fs)
-{
-	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	char fsname[PATH_MAX * 2], opt[PATH_MAX * 2 + 32];
-	struct fuse_session *se;
-
-	fuse_opt_escape(fsname, sizeof(fsname), o->backing);
-	snprintf(opt, sizeof(opt), "-osubtype=kekfs,fsname=%s", fsname);
-	if (fuse_opt_add_arg(&args, "kekfs") != 0 || fuse_opt_add_arg(&args, opt) != 0 ||
-	    (o->allow_other && fuse_opt_add_arg(&args, "-oallow_other") != 0) ||
-	    (o->default_permissions && fuse_opt_add_arg(&args, "-odefault_permissions") != 0) ||
-	    (o->read_only && fuse_opt_add_arg(&args, "-oro") != 0) ||
-	    (o->kernel_opts[0] && (fuse_opt_add_arg(&args, "-o") != 0 ||
-				   fuse_opt_add_arg(&args, o->kernel_opts + 1) != 0))) {
-		fuse_opt_free_args(&args);
-		return NULL;
-	}
-	se = fuse_session_new(&args, kekfs_fs_ops(), sizeof(*kekfs_fs_ops()), fs);
-	fuse_opt_free_args(&args);
-	return se;
-}
-
 /* Tells the waiting parent the outcome (0 = mounted); -1 fd in the foreground. */
 static void report_parent(int fd, unsigned char status)
 {
@@ -323,22 +288,6 @@ static void detach_stdio(void)
 	setsid();
 	if (chdir("/") != 0)
 		log_msg(LOG_WARNING, "cannot chdir to /");
-}
-
-/* Serves the mount until it is unmounted or the daemon gets SIGTERM/SIGINT. */
-static int session_serve(struct fuse_session *se)
-{
-	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-	int rc;
-
-	if (!cfg)
-		return -1;
-	fuse_loop_cfg_set_clone_fd(cfg, 0);
-	fuse_loop_cfg_set_max_threads(cfg, 16);
-	rc = fuse_session_loop_mt(se, cfg);
-	fuse_loop_cfg_destroy(cfg);
-	/* libfuse reports the signal that ended the loop: SIGTERM and friends are a clean stop. */
-	return (rc == SIGTERM || rc == SIGINT || rc == SIGHUP) ? 0 : rc;
 }
 
 /* What the daemon runs beside the FUSE loop: the re-wrap walker and the control socket. */
@@ -440,9 +389,9 @@ static int mount_run(struct mount_opts *o, int status_fd)
 	struct volume vol = {0};
 	struct keyring *kr = NULL;
 	struct kekfs_fs *fs = NULL;
-	struct fuse_session *se = NULL;
+	struct session *se = NULL;
 	struct kekfs_fs_config cfg;
-	int rc = -1, backing_fd = -1, mounted = 0, lock_fd = -1;
+	int rc = -1, backing_fd = -1, lock_fd = -1;
 
 	if (mountpoint_check(o->mountpoint) != 0 || fuse_device_check() != 0 ||
 	    volume_lock(o, &lock_fd) != 0 ||
@@ -475,24 +424,23 @@ static int mount_run(struct mount_opts *o, int status_fd)
 		close(backing_fd);
 		goto out;
 	}
-	se = session_create(o, fs);
-	if (!se || fuse_set_signal_handlers(se) != 0) {
-		cli_error("cannot start a FUSE session (bad options?)");
-		goto out;
-	}
-	if (fuse_session_mount(se, o->mountpoint) != 0) {
-		cli_error("cannot mount on %s: see the message above", o->mountpoint);
-		goto out;
-	}
-	mounted = 1;
-	if (kekfs_fs_attach_io(fs, se) != 0) {
-		cli_error("cannot attach to the FUSE session");
+	rc = session_mount(&(struct session_opts){.backing = o->backing,
+						  .kernel_opts = o->kernel_opts,
+						  .allow_other = o->allow_other,
+						  .default_permissions = o->default_permissions,
+						  .read_only = o->read_only},
+			   fs, o->mountpoint, &se);
+	if (rc != SESSION_OK) {
+		cli_error("%s", rc == SESSION_ERR_START
+				    ? "cannot start a FUSE session (bad options?)"
+				: rc == SESSION_ERR_MOUNT ? "cannot mount: see the message above"
+							  : "cannot attach to the FUSE session");
+		rc = -1;
 		goto out;
 	}
 	if (o->ro_backing)
 		fprintf(stderr, "kekfs: %s is on a read-only file system: mounted read-only\n",
 			o->backing);
-	kekfs_fs_set_session(fs, se);
 	if (!o->foreground) {
 		if (!o->log_file)
 			log_open(LOG_TO_SYSLOG, NULL);
@@ -509,12 +457,7 @@ static int mount_run(struct mount_opts *o, int status_fd)
 	services_stop(&svc);
 out:
 	report_parent(status_fd, 1);
-	if (se) {
-		fuse_remove_signal_handlers(se);
-		if (mounted)
-			fuse_session_unmount(se);
-		fuse_session_destroy(se);
-	}
+	session_end(se);
 	kekfs_fs_free(fs);
 	keyring_free(kr);
 	volume_clear(&vol);

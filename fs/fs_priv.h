@@ -6,6 +6,9 @@
 #ifndef KEKFS_FS_PRIV_H
 #define KEKFS_FS_PRIV_H
 
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
 #include "fuse_ops.h"
 
 #include <dirent.h>
@@ -80,6 +83,17 @@ struct kekfs_fs {
 	pthread_mutex_t handles_lock;
 	struct open_handle handles; /* list head */
 };
+
+/* The session's side of the fs (fs/session.c) */
+const struct fuse_lowlevel_ops *kekfs_fs_ops(void);
+/* The session, once made: cache invalidations after a shred need it. */
+void kekfs_fs_set_session(struct kekfs_fs *fs, struct fuse_session *se);
+/*
+ * Reads and writes the mounted session's /dev/fuse through kekfs, to negotiate
+ * FUSE_HANDLE_KILLPRIV_V2 (which libfuse 3.14 cannot). Call after fuse_session_mount,
+ * before the loop. 0 or -errno.
+ */
+int kekfs_fs_attach_io(struct kekfs_fs *fs, struct fuse_session *se);
 
 /* FUSE_HANDLE_KILLPRIV_V2: whether the request being served asks to clear setuid/setgid. */
 extern __thread int req_kill_suidgid;

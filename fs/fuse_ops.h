@@ -2,8 +2,7 @@
 #ifndef KEKFS_FUSE_OPS_H
 #define KEKFS_FUSE_OPS_H
 
-#define FUSE_USE_VERSION 312
-#include <fuse_lowlevel.h>
+#include <sys/types.h>
 
 #include "../format/volume.h"
 #include "../keyring/keyring.h"
@@ -24,23 +23,11 @@ struct kekfs_fs *kekfs_fs_new(const struct kekfs_fs_config *cfg);
 /* Closes every backing fd and wipes every DEK still held. */
 void kekfs_fs_free(struct kekfs_fs *fs);
 
-const struct fuse_lowlevel_ops *kekfs_fs_ops(void);
-
 /* The inode table, for work beside FUSE (re-wrap) that must take the same inode locks. */
 struct inode_table *kekfs_fs_inodes(struct kekfs_fs *fs);
 
 /* The O_PATH fd of the backing directory (owned by the fs). */
 int kekfs_fs_backing_fd(struct kekfs_fs *fs);
-
-/* The session, once made: cache invalidations after a shred need it. */
-void kekfs_fs_set_session(struct kekfs_fs *fs, struct fuse_session *se);
-
-/*
- * Reads and writes the mounted session's /dev/fuse through kekfs, to negotiate
- * FUSE_HANDLE_KILLPRIV_V2 (which libfuse 3.14 cannot). Call after fuse_session_mount,
- * before the loop. 0 or -errno.
- */
-int kekfs_fs_attach_io(struct kekfs_fs *fs, struct fuse_session *se);
 
 /* Drops the kernel's cached pages of ino and its entry name in parent (either may be NULL). */
 void kekfs_fs_invalidate(void *arg, struct kinode *parent, const char *name, struct kinode *ino);
