@@ -8,6 +8,17 @@
 #define HEADER_SLOTS_OFF HEADER_PREFIX_LEN
 #define HEADER_RESERVED_OFF (HEADER_SLOTS_OFF + 2 * WRAP_SLOT_LEN)
 
+_Static_assert(sizeof(HEADER_MAGIC) - 1 == HEADER_MAGIC_LEN, "header magic");
+_Static_assert(HEADER_FILE_ID_OFF + FILE_ID_LEN == HEADER_PREFIX_LEN, "header prefix");
+_Static_assert(HEADER_FLAGS_OFF < HEADER_FILE_ID_OFF && HEADER_CHUNK_SHIFT_OFF < HEADER_FLAGS_OFF,
+	       "header fields in order");
+_Static_assert(HEADER_RESERVED_OFF <= HEADER_LEN, "two wrap slots fit the header");
+
+int header_is_kekfs(const uint8_t buf[HEADER_LEN])
+{
+	return memcmp(buf + HEADER_MAGIC_OFF, HEADER_MAGIC, HEADER_MAGIC_LEN) == 0;
+}
+
 void header_init(struct file_header *h, const struct volume *v)
 {
 	memset(h, 0, sizeof(*h));
@@ -19,12 +30,12 @@ void header_init(struct file_header *h, const struct volume *v)
 
 static void header_encode_prefix(const struct file_header *h, uint8_t out[HEADER_PREFIX_LEN])
 {
-	memcpy(out, HEADER_MAGIC, 4);
-	out[4] = HEADER_FORMAT;
-	out[5] = h->cipher;
-	out[6] = h->chunk_shift;
-	out[7] = 0;
-	memcpy(out + 8, h->file_id, FILE_ID_LEN);
+	memcpy(out + HEADER_MAGIC_OFF, HEADER_MAGIC, HEADER_MAGIC_LEN);
+	out[HEADER_VERSION_OFF] = HEADER_FORMAT;
+	out[HEADER_CIPHER_OFF] = h->cipher;
+	out[HEADER_CHUNK_SHIFT_OFF] = h->chunk_shift;
+	out[HEADER_FLAGS_OFF] = 0;
+	memcpy(out + HEADER_FILE_ID_OFF, h->file_id, FILE_ID_LEN);
 }
 
 size_t header_slot_aad(const struct file_header *h, const struct volume *v,
@@ -67,20 +78,21 @@ int header_decode(const uint8_t in[HEADER_LEN], const struct volume *v, struct f
 {
 	memset(h, 0, sizeof(*h));
 	h->current = -1;
-	if (memcmp(in, HEADER_MAGIC, 4) != 0)
+	if (!header_is_kekfs(in))
 		return HDR_ERR_MAGIC;
-	if (in[4] != HEADER_FORMAT || (in[7] & ~HEADER_FLAG_SHREDDED) != 0)
+	if (in[HEADER_VERSION_OFF] != HEADER_FORMAT ||
+	    (in[HEADER_FLAGS_OFF] & ~HEADER_FLAG_SHREDDED) != 0)
 		return HDR_ERR_FORMAT;
-	if (in[7] == HEADER_FLAG_SHREDDED)
+	if (in[HEADER_FLAGS_OFF] == HEADER_FLAG_SHREDDED)
 		return header_shredded_check(in);
 	for (int i = HEADER_RESERVED_OFF; i < HEADER_LEN; i++)
 		if (in[i] != 0)
 			return HDR_ERR_FORMAT;
-	if (in[5] != v->cipher || in[6] != v->chunk_shift)
+	if (in[HEADER_CIPHER_OFF] != v->cipher || in[HEADER_CHUNK_SHIFT_OFF] != v->chunk_shift)
 		return HDR_ERR_PARAMS;
-	h->cipher = in[5];
-	h->chunk_shift = in[6];
-	memcpy(h->file_id, in + 8, FILE_ID_LEN);
+	h->cipher = in[HEADER_CIPHER_OFF];
+	h->chunk_shift = in[HEADER_CHUNK_SHIFT_OFF];
+	memcpy(h->file_id, in + HEADER_FILE_ID_OFF, FILE_ID_LEN);
 	memcpy(h->slots, in + HEADER_SLOTS_OFF, sizeof(h->slots));
 	return HDR_OK;
 }
@@ -89,7 +101,7 @@ int header_current_version(const uint8_t in[HEADER_LEN], uint32_t *version)
 {
 	struct wrap_slot slot;
 
-	if (memcmp(in, HEADER_MAGIC, 4) != 0)
+	if (!header_is_kekfs(in))
 		return HDR_ERR_MAGIC;
 	if (in[HEADER_FLAGS_OFF] == HEADER_FLAG_SHREDDED)
 		return header_shredded_check(in);

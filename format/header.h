@@ -12,6 +12,13 @@
 #include "wrapslot.h"
 
 #define HEADER_LEN 256
+/* Byte offsets of the header (docs/FORMAT.md, "File header"). */
+#define HEADER_MAGIC_OFF 0 /* "KKFS" */
+#define HEADER_MAGIC_LEN 4
+#define HEADER_VERSION_OFF 4
+#define HEADER_CIPHER_OFF 5
+#define HEADER_CHUNK_SHIFT_OFF 6
+#define HEADER_FILE_ID_OFF 8
 #define HEADER_PREFIX_LEN 24 /* magic, version, cipher, chunk shift, flags, file id */
 #define HEADER_FORMAT 1
 #define FILE_ID_LEN 16
@@ -34,6 +41,9 @@ enum header_err {
 
 /* Header flags byte (offset 7): set only by a shred, together with two random slots. */
 #define HEADER_FLAGS_OFF 7
+
+/* 1 if buf starts with the header magic: a kekfs file, whatever state its slots are in. */
+int header_is_kekfs(const uint8_t buf[HEADER_LEN]);
 #define HEADER_FLAG_SHREDDED 0x01
 
 struct file_header {

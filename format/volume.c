@@ -21,6 +21,13 @@
 /* Layout: docs/FORMAT.md, "Volume config". */
 #define VOL_MAGIC "KEKFSVOL"
 #define VOL_FORMAT 1
+#define VOL_FORMAT_OFF 8 /* u16 */
+#define VOL_CIPHER_OFF 10
+#define VOL_CHUNK_SHIFT_OFF 11
+#define VOL_NAME_MODE_OFF 12
+#define VOL_RESERVED_OFF 13 /* 3 bytes, zero */
+#define VOL_ID_OFF 16
+#define VOL_ROOT_ID_OFF 32
 #define VOL_SLOTS_OFF 48
 #define VOL_GENERATION_OFF 240
 #define VOL_CHECKSUM_OFF 248
@@ -30,16 +37,26 @@
 /* The daemon's re-wrap and its control socket may both update and save the config. */
 static pthread_mutex_t volume_save_lock = PTHREAD_MUTEX_INITIALIZER;
 
+_Static_assert(sizeof(VOL_MAGIC) - 1 == VOL_FORMAT_OFF, "config magic");
+_Static_assert(VOL_RESERVED_OFF + 3 == VOL_ID_OFF && VOL_ID_OFF + VOLUME_ID_LEN == VOL_ROOT_ID_OFF,
+	       "config fields in order");
+_Static_assert(VOL_ROOT_ID_OFF + VOLUME_ID_LEN == VOLUME_AAD_LEN && VOLUME_AAD_LEN == VOL_SLOTS_OFF,
+	       "the name-key slots bind every field before them");
+_Static_assert(VOL_SLOTS_OFF + 2 * WRAP_SLOT_LEN <= VOL_GENERATION_OFF &&
+		   VOL_GENERATION_OFF + 8 == VOL_CHECKSUM_OFF &&
+		   VOL_CHECKSUM_OFF + 8 == VOLUME_ENCODED_LEN,
+	       "config tail");
+
 void volume_slot_aad(const struct volume *v, uint8_t out[VOLUME_AAD_LEN])
 {
 	memset(out, 0, VOLUME_AAD_LEN);
-	memcpy(out, VOL_MAGIC, 8);
-	put_le16(out + 8, VOL_FORMAT);
-	out[10] = (uint8_t)v->cipher;
-	out[11] = (uint8_t)v->chunk_shift;
-	out[12] = (uint8_t)v->name_mode;
-	memcpy(out + 16, v->id, VOLUME_ID_LEN);
-	memcpy(out + 32, v->root_dir_id, VOLUME_ID_LEN);
+	memcpy(out, VOL_MAGIC, VOL_FORMAT_OFF);
+	put_le16(out + VOL_FORMAT_OFF, VOL_FORMAT);
+	out[VOL_CIPHER_OFF] = (uint8_t)v->cipher;
+	out[VOL_CHUNK_SHIFT_OFF] = (uint8_t)v->chunk_shift;
+	out[VOL_NAME_MODE_OFF] = (uint8_t)v->name_mode;
+	memcpy(out + VOL_ID_OFF, v->id, VOLUME_ID_LEN);
+	memcpy(out + VOL_ROOT_ID_OFF, v->root_dir_id, VOLUME_ID_LEN);
 }
 
 void volume_encode(const struct volume *v, uint8_t out[VOLUME_ENCODED_LEN])
@@ -67,7 +84,7 @@ int volume_save(const struct volume *v, const char *path)
 
 static int copy_valid(const uint8_t *c)
 {
-	return memcmp(c, VOL_MAGIC, 8) == 0 &&
+	return memcmp(c, VOL_MAGIC, VOL_FORMAT_OFF) == 0 &&
 	       get_le64(c + VOL_CHECKSUM_OFF) == XXH64(c, VOL_CHECKSUM_OFF, 0);
 }
 
@@ -102,17 +119,20 @@ int volume_load_buf(const uint8_t *file, size_t len, struct volume *v)
 
 	if (!buf)
 		rc = VOL_ERR_CORRUPT;
-	else if (get_le16(buf + 8) != VOL_FORMAT || !aead_cipher_valid(buf[10]) ||
-		 buf[11] < VOLUME_MIN_CHUNK_SHIFT || buf[11] > VOLUME_MAX_CHUNK_SHIFT ||
-		 (buf[12] != NAMES_PLAINTEXT && buf[12] != NAMES_AES_SIV) || buf[13] || buf[14] ||
-		 buf[15])
+	else if (get_le16(buf + VOL_FORMAT_OFF) != VOL_FORMAT ||
+		 !aead_cipher_valid(buf[VOL_CIPHER_OFF]) ||
+		 buf[VOL_CHUNK_SHIFT_OFF] < VOLUME_MIN_CHUNK_SHIFT ||
+		 buf[VOL_CHUNK_SHIFT_OFF] > VOLUME_MAX_CHUNK_SHIFT ||
+		 (buf[VOL_NAME_MODE_OFF] != NAMES_PLAINTEXT &&
+		  buf[VOL_NAME_MODE_OFF] != NAMES_AES_SIV) ||
+		 buf[VOL_RESERVED_OFF] || buf[VOL_RESERVED_OFF + 1] || buf[VOL_RESERVED_OFF + 2])
 		rc = VOL_ERR_UNSUPPORTED;
 	if (rc == VOL_OK) {
-		v->cipher = buf[10];
-		v->chunk_shift = buf[11];
-		v->name_mode = buf[12];
-		memcpy(v->id, buf + 16, VOLUME_ID_LEN);
-		memcpy(v->root_dir_id, buf + 32, VOLUME_ID_LEN);
+		v->cipher = buf[VOL_CIPHER_OFF];
+		v->chunk_shift = buf[VOL_CHUNK_SHIFT_OFF];
+		v->name_mode = buf[VOL_NAME_MODE_OFF];
+		memcpy(v->id, buf + VOL_ID_OFF, VOLUME_ID_LEN);
+		memcpy(v->root_dir_id, buf + VOL_ROOT_ID_OFF, VOLUME_ID_LEN);
 		memcpy(v->slots, buf + VOL_SLOTS_OFF, sizeof(v->slots));
 		v->generation = get_le64(buf + VOL_GENERATION_OFF);
 	}

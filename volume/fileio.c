@@ -758,11 +758,11 @@ int fileio_shred(int fd, uint8_t file_id[FILE_ID_LEN], uint32_t *kek)
 	uint8_t buf[HEADER_LEN], out[HEADER_SHRED_LEN];
 	int rc = pread_full(fd, buf, HEADER_LEN, 0);
 
-	if (rc == -EIO || (rc == 0 && memcmp(buf, "KKFS", 4) != 0))
+	if (rc == -EIO || (rc == 0 && !header_is_kekfs(buf)))
 		return -EBADMSG;
 	if (rc != 0)
 		return rc;
-	memcpy(file_id, buf + 8, FILE_ID_LEN);
+	memcpy(file_id, buf + HEADER_FILE_ID_OFF, FILE_ID_LEN);
 	if (header_current_version(buf, kek) != HDR_OK)
 		*kek = 0;
 	header_shred_bytes(buf, out);
