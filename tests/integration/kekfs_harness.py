@@ -227,6 +227,17 @@ def run_kekfs(*args, timeout=CMD_TIMEOUT, env=None, stdin=None, binary=None):
         return Result(argv, rc, fo.read(), fe.read(), elapsed)
 
 
+def kekfs_fails(*args):
+    """Runs kekfs expecting a refusal: a non-zero exit and one line on stderr, starting
+    "kekfs: ", which is returned."""
+    r = run_kekfs(*args)
+    assert r.returncode != 0, "kekfs %s succeeded: %r" % (" ".join(args), r.stdout)
+    lines = r.stderr.decode(errors="replace").strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kekfs: "), \
+        "kekfs %s: not one line: %r" % (" ".join(args), r.stderr)
+    return lines[0]
+
+
 def run(cmd, timeout=120, check=True, **kw):
     """Run an external tool (rsync, tar, ...) with a timeout."""
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -6,20 +6,13 @@ import errno
 import os
 import shutil
 
-from kekfs_harness import (Volume, write_file, read_file, pattern, assert_eq, assert_bytes_eq,
+from kekfs_harness import (kekfs_fails, Volume, write_file, read_file, pattern, assert_eq,
+                           assert_bytes_eq,
                            run_kekfs, make_key_file, find_daemon_pids)
 from test_rotation import kekfs_ok, wait_rewrap_finished
 
 # Run on plaintext and on encrypted names (tests/run_tests.py).
 NAME_MODES = ("plaintext", "encrypted")
-
-
-def kekfs_fails(*args):
-    r = run_kekfs(*args)
-    assert r.returncode != 0, "kekfs %s succeeded" % " ".join(args)
-    lines = r.stderr.decode().strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("kekfs: "), r.stderr
-    return lines[0]
 
 
 def test_destroy_refused_while_in_use_allowed_after_rewrap():

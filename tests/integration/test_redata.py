@@ -12,7 +12,7 @@ from kekfs_harness import (Volume, write_file, read_file, pattern, assert_eq, as
                            run_kekfs, kekfs_bin, wait_for, pid_alive, force_unmount,
                            is_mounted, HEADER_SIZE)
 from test_rotation import kekfs_ok
-from test_shred import kekfs_fails
+from kekfs_harness import kekfs_fails
 
 FILE_ID = slice(8, 24)  # the file id in the header
 

@@ -6,7 +6,8 @@ import json
 import os
 import shutil
 
-from kekfs_harness import (Volume, write_file, read_file, pattern, assert_eq, assert_bytes_eq,
+from kekfs_harness import (kekfs_fails, Volume, write_file, read_file, pattern, assert_eq,
+                           assert_bytes_eq,
                            run_kekfs)
 from test_rotation import kekfs_ok
 
@@ -14,12 +15,6 @@ from test_rotation import kekfs_ok
 NAME_MODES = ("plaintext", "encrypted")
 
 FLAGS_OFF = 7
-
-
-def kekfs_fails(*args):
-    r = run_kekfs(*args)
-    assert r.returncode != 0, "kekfs %s should fail: %r" % (" ".join(args), r.stdout)
-    return r.stderr.decode()
 
 
 def read_errno(fd):
