@@ -57,7 +57,8 @@ struct kr_kek {
 };
 
 struct keyring {
-	pthread_rwlock_t lock; /* rotation changes keks while the daemon looks keys up */
+	pthread_rwlock_t lock; /* rotation changes keks while the daemon looks keys up; taken
+				* after any kinode lock, never before (docs/ARCHITECTURE.md) */
 	int unlocked_slot;     /* the root slot that opened it (for passwd) */
 	uint8_t volume_id[KEYRING_VOLUME_ID_LEN];
 	uint64_t generation;   /* +1 on every change that is saved */

@@ -15,6 +15,11 @@
 #include "fileio.h"
 #include "rangelock.h"
 
+/*
+ * Lock order (docs/ARCHITECTURE.md): a kinode's lock, then its chunks' range lock, then the
+ * keyring's lock, then the table's table_lock, then its fd_lock. Eviction, under fd_lock, only
+ * tries a kinode's lock (trywrlock), so the reverse order never waits.
+ */
 struct kinode {
 	struct kinode *next; /* hash chain, under the table lock */
 	dev_t dev;
