@@ -71,6 +71,7 @@ struct kekfs_fs {
 	int is_root;
 	int dont_mask; /* the kernel leaves the umask to us (FUSE_CAP_DONT_MASK) */
 	int writeback; /* the kernel caches writes and owns sizes (FUSE_CAP_WRITEBACK_CACHE) */
+	int posix_acl; /* the kernel enforces and caches ACLs (FUSE_CAP_POSIX_ACL) */
 	_Atomic uint64_t init_unique; /* the INIT request until replied to (KILLPRIV_V2 below) */
 	int killpriv_offered;	      /* the kernel offered FUSE_HANDLE_KILLPRIV_V2 */
 	struct fuse_session *se;      /* for cache invalidation after a shred; NULL before mount */
@@ -1480,6 +1481,12 @@ static void xattr_key_put(struct xattr_key *xk)
 	close(xk->tmp_fd);
 }
 
+/* system.posix_acl_access and _default: the kernel's own, kept on the backing file as is. */
+static int is_acl_name(const char *name)
+{
+	return strncmp(name, "system.posix_acl_", strlen("system.posix_acl_")) == 0;
+}
+
 /* The backing name of an xattr: user.* names are sealed on encrypted-name volumes. */
 static int xattr_backing(struct kekfs_fs *fs, const char *name, char out[256])
 {
@@ -1552,8 +1559,8 @@ static void getxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name,
 	}
 	proc_path(proc, ino->fd);
 	n = getxattr(proc, bname, NULL, 0);
-	if (n < 0) {
-		fuse_reply_err(req, errno);
+	if (n < 0) { /* a backing fs without ACLs has none: EOPNOTSUPP would deny every access */
+		fuse_reply_err(req, errno == EOPNOTSUPP && is_acl_name(name) ? ENODATA : errno);
 		return;
 	}
 	if (enc && (size_t)n < extra) {
@@ -1673,10 +1680,15 @@ static void removexattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *na
 	fuse_reply_err(req, removexattr(proc, bname) == 0 ? 0 : errno);
 }
 
-/* Each xattr operation runs with its inode pinned. */
-static int xattr_pin(fuse_req_t req, fuse_ino_t ino_id)
+/*
+ * Each xattr operation runs with its inode pinned. An ACL the kernel would not enforce is
+ * refused (EOPNOTSUPP, as on a filesystem without ACLs): a stored ACL is never decoration.
+ */
+static int xattr_pin(fuse_req_t req, fuse_ino_t ino_id, const char *name)
 {
-	int rc = pin(fs_of(req), inode_of(req, ino_id));
+	int rc = name && is_acl_name(name) && !fs_of(req)->posix_acl
+		     ? -EOPNOTSUPP
+		     : pin(fs_of(req), inode_of(req, ino_id));
 
 	if (rc != 0)
 		fuse_reply_err(req, -rc);
@@ -1689,7 +1701,7 @@ static void kekfs_setxattr(fuse_req_t req, fuse_ino_t ino_id, const char *name, 
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *ino = inode_of(req, ino_id);
 
-	if (xattr_pin(req, ino_id) == 0) {
+	if (xattr_pin(req, ino_id, name) == 0) {
 		setxattr_pinned(req, ino_id, name, value, size, flags);
 		unpin(fs, ino);
 	}
@@ -1700,7 +1712,7 @@ static void kekfs_getxattr(fuse_req_t req, fuse_ino_t ino_id, const char *name, 
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *ino = inode_of(req, ino_id);
 
-	if (xattr_pin(req, ino_id) == 0) {
+	if (xattr_pin(req, ino_id, name) == 0) {
 		getxattr_pinned(req, ino_id, name, size);
 		unpin(fs, ino);
 	}
@@ -1711,7 +1723,7 @@ static void kekfs_listxattr(fuse_req_t req, fuse_ino_t ino_id, size_t size)
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *ino = inode_of(req, ino_id);
 
-	if (xattr_pin(req, ino_id) == 0) {
+	if (xattr_pin(req, ino_id, NULL) == 0) {
 		listxattr_pinned(req, ino_id, size);
 		unpin(fs, ino);
 	}
@@ -1722,7 +1734,7 @@ static void kekfs_removexattr(fuse_req_t req, fuse_ino_t ino_id, const char *nam
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *ino = inode_of(req, ino_id);
 
-	if (xattr_pin(req, ino_id) == 0) {
+	if (xattr_pin(req, ino_id, name) == 0) {
 		removexattr_pinned(req, ino_id, name);
 		unpin(fs, ino);
 	}
@@ -1836,6 +1848,13 @@ static void kekfs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_DONT_MASK;
 		fs->dont_mask = 1;
 		umask(0);
+	}
+	/* The kernel then checks the ACLs the backing files hold (it turns on
+	 * default_permissions and caches them); the backing filesystem keeps mode and mask in
+	 * step and applies default ACLs, as kekfs sets both through it. */
+	if (conn->capable & FUSE_CAP_POSIX_ACL) {
+		conn->want |= FUSE_CAP_POSIX_ACL;
+		fs->posix_acl = 1;
 	}
 }
 
