@@ -76,6 +76,7 @@ struct kekfs_fs {
 	int is_root;
 	int dont_mask; /* the kernel leaves the umask to us (FUSE_CAP_DONT_MASK) */
 	int writeback; /* the kernel caches writes and owns sizes (FUSE_CAP_WRITEBACK_CACHE) */
+	int posix_acl; /* the kernel enforces and caches ACLs (FUSE_CAP_POSIX_ACL) */
 	_Atomic uint64_t init_unique; /* the INIT request until replied to (KILLPRIV_V2 below) */
 	int killpriv_offered;	      /* the kernel offered FUSE_HANDLE_KILLPRIV_V2 */
 	struct fuse_session *se;      /* for cache invalidation after a shred; NULL before mount */

@@ -359,6 +359,13 @@ static void kekfs_init(void *userdata, struct fuse_conn_info *conn)
 		fs->dont_mask = 1;
 		umask(0);
 	}
+	/* The kernel then checks the ACLs the backing files hold (it turns on
+	 * default_permissions and caches them); the backing filesystem keeps mode and mask in
+	 * step and applies default ACLs, as kekfs sets both through it. */
+	if (conn->capable & FUSE_CAP_POSIX_ACL) {
+		conn->want |= FUSE_CAP_POSIX_ACL;
+		fs->posix_acl = 1;
+	}
 }
 
 static const struct fuse_lowlevel_ops ops = {

@@ -55,6 +55,12 @@ static void xattr_key_put(struct xattr_key *xk)
 	close(xk->tmp_fd);
 }
 
+/* system.posix_acl_access and _default: the kernel's own, kept on the backing file as is. */
+static int is_acl_name(const char *name)
+{
+	return strncmp(name, "system.posix_acl_", strlen("system.posix_acl_")) == 0;
+}
+
 /* The backing name of an xattr: user.* names are sealed on encrypted-name volumes. */
 static int xattr_backing(struct kekfs_fs *fs, const char *name, char out[256])
 {
@@ -128,8 +134,8 @@ static void getxattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *name,
 	}
 	proc_path(proc, ino->fd);
 	n = getxattr(proc, bname, NULL, 0);
-	if (n < 0) {
-		fuse_reply_err(req, errno);
+	if (n < 0) { /* a backing fs without ACLs has none: EOPNOTSUPP would deny every access */
+		fuse_reply_err(req, errno == EOPNOTSUPP && is_acl_name(name) ? ENODATA : errno);
 		return;
 	}
 	if (enc && (size_t)n < extra) {
@@ -249,10 +255,15 @@ static void removexattr_pinned(fuse_req_t req, fuse_ino_t ino_id, const char *na
 	fuse_reply_err(req, removexattr(proc, bname) == 0 ? 0 : errno);
 }
 
-/* Each xattr operation runs with its inode pinned. */
-static int xattr_pin(fuse_req_t req, fuse_ino_t ino_id)
+/*
+ * Each xattr operation runs with its inode pinned. An ACL the kernel would not enforce is
+ * refused (EOPNOTSUPP, as on a filesystem without ACLs): a stored ACL is never decoration.
+ */
+static int xattr_pin(fuse_req_t req, fuse_ino_t ino_id, const char *name)
 {
-	int rc = pin(fs_of(req), inode_of(req, ino_id));
+	int rc = name && is_acl_name(name) && !fs_of(req)->posix_acl
+		     ? -EOPNOTSUPP
+		     : pin(fs_of(req), inode_of(req, ino_id));
 
 	if (rc != 0)
 		fuse_reply_err(req, -rc);
@@ -265,7 +276,7 @@ void kekfs_setxattr(fuse_req_t req, fuse_ino_t ino_id, const char *name, const c
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *ino = inode_of(req, ino_id);
 
-	if (xattr_pin(req, ino_id) == 0) {
+	if (xattr_pin(req, ino_id, name) == 0) {
 		setxattr_pinned(req, ino_id, name, value, size, flags);
 		unpin(fs, ino);
 	}
@@ -276,7 +287,7 @@ void kekfs_getxattr(fuse_req_t req, fuse_ino_t ino_id, const char *name, size_t 
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *ino = inode_of(req, ino_id);
 
-	if (xattr_pin(req, ino_id) == 0) {
+	if (xattr_pin(req, ino_id, name) == 0) {
 		getxattr_pinned(req, ino_id, name, size);
 		unpin(fs, ino);
 	}
@@ -287,7 +298,7 @@ void kekfs_listxattr(fuse_req_t req, fuse_ino_t ino_id, size_t size)
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *ino = inode_of(req, ino_id);
 
-	if (xattr_pin(req, ino_id) == 0) {
+	if (xattr_pin(req, ino_id, NULL) == 0) {
 		listxattr_pinned(req, ino_id, size);
 		unpin(fs, ino);
 	}
@@ -298,7 +309,7 @@ void kekfs_removexattr(fuse_req_t req, fuse_ino_t ino_id, const char *name)
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *ino = inode_of(req, ino_id);
 
-	if (xattr_pin(req, ino_id) == 0) {
+	if (xattr_pin(req, ino_id, name) == 0) {
 		removexattr_pinned(req, ino_id, name);
 		unpin(fs, ino);
 	}
