@@ -258,10 +258,7 @@ static int shred_file(struct shred_run *r, int dirfd, const char *bname, const c
 			close(pfd);
 		return rc;
 	}
-	if (s->cfg.inodes)
-		ino = inode_table_get(s->cfg.inodes, pfd, &st);
-	else
-		close(pfd);
+	ino = inode_table_hold(s->cfg.inodes, pfd, &st);
 	fd = openat(dirfd, bname, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 	rc = fd < 0 ? -errno : 0;
 	if (rc == 0 && (fstat(fd, &now) != 0 || now.st_ino != st.st_ino))
@@ -283,8 +280,7 @@ static int shred_file(struct shred_run *r, int dirfd, const char *bname, const c
 	}
 	if (fd >= 0)
 		close(fd);
-	if (ino)
-		inode_table_forget(s->cfg.inodes, ino, 1);
+	inode_table_release(s->cfg.inodes, ino);
 	return rc;
 }
 
