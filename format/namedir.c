@@ -149,6 +149,18 @@ int namedir_mkdir(int parentfd, const char *name, mode_t mode)
 	return rc;
 }
 
+int namedir_entry_plain(int dirfd, const struct name_keys *nk, const uint8_t dir_id[NAME_DIRID_LEN],
+			const char *bname, char plain[NAME_PLAIN_MAX + 1])
+{
+	char enc[NAME_ENC_SIZE];
+	int n;
+
+	if (name_is_long(bname) && namedir_long_read(dirfd, bname, enc) != 0)
+		return -ENOLINK;
+	n = name_decrypt(nk, dir_id, name_is_long(bname) ? enc : bname, plain);
+	return n > 0 ? n : -EBADMSG;
+}
+
 int namedir_side_orphan(int dirfd, const char *name)
 {
 	struct stat st;
@@ -328,7 +340,7 @@ static int path_walk(int rootfd, const struct name_keys *nk, const uint8_t root_
 		     const char *path, char *out, size_t out_size, int encrypt)
 {
 	uint8_t id[NAME_DIRID_LEN];
-	char comp[NAME_ENC_SIZE], enc[NAME_ENC_SIZE], plain[NAME_PLAIN_MAX + 1];
+	char comp[NAME_ENC_SIZE], plain[NAME_PLAIN_MAX + 1];
 	const char *p = path, *next;
 	int dirfd = dup(rootfd), rc = 0;
 	struct bname b;
@@ -357,11 +369,7 @@ static int path_walk(int rootfd, const struct name_keys *nk, const uint8_t root_
 		} else if (!nk) {
 			rc = path_append(out, out_size, &len, comp);
 		} else {
-			if (name_is_long(comp))
-				rc = namedir_long_read(dirfd, comp, enc);
-			if (rc == 0 &&
-			    name_decrypt(nk, id, name_is_long(comp) ? enc : comp, plain) <= 0)
-				rc = -EBADMSG;
+			rc = namedir_entry_plain(dirfd, nk, id, comp, plain) > 0 ? 0 : -EBADMSG;
 			if (rc == 0)
 				rc = path_append(out, out_size, &len, plain);
 		}

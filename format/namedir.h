@@ -61,6 +61,16 @@ int namedir_side_orphan(int dirfd, const char *name);
 int namedir_long_read(int dirfd, const char *backing, char enc[NAME_ENC_SIZE]);
 
 /*
+ * The plaintext name of the backing entry bname of the directory dirfd (id dir_id): its long
+ * name read from its side file first if it has one. The name's length, -ENOLINK if the side
+ * file is missing or damaged, or -EBADMSG if the name does not decrypt here.
+ */
+__attribute__((warn_unused_result)) int namedir_entry_plain(int dirfd, const struct name_keys *nk,
+							    const uint8_t dir_id[NAME_DIRID_LEN],
+							    const char *bname,
+							    char plain[NAME_PLAIN_MAX + 1]);
+
+/*
  * Maps a plaintext path (relative to the volume root; "/" separated) to its backing path
  * relative to the backing directory rootfd, or back. Every directory on the way must exist
  * (the last component need not, when encrypting). nk NULL: plaintext names (copied).

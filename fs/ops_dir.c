@@ -60,19 +60,13 @@ static int is_dot_or_dotdot(const char *name)
 static const char *entry_name(struct kekfs_fs *fs, fuse_ino_t ino, struct kinode *dir,
 			      struct kdir *d, const char *bname, char *plain)
 {
-	char enc[NAME_ENC_SIZE];
-	int rc = 0;
-
 	if (is_dot_or_dotdot(bname))
 		return bname;
 	if (backing_hidden(fs, ino, bname))
 		return NULL;
 	if (!fs->nk)
 		return bname;
-	if (name_is_long(bname))
-		rc = namedir_long_read(dirfd(d->dp), bname, enc);
-	if (rc == 0 &&
-	    name_decrypt(fs->nk, d->dir_id, name_is_long(bname) ? enc : bname, plain) > 0)
+	if (namedir_entry_plain(dirfd(d->dp), fs->nk, d->dir_id, bname, plain) > 0)
 		return plain;
 	if (!d->warned) {
 		d->warned = 1;

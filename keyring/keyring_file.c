@@ -15,12 +15,20 @@
 void kr_slot_params_encode(const struct kr_slot *s, uint8_t out[KR_SLOT_PARAMS_LEN])
 {
 	memset(out, 0, KR_SLOT_PARAMS_LEN);
-	out[0] = s->type;
-	put_le32(out + 4, s->ext_len);
-	put_le64(out + 8, s->ops);
-	put_le64(out + 16, s->mem);
-	memcpy(out + 24, s->salt, KDF_SALT_LEN);
+	out[KR_SLOT_TYPE_OFF] = s->type;
+	put_le32(out + KR_SLOT_EXT_LEN_OFF, s->ext_len);
+	put_le64(out + KR_SLOT_OPS_OFF, s->ops);
+	put_le64(out + KR_SLOT_MEM_OFF, s->mem);
+	memcpy(out + KR_SLOT_SALT_OFF, s->salt, KDF_SALT_LEN);
 }
+
+_Static_assert(KR_ROTATE_EVERY_OFF + 8 == KR_HEAD_LEN, "keyring head");
+_Static_assert(KR_SLOT_SALT_OFF + KDF_SALT_LEN == KR_SLOT_PARAMS_LEN &&
+		   KR_SLOT_PARAMS_LEN + KEYWRAP_LEN <= KR_SLOT_LEN,
+	       "root slot");
+_Static_assert(KR_KEK_WRAPPED_OFF + KEYWRAP_LEN == KR_KEK_DESTROY_OFF &&
+		   KR_KEK_DESTROY_OFF + 8 == KR_KEK_LEN,
+	       "KEK entry");
 
 /* MAC over the whole file, keyed by a subkey of the keyring key: catches edits to states. */
 static void keyring_mac(const struct keyring *kr, const uint8_t *buf, size_t len,
@@ -94,12 +102,12 @@ static void keyring_encode(const struct keyring *kr, uint8_t *buf)
 
 	memset(buf, 0, keyring_encoded_len(kr));
 	memcpy(p, KR_MAGIC, 8);
-	put_le16(p + 8, KR_FORMAT);
-	put_le16(p + 10, (uint16_t)kr->nslots);
-	put_le16(p + 12, (uint16_t)kr->nkeks);
-	memcpy(p + 16, kr->volume_id, KEYRING_VOLUME_ID_LEN);
-	put_le64(p + 32, kr->generation);
-	put_le64(p + 40, kr->rotate_every);
+	put_le16(p + KR_FORMAT_OFF, KR_FORMAT);
+	put_le16(p + KR_NSLOTS_OFF, (uint16_t)kr->nslots);
+	put_le16(p + KR_NKEKS_OFF, (uint16_t)kr->nkeks);
+	memcpy(p + KR_VOLUME_ID_OFF, kr->volume_id, KEYRING_VOLUME_ID_LEN);
+	put_le64(p + KR_GENERATION_OFF, kr->generation);
+	put_le64(p + KR_ROTATE_EVERY_OFF, kr->rotate_every);
 	p += KR_HEAD_LEN;
 	for (size_t i = 0; i < kr->nslots; i++) {
 		kr_slot_params_encode(&kr->slots[i], p);
@@ -113,11 +121,11 @@ static void keyring_encode(const struct keyring *kr, uint8_t *buf)
 	for (size_t i = 0; i < kr->nkeks; i++, p += KR_KEK_LEN) {
 		const struct kr_kek *k = &kr->keks[i];
 
-		put_le32(p, k->version);
-		p[4] = k->state;
-		put_le64(p + 8, k->created);
-		memcpy(p + 16, k->wrapped, KEYWRAP_LEN);
-		put_le64(p + 88, k->destroy_after);
+		put_le32(p + KR_KEK_VERSION_OFF, k->version);
+		p[KR_KEK_STATE_OFF] = k->state;
+		put_le64(p + KR_KEK_CREATED_OFF, k->created);
+		memcpy(p + KR_KEK_WRAPPED_OFF, k->wrapped, KEYWRAP_LEN);
+		put_le64(p + KR_KEK_DESTROY_OFF, k->destroy_after);
 	}
 	body = (size_t)(p - buf);
 	keyring_mac(kr, buf, body, p);
@@ -235,12 +243,12 @@ static int keyring_decode(struct keyring *kr, const uint8_t *buf, size_t len)
 	if (len < KR_HEAD_LEN + 8 || memcmp(buf, KR_MAGIC, 8) != 0 ||
 	    get_le64(buf + len - 8) != XXH64(buf, len - 8, 0))
 		return KR_ERR_CORRUPT;
-	if (get_le16(buf + 8) != KR_FORMAT)
+	if (get_le16(buf + KR_FORMAT_OFF) != KR_FORMAT)
 		return KR_ERR_UNSUPPORTED;
-	kr->nslots = get_le16(buf + 10);
-	kr->nkeks = get_le16(buf + 12);
-	kr->generation = get_le64(buf + 32);
-	kr->rotate_every = get_le64(buf + 40);
+	kr->nslots = get_le16(buf + KR_NSLOTS_OFF);
+	kr->nkeks = get_le16(buf + KR_NKEKS_OFF);
+	kr->generation = get_le64(buf + KR_GENERATION_OFF);
+	kr->rotate_every = get_le64(buf + KR_ROTATE_EVERY_OFF);
 	if (kr->nslots == 0 || kr->nslots > KEYRING_MAX_SLOTS || kr->nkeks == 0)
 		return KR_ERR_CORRUPT;
 	for (size_t i = 0; i < kr->nslots; i++) {
@@ -248,15 +256,15 @@ static int keyring_decode(struct keyring *kr, const uint8_t *buf, size_t len)
 
 		if ((size_t)(p - buf) + KR_SLOT_LEN > len)
 			return KR_ERR_CORRUPT;
-		s->type = p[0];
-		s->ext_len = slot_is_external(s->type) ? get_le32(p + 4) : 0;
+		s->type = p[KR_SLOT_TYPE_OFF];
+		s->ext_len = slot_is_external(s->type) ? get_le32(p + KR_SLOT_EXT_LEN_OFF) : 0;
 		if (s->ext_len > KR_EXT_MAX || (size_t)(p - buf) + slot_encoded_len(s) > len)
 			return KR_ERR_CORRUPT;
 		if (slot_is_external(s->type) && external_decode(s, p + KR_SLOT_LEN) != KR_OK)
 			return KR_ERR_CORRUPT;
-		s->ops = get_le64(p + 8);
-		s->mem = get_le64(p + 16);
-		memcpy(s->salt, p + 24, KDF_SALT_LEN);
+		s->ops = get_le64(p + KR_SLOT_OPS_OFF);
+		s->mem = get_le64(p + KR_SLOT_MEM_OFF);
+		memcpy(s->salt, p + KR_SLOT_SALT_OFF, KDF_SALT_LEN);
 		memcpy(s->wrapped, p + KR_SLOT_PARAMS_LEN, KEYWRAP_LEN);
 		if (s->type == KR_SECRET_RSA)
 			memcpy(s->rsa, p + KR_SLOT_LEN, RSA_WRAP_LEN);
@@ -272,11 +280,11 @@ static int keyring_decode(struct keyring *kr, const uint8_t *buf, size_t len)
 	for (size_t i = 0; i < kr->nkeks; i++, p += KR_KEK_LEN) {
 		struct kr_kek *k = &kr->keks[i];
 
-		k->version = get_le32(p);
-		k->state = p[4];
-		k->created = get_le64(p + 8);
-		memcpy(k->wrapped, p + 16, KEYWRAP_LEN);
-		k->destroy_after = get_le64(p + 88);
+		k->version = get_le32(p + KR_KEK_VERSION_OFF);
+		k->state = p[KR_KEK_STATE_OFF];
+		k->created = get_le64(p + KR_KEK_CREATED_OFF);
+		memcpy(k->wrapped, p + KR_KEK_WRAPPED_OFF, KEYWRAP_LEN);
+		k->destroy_after = get_le64(p + KR_KEK_DESTROY_OFF);
 	}
 	return KR_OK;
 }
@@ -288,7 +296,7 @@ static size_t copy_length(const uint8_t *p, size_t avail)
 
 	if (avail < KR_HEAD_LEN + 8 || memcmp(p, KR_MAGIC, 8) != 0)
 		return 0;
-	nslots = get_le16(p + 10);
+	nslots = get_le16(p + KR_NSLOTS_OFF);
 	if (nslots == 0 || nslots > KEYRING_MAX_SLOTS)
 		return 0;
 	for (size_t i = 0; i < nslots; i++) {
@@ -296,12 +304,14 @@ static size_t copy_length(const uint8_t *p, size_t avail)
 
 		if (n + KR_SLOT_LEN > avail)
 			return 0;
-		ext = slot_is_external(p[n]) ? get_le32(p + n + 4) : 0;
+		ext = slot_is_external(p[n + KR_SLOT_TYPE_OFF])
+			  ? get_le32(p + n + KR_SLOT_EXT_LEN_OFF)
+			  : 0;
 		if (ext > KR_EXT_MAX)
 			return 0;
 		n += slot_len(p[n], ext);
 	}
-	n += (size_t)get_le16(p + 12) * KR_KEK_LEN + KR_MAC_LEN + 8;
+	n += (size_t)get_le16(p + KR_NKEKS_OFF) * KR_KEK_LEN + KR_MAC_LEN + 8;
 	if (n > avail || get_le64(p + n - 8) != XXH64(p, n - 8, 0))
 		return 0;
 	return n;
@@ -327,7 +337,8 @@ static int copies_pick(const uint8_t *buf, size_t len, struct kr_copy *pick, uns
 			c[1].off = off;
 	if (!c[0].len && !c[1].len)
 		return KR_ERR_CORRUPT;
-	i = !c[0].len || (c[1].len && get_le64(buf + c[1].off + 32) > get_le64(buf + 32));
+	i = !c[0].len || (c[1].len && get_le64(buf + c[1].off + KR_GENERATION_OFF) >
+					  get_le64(buf + KR_GENERATION_OFF));
 	*pick = c[i];
 	off = copy2_offset(pick->len);
 	*bad = 0;
@@ -356,7 +367,7 @@ int keyring_load_buf(const uint8_t *file, size_t file_len,
 	buf = file + c.off;
 	kr = kr_alloc(volume_id);
 	rc = kr ? keyring_decode(kr, buf, c.len) : KR_ERR_NOMEM;
-	if (rc == KR_OK && memcmp(buf + 16, volume_id, KEYRING_VOLUME_ID_LEN) != 0)
+	if (rc == KR_OK && memcmp(buf + KR_VOLUME_ID_OFF, volume_id, KEYRING_VOLUME_ID_LEN) != 0)
 		rc = KR_ERR_WRONG_VOLUME;
 	if (rc == KR_OK)
 		rc = kr_unlock_slots(kr, secret);
@@ -427,7 +438,7 @@ int keyring_file_generation(const char *path, uint64_t *generation)
 	int rc = keyring_file_pick(path, &buf, &c);
 
 	if (rc == KR_OK)
-		*generation = get_le64(buf + c.off + 32);
+		*generation = get_le64(buf + c.off + KR_GENERATION_OFF);
 	free(buf);
 	return rc;
 }

@@ -18,6 +18,26 @@
 #define KR_MAGIC "KEKFSKR1"
 #define KR_FORMAT 1
 #define KR_HEAD_LEN 48
+/* head: magic (8), format u16, slot count u16, KEK count u16, reserved u16, volume id (16),
+ * generation u64, rotation period u64 */
+#define KR_FORMAT_OFF 8
+#define KR_NSLOTS_OFF 10
+#define KR_NKEKS_OFF 12
+#define KR_VOLUME_ID_OFF 16
+#define KR_GENERATION_OFF 32
+#define KR_ROTATE_EVERY_OFF 40
+/* root slot: type u8, reserved (3), tail length u32, ops u64, mem u64, salt (16), wrapped */
+#define KR_SLOT_TYPE_OFF 0
+#define KR_SLOT_EXT_LEN_OFF 4
+#define KR_SLOT_OPS_OFF 8
+#define KR_SLOT_MEM_OFF 16
+#define KR_SLOT_SALT_OFF 24
+/* KEK: version u32, state u8, reserved (3), created u64, wrapped (72), destroy-after u64 */
+#define KR_KEK_VERSION_OFF 0
+#define KR_KEK_STATE_OFF 4
+#define KR_KEK_CREATED_OFF 8
+#define KR_KEK_WRAPPED_OFF 16
+#define KR_KEK_DESTROY_OFF 88
 #define KR_SLOT_LEN 128
 #define KR_SLOT_PARAMS_LEN 40 /* type, reserved, ops, mem, salt: the part bound as AAD */
 #define KR_KEK_LEN 96

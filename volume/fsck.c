@@ -523,8 +523,7 @@ static void check_file(struct fsck_run *r, int dirfd, const char *name, const ch
 static int entry_name(struct fsck_run *r, const struct walk_entry *e, const struct fsck_dir *parent,
 		      const char *backing, char *out)
 {
-	char enc[NAME_ENC_SIZE];
-	const char *src = e->name;
+	int n;
 
 	if (!r->nk) {
 		snprintf(out, NAME_PLAIN_MAX + 1, "%s", e->name);
@@ -532,16 +531,14 @@ static int entry_name(struct fsck_run *r, const struct walk_entry *e, const stru
 	}
 	if (!parent->id_ok)
 		return -1; /* the directory's own problem says so */
-	if (name_is_long(e->name)) {
-		if (namedir_long_read(e->dirfd, e->name, enc) != 0) {
-			problem(r, NULL, backing, 0, RESTORE,
-				"the side file .%s that holds its long name is missing or damaged",
-				e->name);
-			return -1;
-		}
-		src = enc;
+	n = namedir_entry_plain(e->dirfd, r->nk, parent->id, e->name, out);
+	if (n == -ENOLINK) {
+		problem(r, NULL, backing, 0, RESTORE,
+			"the side file .%s that holds its long name is missing or damaged",
+			e->name);
+		return -1;
 	}
-	if (name_decrypt(r->nk, parent->id, src, out) > 0)
+	if (n > 0)
 		return 0;
 	problem(r, NULL, backing, 0,
 		"rename it back if it was moved in the backing directory, or " RESTORE,
@@ -563,7 +560,7 @@ static void check_unnamed_dir(struct fsck_run *r, const struct walk_entry *e, co
 static void check_internal(struct fsck_run *r, const struct walk_entry *e,
 			   const struct fsck_dir *parent, const char *backing)
 {
-	char enc[NAME_ENC_SIZE], name[NAME_PLAIN_MAX + 1], *plain = NULL;
+	char name[NAME_PLAIN_MAX + 1], *plain = NULL;
 	int removed = 0;
 
 	if (e->type == DT_DIR &&
@@ -572,8 +569,8 @@ static void check_internal(struct fsck_run *r, const struct walk_entry *e,
 	if (e->type != DT_REG || !namedir_side_orphan(e->dirfd, e->name))
 		return;
 	/* It holds the entry's full encrypted name: say which name was lost. */
-	if (parent->id_ok && namedir_long_read(e->dirfd, e->name + 1, enc) == 0 &&
-	    name_decrypt(r->nk, parent->id, enc, name) > 0)
+	if (parent->id_ok &&
+	    namedir_entry_plain(e->dirfd, r->nk, parent->id, e->name + 1, name) > 0)
 		plain = path_join(parent->plain, name);
 	if (r->cfg->repair)
 		removed = unlinkat(e->dirfd, e->name, 0) == 0;

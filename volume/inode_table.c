@@ -346,6 +346,20 @@ static void inode_destroy(struct kinode *ino)
 	free(ino);
 }
 
+struct kinode *inode_table_hold(struct inode_table *t, int pfd, const struct stat *st)
+{
+	if (t)
+		return inode_table_get(t, pfd, st);
+	close(pfd);
+	return NULL;
+}
+
+void inode_table_release(struct inode_table *t, struct kinode *ino)
+{
+	if (ino)
+		inode_table_forget(t, ino, 1);
+}
+
 void inode_table_forget(struct inode_table *t, struct kinode *ino, uint64_t n)
 {
 	struct kinode **p;

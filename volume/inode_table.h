@@ -59,6 +59,16 @@ struct kinode *inode_table_root(struct inode_table *t);
 /* The inode of a backing object with one more lookup; takes ownership of fd. NULL: ENOMEM. */
 struct kinode *inode_table_get(struct inode_table *t, int fd, const struct stat *st);
 
+/*
+ * The daemon's inode of the backing object pfd opens, for a volume operation (re-wrap,
+ * shred, rotate --data) to lock while it changes the file under open handles. NULL when
+ * there is no daemon (t NULL) or no memory. Takes pfd either way.
+ */
+struct kinode *inode_table_hold(struct inode_table *t, int pfd, const struct stat *st);
+
+/* Gives back what inode_table_hold returned; NULL is fine. */
+void inode_table_release(struct inode_table *t, struct kinode *ino);
+
 /* Drops n lookups; the inode is destroyed when none remain. */
 void inode_table_forget(struct inode_table *t, struct kinode *ino, uint64_t n);
 

@@ -607,7 +607,7 @@ int redata_file(struct redata *rd, const char *rel, const struct audit_actor *ac
 			      sizeof(bpath));
 	if (rc == 0)
 		rc = fd = target_open(rd, bpath, &st, rd->cfg.inodes ? &pfd : NULL);
-	if (rc >= 0 && pfd >= 0 && !(ino = inode_table_get(rd->cfg.inodes, pfd, &st)))
+	if (rc >= 0 && pfd >= 0 && !(ino = inode_table_hold(rd->cfg.inodes, pfd, &st)))
 		rc = -ENOMEM;
 	if (rc >= 0)
 		rc = job_new(rd, &j);
@@ -615,10 +615,9 @@ int redata_file(struct redata *rd, const char *rel, const struct audit_actor *ac
 		pthread_rwlock_wrlock(&ino->lock);
 	if (rc >= 0)
 		rc = redata_locked(rd, &j, fd, &st, bpath, ino, actor);
-	if (ino) {
+	if (ino)
 		pthread_rwlock_unlock(&ino->lock);
-		inode_table_forget(rd->cfg.inodes, ino, 1);
-	}
+	inode_table_release(rd->cfg.inodes, ino);
 	if (rc == -EINVAL || rc == -EISDIR)
 		snprintf(err, err_size,
 			 "%s: not a regular file (only a file's contents have a DEK)", rel);

@@ -136,17 +136,13 @@ static void rewrap_file(void *ctx, int dirfd, const char *name)
 		if (pfd >= 0)
 			close(pfd);
 	} else {
-		if (r->cfg.inodes)
-			ino = inode_table_get(r->cfg.inodes, pfd, &st);
-		else
-			close(pfd);
+		ino = inode_table_hold(r->cfg.inodes, pfd, &st);
 		if (ino)
 			pthread_rwlock_wrlock(&ino->lock);
 		rc = rewrap_at(r, dirfd, name, &st, &hdr_err);
-		if (ino) {
+		if (ino)
 			pthread_rwlock_unlock(&ino->lock);
-			inode_table_forget(r->cfg.inodes, ino, 1);
-		}
+		inode_table_release(r->cfg.inodes, ino);
 	}
 	if (rc < 0)
 		log_rewrap_failure(dirfd, name,

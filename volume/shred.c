@@ -99,7 +99,6 @@ static int dir_id_of(struct shred *s, int dirfd, uint8_t id[NAME_DIRID_LEN])
 static int plain_name(struct shred *s, int dirfd, const char *bname, char *out)
 {
 	uint8_t id[NAME_DIRID_LEN];
-	char enc[NAME_ENC_SIZE];
 	int rc;
 
 	if (!s->nk) {
@@ -107,11 +106,9 @@ static int plain_name(struct shred *s, int dirfd, const char *bname, char *out)
 		return 0;
 	}
 	rc = dir_id_of(s, dirfd, id);
-	if (rc == 0 && name_is_long(bname))
-		rc = namedir_long_read(dirfd, bname, enc);
-	else if (rc == 0)
-		snprintf(enc, sizeof(enc), "%s", bname);
-	return rc == 0 ? (name_decrypt(s->nk, id, enc, out) < 0 ? -EBADMSG : 0) : rc;
+	if (rc == 0)
+		rc = namedir_entry_plain(dirfd, s->nk, id, bname, out);
+	return rc == -ENOLINK ? -EIO : rc < 0 ? rc : 0;
 }
 
 /* The kernel forgets entry plain of the directory dirfd (its dentry cache would show it). */
@@ -261,10 +258,7 @@ static int shred_file(struct shred_run *r, int dirfd, const char *bname, const c
 			close(pfd);
 		return rc;
 	}
-	if (s->cfg.inodes)
-		ino = inode_table_get(s->cfg.inodes, pfd, &st);
-	else
-		close(pfd);
+	ino = inode_table_hold(s->cfg.inodes, pfd, &st);
 	fd = openat(dirfd, bname, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 	rc = fd < 0 ? -errno : 0;
 	if (rc == 0 && (fstat(fd, &now) != 0 || now.st_ino != st.st_ino))
@@ -286,8 +280,7 @@ static int shred_file(struct shred_run *r, int dirfd, const char *bname, const c
 	}
 	if (fd >= 0)
 		close(fd);
-	if (ino)
-		inode_table_forget(s->cfg.inodes, ino, 1);
+	inode_table_release(s->cfg.inodes, ino);
 	return rc;
 }
 
