@@ -59,7 +59,8 @@ static int fsck_parse(int argc, char **argv, struct fsck_opts *o)
 	int c, u;
 
 	memset(o, 0, sizeof(*o));
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	opterr = 0; /* getopt's own message would begin with a bare "fsck:" */
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		if ((u = unlock_option(c, optarg, &o->src, NULL, &o->keyring)) != 0) {
 			if (u < 0)
 				return cli_error("see 'kekfs fsck --help'");
@@ -70,7 +71,7 @@ static int fsck_parse(int argc, char **argv, struct fsck_opts *o)
 		else if (c == 'h')
 			fputs(fsck_usage, stdout), exit(0);
 		else
-			return cli_error("see 'kekfs fsck --help'");
+			cli_bad_option(c, argv, "fsck");
 	}
 	if (optind != argc - 1)
 		return cli_error("fsck takes one backing directory: see 'kekfs fsck --help'");

@@ -126,7 +126,8 @@ static int init_parse(int argc, char **argv, struct init_opts *o)
 	o->cipher = AEAD_XCHACHA20_POLY1305;
 	o->chunk_shift = 12;
 	o->name_mode = NAMES_AES_SIV;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	opterr = 0; /* getopt's own message would begin with a bare "init:" */
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'k':
 			o->src.key_file = optarg;
@@ -143,15 +144,15 @@ static int init_parse(int argc, char **argv, struct init_opts *o)
 		case 'c':
 			o->cipher = aead_cipher_from_name(optarg);
 			if (!o->cipher)
-				return cli_error("unknown cipher '%s': use xchacha20-poly1305 or "
-						 "aes-256-gcm",
-						 optarg);
+				cli_usage(
+				    "unknown cipher '%s': use xchacha20-poly1305 or aes-256-gcm",
+				    optarg);
 			break;
 		case 's':
 			o->chunk_shift = parse_chunk_size(optarg);
 			if (!o->chunk_shift)
-				return cli_error(
-				    "chunk size '%s' is not a power of two from 512 to 1M", optarg);
+				cli_usage("chunk size '%s' is not a power of two from 512 to 1M",
+					  optarg);
 			break;
 		case 'P':
 			o->name_mode = NAMES_PLAINTEXT;
@@ -159,13 +160,16 @@ static int init_parse(int argc, char **argv, struct init_opts *o)
 		case 'h':
 			fputs(init_usage, stdout);
 			exit(0);
+		case '?':
+		case ':':
+			cli_bad_option(c, argv, "init");
 		default: /* the first slot may be a token or a KMS plugin */
 			if (external_option(c, optarg, &o->src, &o->src) != 0)
-				return cli_error("see 'kekfs init --help'");
+				cli_usage("see 'kekfs init --help'");
 		}
 	}
 	if (optind != argc - 1)
-		return cli_error("init takes one backing directory: see 'kekfs init --help'");
+		cli_usage("init takes one backing directory: see 'kekfs init --help'");
 	o->backing = argv[optind];
 	return 0;
 }

@@ -717,6 +717,10 @@ static int backup_restore_command(int argc, char **argv)
 {
 	struct keys_opts o;
 
+	if (argc < 4) /* keys backup|restore FILE [OPTIONS] TARGET */
+		cli_usage("keys %s needs a FILE and a volume: kekfs keys %s FILE "
+			  "MOUNTPOINT|BACKING (see 'kekfs keys --help')",
+			  argv[1], argv[1]);
 	if (keys_parse(argc - 2, argv + 2, keys_usage, &o) != 0)
 		return 1;
 	return strcmp(argv[1], "backup") == 0 ? keys_backup(argv[2], &o)
@@ -767,8 +771,8 @@ int cmd_keys(int argc, char **argv)
 		return policy_command(argc, argv);
 	if (strcmp(argv[1], "create-token-key") == 0)
 		return cmd_token_key(argc - 1, argv + 1);
-	if ((strcmp(argv[1], "backup") == 0 || strcmp(argv[1], "restore") == 0) && argc > 2 &&
-	    strspn(argv[2], "0123456789") != strlen(argv[2]))
+	if (strcmp(argv[1], "backup") == 0 || (strcmp(argv[1], "restore") == 0 && argc > 2 &&
+					       strspn(argv[2], "0123456789") != strlen(argv[2])))
 		return backup_restore_command(argc, argv);
 	if (strcmp(argv[1], "slots") == 0 || strcmp(argv[1], "add-slot") == 0 ||
 	    strcmp(argv[1], "remove-slot") == 0 || strcmp(argv[1], "passwd") == 0)

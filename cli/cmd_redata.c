@@ -59,10 +59,12 @@ static int redata_parse(int argc, char **argv, struct redata_opts *o)
 
 	memset(o, 0, sizeof(*o));
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "rh", longopts, NULL)) != -1) {
-		if ((u = unlock_option(c, optarg, &o->src, NULL, &o->keyring)) < 0 ||
-		    (u == 0 && c != 'h' && c != 'D' && c != 'r'))
-			return cli_error("see 'kekfs rotate --data --help'");
+	opterr = 0; /* getopt's own message would begin with a bare "rotate:" */
+	while ((c = getopt_long(argc, argv, ":rh", longopts, NULL)) != -1) {
+		if ((u = unlock_option(c, optarg, &o->src, NULL, &o->keyring)) < 0)
+			cli_usage("see 'kekfs rotate --data --help'");
+		if (u == 0 && c != 'h' && c != 'D' && c != 'r')
+			cli_bad_option(c, argv, "rotate --data");
 		if (c == 'h')
 			fputs(redata_usage, stdout), exit(0);
 		o->recursive |= c == 'r';
@@ -70,8 +72,8 @@ static int redata_parse(int argc, char **argv, struct redata_opts *o)
 	o->operands = argv + optind;
 	o->noperands = argc - optind;
 	if (o->noperands < 1)
-		return cli_error("rotate --data needs at least one file: see 'kekfs rotate --data "
-				 "--help'");
+		cli_usage(
+		    "rotate --data needs at least one file: see 'kekfs rotate --data --help'");
 	return 0;
 }
 

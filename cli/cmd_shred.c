@@ -67,10 +67,11 @@ static int shred_parse(int argc, char **argv, struct shred_opts *o)
 
 	memset(o, 0, sizeof(*o));
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "rh", longopts, NULL)) != -1) {
+	opterr = 0; /* getopt's own message would begin with a bare "shred:" */
+	while ((c = getopt_long(argc, argv, ":rh", longopts, NULL)) != -1) {
 		if ((u = unlock_option(c, optarg, &o->src, NULL, &o->keyring)) != 0) {
 			if (u < 0)
-				return cli_error("see 'kekfs shred --help'");
+				cli_usage("see 'kekfs shred --help'");
 		} else if (c == 'r')
 			o->recursive = 1;
 		else if (c == 'S')
@@ -80,14 +81,16 @@ static int shred_parse(int argc, char **argv, struct shred_opts *o)
 		else if (c == 'h')
 			fputs(shred_usage, stdout), exit(0);
 		else
-			return cli_error("see 'kekfs shred --help'");
+			cli_bad_option(c, argv, "shred");
 	}
 	o->operands = argv + optind;
 	o->noperands = argc - optind;
 	if ((o->seal || o->verify) && o->noperands != 1)
-		return cli_error("--seal and --verify take one mount point or backing directory");
+		cli_usage(
+		    "--seal and --verify take one mount point or backing directory: see 'kekfs "
+		    "shred --help'");
 	if (o->noperands < 1)
-		return cli_error("shred needs at least one path: see 'kekfs shred --help'");
+		cli_usage("shred needs at least one path: see 'kekfs shred --help'");
 	return 0;
 }
 

@@ -361,3 +361,29 @@ def test_errors_do_not_leave_daemons():
         assert wait_for(lambda: not find_daemon_pids(v.mnt), 3), find_daemon_pids(v.mnt)
         assert not is_mounted(v.mnt)
         still_works(v, "after burst")
+
+
+# Every subcommand's getopt path, and the operand checks of those that exit 1 before.
+USAGE_ERRORS = (
+    ("init", "--bogus"), ("init",), ("init", "a", "b"), ("init", "--cipher"),
+    ("init", "--cipher", "rot13", "x"), ("init", "--chunk-size", "3", "x"),
+    ("mount", "--bogus"), ("umount", "--bogus"), ("path", "--bogus"),
+    ("rotate", "--bogus"), ("rotate", "--data", "--bogus"), ("rotate", "--data"),
+    ("status", "--bogus"), ("keys", "--bogus"), ("keys", "list", "--bogus"),
+    ("keys", "add-slot", "--bogus"), ("shred", "--bogus"), ("shred",),
+    ("shred", "--seal", "a", "b"), ("audit", "--bogus"), ("audit", "verify", "--bogus"),
+    ("fsck", "--bogus"), ("fsck",), ("init", "--recovery-key"), ("keys", "backup"),
+    ("keys", "backup", "f"), ("keys", "restore", "f"),
+)
+
+
+def test_usage_errors_exit_2_with_one_line():
+    """A usage error (unknown option, missing value, bad value, wrong operands) of any
+    subcommand exits 2 with one line "kekfs: ..." naming what is wrong, as the man page says;
+    never getopt's own bare "init:" line (init, shred and rotate --data exited 1 before)."""
+    for argv in USAGE_ERRORS:
+        r = run_kekfs(*argv)
+        assert_eq(r.returncode, 2, "exit status of kekfs %s" % " ".join(argv))
+        lines = r.stderr.decode(errors="replace").splitlines()
+        assert len(lines) == 1 and lines[0].startswith("kekfs: "), (argv, lines)
+        assert lines[0] != "kekfs: ", (argv, lines)
