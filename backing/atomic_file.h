@@ -7,7 +7,7 @@
 
 /*
  * Unguessable temp file in the same directory, fsync, rename over path, fsync the directory
- * (fs/backing.h: backing_replace). -errno or BACKING_ERR_*.
+ * (backing/backing.h: backing_replace). -errno or BACKING_ERR_*.
  */
 int atomic_write_file(const char *path, const void *buf, size_t len, mode_t mode);
 

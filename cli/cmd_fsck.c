@@ -1,5 +1,5 @@
 /*
- * kekfs fsck BACKING: checks an unmounted volume (fs/fsck.c does the work) and prints one
+ * kekfs fsck BACKING: checks an unmounted volume (volume/fsck.c does the work) and prints one
  * line per problem, then a summary. Exit 0 clean (or all repaired), 1 problems, 2 not run.
  */
 #include <errno.h>

@@ -1,5 +1,5 @@
 /*
- * kekfs rotate --data: re-encrypts files' contents under fresh DEKs (fs/redata.c does the
+ * kekfs rotate --data: re-encrypts files' contents under fresh DEKs (volume/redata.c does the
  * work). Paths under a mount point go to the daemon through its control socket; an unmounted
  * backing directory is unlocked here.
  */

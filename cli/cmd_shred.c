@@ -1,5 +1,5 @@
 /*
- * kekfs shred: erase files by destroying their keys (fs/shred.c does the work). Paths under a
+ * kekfs shred: erase files by destroying their keys (volume/shred.c does the work). Paths under a
  * mount point go to the daemon through its control socket; an unmounted backing directory
  * is unlocked here. --seal destroys every older KEK, --verify judges a copy of a backing file.
  */

@@ -22,7 +22,7 @@
 
 enum name_mode {
 	NAMES_PLAINTEXT = 0,
-	NAMES_AES_SIV = 1, /* AES-SIV names, per-directory ids (fs/names.h) */
+	NAMES_AES_SIV = 1, /* AES-SIV names, per-directory ids (format/names.h) */
 };
 
 enum volume_err {
@@ -82,7 +82,7 @@ int volume_store_generation(struct volume *v, uint64_t generation, const char *p
 
 /*
  * Marker files in .kekfs that make long jobs resumable (a re-wrap, a seal): present while
- * the job is unfinished. They are written with their MAC by fs/journal_mac.c; clear removes
+ * the job is unfinished. They are written with their MAC by volume/journal_mac.c; clear removes
  * one (0 or -errno). Present: 1 only for a regular file.
  */
 int volume_marker_clear(int backing_fd, const char *name);

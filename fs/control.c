@@ -121,7 +121,7 @@ static void cmd_shred_verify(struct control_call *k, const char *args)
 	fprintf(k->out, "ok\n%s\n", msg);
 }
 
-/* "shred R PATH" (R: 1 for a whole tree): the report of fs/shred.c is the reply. */
+/* "shred R PATH" (R: 1 for a whole tree): the report of volume/shred.c is the reply. */
 static void cmd_shred(struct control_call *k, const char *args)
 {
 	char *body = NULL, err[PATH_MAX + 128];
@@ -146,7 +146,7 @@ static void cmd_shred(struct control_call *k, const char *args)
 	free(body);
 }
 
-/* "seal": rotates, re-wraps everything, then destroys every older KEK (fs/shred.c). */
+/* "seal": rotates, re-wraps everything, then destroys every older KEK (volume/shred.c). */
 static void cmd_seal(struct control_call *k, const char *args)
 {
 	uint32_t version;
@@ -169,7 +169,7 @@ static void cmd_seal_status(struct control_call *k, const char *args)
 	seal_status(k->c->info.shred, k->out);
 }
 
-/* "redata PATH": re-encrypts one file under a fresh DEK (fs/redata.c). */
+/* "redata PATH": re-encrypts one file under a fresh DEK (volume/redata.c). */
 static void cmd_redata(struct control_call *k, const char *rel)
 {
 	struct control *c = k->c;

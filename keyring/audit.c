@@ -263,7 +263,7 @@ static int chain_write(int fd, const struct keyring *kr, struct chain *c, const 
 
 /*
  * Opens a file of .kekfs that whoever writes the backing directory may have replaced: the
- * directory through fs/backing.h's checks, the file never through a symlink, never waiting on
+ * directory through backing/backing.h's checks, the file never through a symlink, never waiting on
  * a FIFO, and only if it is a regular file (-EINVAL if it is something else). *dirfd, if
  * asked for, is the directory, open whenever it could be opened: the caller closes it.
  */

@@ -142,7 +142,7 @@ int hoststate_seen(const uint8_t volume_id[HOSTSTATE_ID_LEN], uint64_t *generati
 	return rc;
 }
 
-/* Replaces dfd's file name atomically and durably (fs/backing.c's replace). */
+/* Replaces dfd's file name atomically and durably (backing/backing.c's replace). */
 static int state_write(int dfd, const char *name, uint64_t generation)
 {
 	char text[STATE_FILE_MAX + 1];

@@ -1,6 +1,6 @@
 /*
  * Authenticating what kekfs leaves in .kekfs for a later run to act on: the rotate --data
- * journal (fs/redata.c) and the re-wrap and seal markers. Whoever can write the backing
+ * journal (volume/redata.c) and the re-wrap and seal markers. Whoever can write the backing
  * directory can write these files, so each carries a MAC under a subkey of the keyring key,
  * bound to the volume id, to what the record is (its kind) and to its random job id; a record
  * without a valid MAC was not written by a holder of the keyring and is never acted on.

@@ -1,4 +1,4 @@
-/* Unit tests for fs/backing: links, FIFOs and oversized files refused, replacements atomic
+/* Unit tests for backing/backing: links, FIFOs and oversized files refused, replacements atomic
  * and link-proof, paths resolved beneath the root with openat2 and with its fallback. */
 #include <dirent.h>
 #include <errno.h>

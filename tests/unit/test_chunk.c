@@ -1,4 +1,4 @@
-/* Unit tests for fs/chunk: size arithmetic and the chunk codec's AAD binding. */
+/* Unit tests for format/chunk: size arithmetic and the chunk codec's AAD binding. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* Unit tests for fs/fileio on a plain temp file: a model-checked random op sequence, holes,
+/* Unit tests for volume/fileio on a plain temp file: a model-checked random op sequence, holes,
  * reload, re-keying on truncate to 0, and a growing write that fails part-way. */
 #include <signal.h>
 #include <sys/resource.h>

@@ -1,4 +1,4 @@
-/* Unit tests for fs/fileio tamper and crash handling: damaged, swapped, zeroed or cut chunks,
+/* Unit tests for volume/fileio tamper and crash handling: damaged, swapped, zeroed or cut chunks,
  * stale final flags, bad headers. */
 #include "fileio_fix.h"
 

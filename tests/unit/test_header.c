@@ -1,4 +1,4 @@
-/* Unit tests for fs/header: encode/decode, DEK slots, tamper and misuse detection. */
+/* Unit tests for format/header: encode/decode, DEK slots, tamper and misuse detection. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* Unit tests for fs/names: AES-SIV known answers, name round trips, lengths, tampering. */
+/* Unit tests for format/names: AES-SIV known answers, name round trips, lengths, tampering. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>

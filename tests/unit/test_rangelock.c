@@ -1,4 +1,5 @@
-/* Unit tests for fs/rangelock: overlapping writers exclude each other and readers; others not. */
+/* Unit tests for volume/rangelock: overlapping writers exclude each other and readers; others not.
+ */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
