@@ -83,12 +83,35 @@ static int owner_ok(int parentfd, const struct stat *st)
 	return fstat(parentfd, &parent) == 0 && st->st_uid == parent.st_uid;
 }
 
+/* The .kekfs backing_meta_pin opened, and which backing directory it belongs to. Written once
+ * before the daemon's threads start, only read after. */
+static struct {
+	int fd;
+	dev_t dev;
+	ino_t ino;
+} pinned_meta = {.fd = -1};
+
+/* A dup of the pinned .kekfs if `name` of dirfd is it, else -1. */
+static int pinned_meta_dup(int dirfd, const char *name)
+{
+	struct stat st;
+
+	if (pinned_meta.fd < 0 || !name || strcmp(name, VOLUME_DIR) != 0 || fstat(dirfd, &st) != 0 ||
+	    st.st_dev != pinned_meta.dev || st.st_ino != pinned_meta.ino)
+		return -1;
+	return fcntl(pinned_meta.fd, F_DUPFD_CLOEXEC, 0);
+}
+
 int backing_dir_open(int dirfd, const char *name, int check_owner)
 {
 	int self = !name || !name[0];
-	int fd = openat(dirfd, self ? "." : name,
-			O_RDONLY | O_DIRECTORY | O_CLOEXEC | (self ? 0 : O_NOFOLLOW));
+	int fd = check_owner ? pinned_meta_dup(dirfd, name) : -1;
 	struct stat st;
+
+	if (fd >= 0)
+		return fd;
+	fd = openat(dirfd, self ? "." : name,
+		    O_RDONLY | O_DIRECTORY | O_CLOEXEC | (self ? 0 : O_NOFOLLOW));
 
 	if (fd < 0) {
 		int rc = open_failure(dirfd, name, errno);
@@ -103,6 +126,24 @@ int backing_dir_open(int dirfd, const char *name, int check_owner)
 		return BACKING_ERR_OWNER;
 	}
 	return fd;
+}
+
+int backing_meta_pin(int backing_fd)
+{
+	struct stat st;
+	int fd;
+
+	if (fstat(backing_fd, &st) != 0)
+		return -errno;
+	fd = backing_dir_open(backing_fd, VOLUME_DIR, 1);
+	if (fd < 0)
+		return fd;
+	if (pinned_meta.fd >= 0)
+		close(pinned_meta.fd);
+	pinned_meta.fd = fd;
+	pinned_meta.dev = st.st_dev;
+	pinned_meta.ino = st.st_ino;
+	return 0;
 }
 
 int backing_meta_path(const char *backing, const char *name, char *out, size_t size)

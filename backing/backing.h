@@ -41,6 +41,14 @@ const char *backing_strerror(int err);
 int backing_dir_open(int dirfd, const char *name, int check_owner);
 
 /*
+ * Pins the .kekfs of the backing directory backing_fd for the rest of the process (a daemon,
+ * at mount): every later backing_dir_open or backing_dir_of of that .kekfs is this same
+ * directory, so a .kekfs renamed away and replaced while mounted receives nothing. Call once,
+ * before other threads start. 0, or -errno / BACKING_ERR_*.
+ */
+int backing_meta_pin(int backing_fd);
+
+/*
  * The path of `name` in the .kekfs of the backing directory (name NULL: of .kekfs itself), as
  * the path-taking loaders and messages want it: every open of it goes back through
  * backing_dir_of's checks. 0, or -ENAMETOOLONG.

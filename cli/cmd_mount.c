@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <dirent.h>
 
+#include "../backing/backing.h"
 #include "../crypto/secmem.h"
 #include "../fs/control.h"
 #include "../fs/session.h"
@@ -383,6 +384,23 @@ static int volume_lock(const struct mount_opts *o, int *fd)
 	return rc == 0 ? 0 : target_lock_error(o->backing, rc, &who, "unmount it first");
 }
 
+/*
+ * The backing directory, with its .kekfs pinned for the life of the daemon: a .kekfs
+ * renamed away and replaced while mounted gets none of the keyring, config or audit writes.
+ * Where .kekfs cannot be pinned, the unlock that follows says what is wrong with it.
+ */
+static int backing_open_pinned(const char *backing)
+{
+	int fd = open(backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0) {
+		cli_error("cannot open %s: %s", backing, strerror(errno));
+		return -1;
+	}
+	(void)backing_meta_pin(fd);
+	return fd;
+}
+
 static int mount_run(struct mount_opts *o, int status_fd)
 {
 	struct daemon_services svc = {0};
@@ -394,7 +412,7 @@ static int mount_run(struct mount_opts *o, int status_fd)
 	int rc = -1, backing_fd = -1, lock_fd = -1;
 
 	if (mountpoint_check(o->mountpoint) != 0 || fuse_device_check() != 0 ||
-	    volume_lock(o, &lock_fd) != 0 ||
+	    (backing_fd = backing_open_pinned(o->backing)) < 0 || volume_lock(o, &lock_fd) != 0 ||
 	    volume_unlock_all(o->backing, o->keyring, &o->src, o->read_only ? NULL : "mount", &vol,
 			      &kr) != 0)
 		goto out;
@@ -402,26 +420,18 @@ static int mount_run(struct mount_opts *o, int status_fd)
 		cli_error("cannot open log file %s: %s", o->log_file, strerror(errno));
 		goto out;
 	}
-	backing_fd = open(o->backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (backing_fd < 0) {
-		cli_error("cannot open %s: %s", o->backing, strerror(errno));
-		goto out;
-	}
 	if (o->read_only && redata_pending(backing_fd))
 		fprintf(stderr, "kekfs: warning: a file re-encryption was interrupted by a crash; "
 				"that file may read as EIO until the volume is mounted read-write "
 				"once\n");
 	else if (!o->read_only &&
-		 volume_finish_interrupted(backing_fd, &vol, kr, o->backing) != 0) {
-		close(backing_fd);
+		 volume_finish_interrupted(backing_fd, &vol, kr, o->backing) != 0)
 		goto out;
-	}
 	cfg = (struct kekfs_fs_config){
 	    .backing_fd = backing_fd, .vol = &vol, .kr = kr, .mountpoint = o->mountpoint};
 	fs = kekfs_fs_new(&cfg);
 	if (!fs) {
 		cli_error("out of memory");
-		close(backing_fd);
 		goto out;
 	}
 	rc = session_mount(&(struct session_opts){.backing = o->backing,
@@ -458,7 +468,10 @@ static int mount_run(struct mount_opts *o, int status_fd)
 out:
 	report_parent(status_fd, 1);
 	session_end(se);
-	kekfs_fs_free(fs);
+	if (fs)
+		kekfs_fs_free(fs); /* closes backing_fd */
+	else if (backing_fd >= 0)
+		close(backing_fd);
 	keyring_free(kr);
 	volume_clear(&vol);
 	if (lock_fd >= 0)

@@ -89,7 +89,7 @@ static int beneath_open(int root_fd, const char *path, int flags)
 
 static int journal_dir_open(int backing_fd, int create)
 {
-	int kfd = beneath_open(backing_fd, VOLUME_DIR, O_RDONLY | O_DIRECTORY), fd;
+	int kfd = backing_dir_open(backing_fd, VOLUME_DIR, 1), fd;
 
 	if (kfd < 0)
 		return kfd;

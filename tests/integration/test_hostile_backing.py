@@ -276,3 +276,32 @@ def test_symlinks_in_the_tree_are_not_followed():
         wait_rewrap_finished(v)
         outside.check("after reads, writes and a rotation")
         assert_eq(read_file(v.path("d", "f")), b"f" * 100, "the real file")
+
+
+def test_kekfs_swapped_while_mounted_gets_nothing():
+    """.kekfs renamed away and replaced by an empty directory of the attacker's while mounted:
+    the daemon pinned the real one at mount, so a rotation saves the keyring and config and
+    appends the audit log there, and the planted directory stays empty."""
+    with Volume(names="plaintext") as v:
+        data = pattern(30000, 5)
+        write_file(v.path("f"), data)
+        kk, moved = v.bpath(".kekfs"), v.bpath(".kekfs-moved")
+        before = {n: read_file(os.path.join(kk, n)) for n in ("keyring", "audit.log")}
+        os.rename(kk, moved)
+        os.mkdir(kk, 0o700)
+        try:
+            kekfs_ok("rotate", v.mnt)
+            wait_rewrap_finished(v)
+            assert_eq(sorted(os.listdir(kk)), [], "files written into the planted .kekfs")
+            for n, old in before.items():
+                assert read_file(os.path.join(moved, n)) != old, \
+                    "the pinned .kekfs/%s did not change with the rotation" % n
+            v.umount()
+        finally:
+            v.umount(check=False)
+            for n in os.listdir(kk):
+                os.unlink(os.path.join(kk, n))
+            os.rmdir(kk)
+            os.rename(moved, kk)
+        v.mount()
+        assert_bytes_eq(read_file(v.path("f")), data, "f after the swap was undone")
