@@ -56,6 +56,8 @@ struct khandle {
 	int cached_writer; /* open for writing through the kernel's writeback cache */
 	int write_only;
 	_Atomic int refused; /* an O_RDWR cached writer is refused once per low-space spell */
+	int direct;	      /* opened O_DIRECT */
+	_Atomic int wrote_around; /* wrote around the page cache: do not keep it past release */
 };
 
 struct kdir {
@@ -120,7 +122,7 @@ int name_hidden(fuse_req_t req, fuse_ino_t parent, const char *name);
 int pin(struct kekfs_fs *fs, struct kinode *ino);
 int pin2(struct kekfs_fs *fs, struct kinode *a, struct kinode *b);
 void proc_path(char buf[64], int fd);
-void suidgid_kill(int fd, int kill_them);
+void suidgid_kill(fuse_req_t req, int fd, int kill_them);
 void unpin(struct kekfs_fs *fs, struct kinode *ino);
 void unpin2(struct kekfs_fs *fs, struct kinode *a, struct kinode *b);
 

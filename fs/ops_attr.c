@@ -260,7 +260,7 @@ void kekfs_setattr(fuse_req_t req, fuse_ino_t ino_id, struct stat *attr, int val
 				 FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)))
 		rc = inode_set_times(ino, attr, valid);
 	if (rc == 0 && S_ISREG(ino->type))
-		suidgid_kill(ino->fd, req_kill_suidgid);
+		suidgid_kill(req, ino->fd, req_kill_suidgid);
 	unpin(fs, ino);
 	if (rc == 0)
 		attr_reply(req, ino_id, fi);

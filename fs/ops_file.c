@@ -30,17 +30,39 @@ static void cache_check_open(struct kinode *ino, int fd, struct fuse_file_info *
 	ino->cached_valid = 1;
 }
 
-/* Remembers the backing file as the page cache now knows it (our writes are in it). */
-static void cache_note_release(struct kinode *ino, int fd)
+/* Remembers the backing file as the page cache now knows it (our writes are in it), unless
+ * the handle wrote around the cache: then the next open starts with an empty one. */
+static void cache_note_release(struct kinode *ino, const struct khandle *h)
 {
 	pthread_rwlock_wrlock(&ino->lock);
-	ino->cached_valid = fstat(fd, &ino->cached) == 0;
+	ino->cached_valid = !atomic_load(&h->wrote_around) && fstat(h->fd, &ino->cached) == 0;
 	pthread_rwlock_unlock(&ino->lock);
 }
 
-/* Attaches an open backing fd to a FUSE handle; honours O_TRUNC. Takes ownership of fd. */
-static int handle_open(struct kekfs_fs *fs, struct kinode *ino, int fd, struct fuse_file_info *fi)
+/*
+ * A write that did not come from the page cache (O_DIRECT, or the write-through of a
+ * setuid file) changed bytes the cache may hold for other handles: the kernel invalidates
+ * them after a synchronous O_DIRECT write but not when an AIO one completes, so a buffered
+ * read racing it kept the old bytes (issue 19). Dropped here before the reply; with no other
+ * handle open there is nothing to drop, and the release drops the rest.
+ */
+static void write_around_cache(struct kekfs_fs *fs, struct kinode *ino, struct khandle *h,
+			       uint64_t off, size_t n)
 {
+	int others;
+
+	atomic_store(&h->wrote_around, 1);
+	pthread_rwlock_rdlock(&ino->lock);
+	others = ino->opens > 1;
+	pthread_rwlock_unlock(&ino->lock);
+	if (others && fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, h->ino, (off_t)off, (off_t)n);
+}
+
+/* Attaches an open backing fd to a FUSE handle; honours O_TRUNC. Takes ownership of fd. */
+static int handle_open(fuse_req_t req, struct kinode *ino, int fd, struct fuse_file_info *fi)
+{
+	struct kekfs_fs *fs = fs_of(req);
 	struct khandle *h = malloc(sizeof(*h));
 	int rc = 0;
 
@@ -52,7 +74,7 @@ static int handle_open(struct kekfs_fs *fs, struct kinode *ino, int fd, struct f
 	if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY)
 		rc = fileio_truncate(fd, &fs->vk, &ino->fc, 0);
 	if (rc == 0 && (fi->flags & O_TRUNC))
-		suidgid_kill(fd, req_kill_suidgid);
+		suidgid_kill(req, fd, req_kill_suidgid);
 	cache_check_open(ino, fd, fi);
 	pthread_rwlock_unlock(&ino->lock);
 	if (rc != 0) {
@@ -62,6 +84,8 @@ static int handle_open(struct kekfs_fs *fs, struct kinode *ino, int fd, struct f
 		return rc;
 	}
 	h->fd = fd;
+	h->direct = (fi->flags & O_DIRECT) != 0;
+	atomic_init(&h->wrote_around, 0);
 	/* With the writeback cache the kernel appends itself and sends the right offsets. */
 	h->append = !fs->writeback && (fi->flags & O_APPEND) != 0;
 	write_mode_choose(fs, h, ino, fi);
@@ -82,7 +106,7 @@ void kekfs_open(fuse_req_t req, fuse_ino_t ino_id, struct fuse_file_info *fi)
 	}
 	rc = fd < 0 ? fd : crypt_acquire(fs, ino, fd);
 	if (rc == 0)
-		rc = handle_open(fs, ino, fd, fi);
+		rc = handle_open(req, ino, fd, fi);
 	else if (fd >= 0)
 		close(fd);
 	if (rc != 0)
@@ -126,7 +150,7 @@ void kekfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	ino->opens++;
 	pthread_rwlock_unlock(&ino->lock);
 	fi->flags &= ~O_TRUNC;
-	err = -handle_open(fs, ino, fd, fi);
+	err = -handle_open(req, ino, fd, fi);
 	if (err)
 		fuse_reply_err(req, err);
 	else
@@ -138,7 +162,7 @@ void kekfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct khandle *h = handle_of(fi);
 
 	handle_untrack(fs_of(req), &h->link);
-	cache_note_release(inode_of(req, ino), h->fd);
+	cache_note_release(inode_of(req, ino), h);
 	close(h->fd);
 	crypt_release(inode_of(req, ino));
 	free(h);
@@ -182,16 +206,17 @@ static void chunks_acquire(struct kekfs_fs *fs, struct kinode *ino, struct range
  * Returns 0, leaving *n alone, for a write that would change the size: that one is done
  * under the inode lock held exclusively.
  */
-static int write_in_place(struct kekfs_fs *fs, struct kinode *ino, int fd, const char *buf,
+static int write_in_place(fuse_req_t req, struct kinode *ino, int fd, const char *buf,
 			  size_t size, uint64_t at, ssize_t *n)
 {
+	struct kekfs_fs *fs = fs_of(req);
 	struct range_hold hold;
 
 	pthread_rwlock_rdlock(&ino->lock);
 	chunks_acquire(fs, ino, &hold, at, size, 1);
 	*n = fileio_write_inside(fd, &fs->vk, &ino->fc, buf, size, at);
 	if (*n > 0)
-		suidgid_kill(fd, req_kill_suidgid);
+		suidgid_kill(req, fd, req_kill_suidgid);
 	range_lock_release(&ino->chunks, &hold);
 	pthread_rwlock_unlock(&ino->lock);
 	return *n != 0;
@@ -234,7 +259,7 @@ void kekfs_write(fuse_req_t req, fuse_ino_t ino_id, const char *buf, size_t size
 	uint64_t at = (uint64_t)off;
 	ssize_t n = 0;
 
-	if (h->append || !write_in_place(fs, ino, h->fd, buf, size, at, &n)) {
+	if (h->append || !write_in_place(req, ino, h->fd, buf, size, at, &n)) {
 		pthread_rwlock_wrlock(&ino->lock);
 		n = h->append ? fileio_size(h->fd, &fs->vk.geom, &at) : 0;
 		if (n == 0 && atomic_load(&fs->space.low)) /* a full disk fails it cleanly */
@@ -242,9 +267,11 @@ void kekfs_write(fuse_req_t req, fuse_ino_t ino_id, const char *buf, size_t size
 		if (n == 0)
 			n = fileio_write(h->fd, &fs->vk, &ino->fc, buf, size, at);
 		if (n > 0)
-			suidgid_kill(h->fd, req_kill_suidgid);
+			suidgid_kill(req, h->fd, req_kill_suidgid);
 		pthread_rwlock_unlock(&ino->lock);
 	}
+	if (n > 0 && !fi->writepage && (h->direct || fs->writeback))
+		write_around_cache(fs, ino, h, at, (size_t)n);
 	if (n < 0) {
 		if (n != -ENOSPC && n != -EDQUOT && n != -EFBIG)
 			log_crypt_error(fs, ino, (int)n);
@@ -285,7 +312,7 @@ void kekfs_fallocate(fuse_req_t req, fuse_ino_t ino_id, int mode, off_t off, off
 	/* FUSE_FALLOCATE carries no kill flag: as a local filesystem does for callers without
 	 * CAP_FSETID, a fallocate by anyone but root clears setuid/setgid. */
 	if (rc == 0)
-		suidgid_kill(h->fd, fuse_req_ctx(req)->uid != 0);
+		suidgid_kill(req, h->fd, fuse_req_ctx(req)->uid != 0);
 	pthread_rwlock_unlock(&ino->lock);
 	fuse_reply_err(req, errno_for_kernel(rc));
 }

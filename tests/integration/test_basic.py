@@ -1116,34 +1116,57 @@ def test_new_entries_left_out_when_backing_refuses_their_owner():
         assert_eq(read_file(v.path("by-root", "f")), b"ok")
 
 
+def _mode_after_op_by_nobody(path, mode, gid, op):
+    """The mode of path (made mode, group gid) after op(path) run as nobody."""
+    write_file(path, pattern(2 * C, 3))
+    os.chown(path, -1, gid)
+    os.chmod(path, mode)
+
+    def run():
+        try:
+            op(path)
+            return 0
+        except OSError as e:
+            return e.errno % 256
+    assert_eq(_as_nobody(run), 0, "%s by another user" % os.path.basename(path))
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def open_to_others_beside_plain_dir(v):
+    """Remounts v with allow_other, reachable by nobody, and makes a plain directory beside
+    it on the local filesystem for the same ops, whose results kekfs must match."""
+    os.chmod(tmp_root(), 0o711)
+    os.chmod(v.base, 0o711)
+    os.chmod(v.mnt, 0o755)
+    v.remount(opts="allow_other")
+    plain = os.path.join(v.base, "plain")
+    os.mkdir(plain, 0o777)
+    return plain
+
+
 def test_write_and_truncate_by_others_clear_setuid_setgid():
-    """A write, a truncate, an O_TRUNC open or a fallocate by a user without CAP_FSETID clears the
-    setuid bit, and the setgid bit of a group-executable file, as on a local filesystem;
-    root's writes keep them."""
+    """A write (buffered or O_DIRECT), a truncate, an O_TRUNC open or a fallocate by a user
+    without CAP_FSETID clears setuid, and setgid of a file that is group-executable or whose
+    group the writer is not in, exactly as the local filesystem under the test's temp dir
+    does; root's writes keep them."""
     with Volume() as v:
-        os.chmod(tmp_root(), 0o711)
-        os.chmod(v.base, 0o711)
-        os.chmod(v.mnt, 0o755)
-        v.remount(opts="allow_other")
+        plain = open_to_others_beside_plain_dir(v)
         ops = {"write": lambda p: on_fd(p, lambda fd: os.pwrite(fd, b"nobody", 0)),
                "truncate": lambda p: os.truncate(p, 3),
                "otrunc": lambda p: os.close(os.open(p, os.O_WRONLY | os.O_TRUNC)),
-               "fallocate": lambda p: on_fd(p, lambda fd: os.posix_fallocate(fd, 0, 4 * C))}
+               "fallocate": lambda p: on_fd(p, lambda fd: os.posix_fallocate(fd, 0, 4 * C)),
+               "odirect": lambda p: on_fd(p, lambda fd: os.pwrite(fd, aligned(4096, 7), 0),
+                                          os.O_DIRECT)}
+        cleared = 0
         for name, op in ops.items():
-            for mode, want in ((0o6777, 0o0777), (0o6767, 0o2767)):
-                p = v.path("%s-%o" % (name, mode))
-                write_file(p, pattern(2 * C, 3))
-                os.chmod(p, mode)
-
-                def run(path=p, fn=op):
-                    try:
-                        fn(path)
-                        return 0
-                    except OSError as e:
-                        return e.errno % 256
-                assert_eq(_as_nobody(run), 0, "%s by another user" % name)
-                assert_eq(stat.S_IMODE(os.stat(p).st_mode), want,
-                          "mode after %s by another user of a %o file" % (name, mode))
+            for mode, gid in ((0o6777, 0), (0o6767, 0), (0o6767, 65534), (0o2777, 65534)):
+                f = "%s-%o-%d" % (name, mode, gid)
+                want = _mode_after_op_by_nobody(os.path.join(plain, f), mode, gid, op)
+                got = _mode_after_op_by_nobody(v.path(f), mode, gid, op)
+                assert_eq(got, want, "mode after %s by another user of a %o file of group %d "
+                          "(the local filesystem gives %o)" % (name, mode, gid, want))
+                cleared += want != mode
+        assert cleared >= 10, "the local filesystem cleared bits in only %d cases" % cleared
         p = v.path("root-writes")
         write_file(p, b"x")
         os.chmod(p, 0o6777)
@@ -1151,13 +1174,20 @@ def test_write_and_truncate_by_others_clear_setuid_setgid():
         assert_eq(stat.S_IMODE(os.stat(p).st_mode), 0o6777, "mode after a write by root")
 
 
-def on_fd(path, fn):
-    """fn(fd) on path opened write-only."""
-    fd = os.open(path, os.O_WRONLY)
+def on_fd(path, fn, flags=0):
+    """fn(fd) on path opened write-only (and with flags)."""
+    fd = os.open(path, os.O_WRONLY | flags)
     try:
         fn(fd)
     finally:
         os.close(fd)
+
+
+def aligned(n, seed):
+    """n bytes of pattern in a page-aligned buffer, as O_DIRECT wants."""
+    buf = mmap.mmap(-1, n)
+    buf.write(pattern(n, seed))
+    return buf
 
 
 # ---------------------------------------------------------------- more edges
