@@ -25,6 +25,17 @@ uint64_t geom_backing_size(const struct chunk_geom *g, uint64_t plain)
 	return HEADER_LEN + geom_nchunks(g, plain) * g->overhead + plain;
 }
 
+uint64_t geom_plain_capacity(const struct chunk_geom *g, uint64_t backing)
+{
+	uint64_t stored = g->size + g->overhead, body, rem;
+
+	if (backing < HEADER_LEN + g->overhead)
+		return 0;
+	body = backing - HEADER_LEN;
+	rem = body % stored;
+	return body / stored * g->size + (rem > g->overhead ? rem - g->overhead : 0);
+}
+
 int geom_plain_size(const struct chunk_geom *g, uint64_t backing, uint64_t *plain)
 {
 	uint64_t stored = g->size + g->overhead, body, full, rem;

@@ -25,6 +25,10 @@ uint64_t geom_nchunks(const struct chunk_geom *g, uint64_t plain);
 
 uint64_t geom_backing_size(const struct chunk_geom *g, uint64_t plain);
 
+/* The largest plaintext a backing file of at most backing bytes holds (0: not even a header
+ * and one chunk): the inverse of geom_backing_size, for reporting free space. */
+uint64_t geom_plain_capacity(const struct chunk_geom *g, uint64_t backing);
+
 /* Plaintext size of a backing file; -EIO if the size cannot be a valid file. */
 int geom_plain_size(const struct chunk_geom *g, uint64_t backing, uint64_t *plain);
 

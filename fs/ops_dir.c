@@ -185,13 +185,35 @@ void kekfs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_fi
 	fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
 
+/*
+ * Backing blocks as the plaintext blocks they store written as one file: a header and each
+ * chunk's nonce and tag off, and 1/STATFS_MARGIN of it kept for the backing filesystem's own
+ * metadata (extent blocks of large files), so that writing or fallocating what df reports
+ * succeeds (issue 19: it promised the overhead too).
+ */
+#define STATFS_MARGIN 512 /* 1/512 of the space, about 0.2% */
+
+static fsblkcnt_t plain_blocks(const struct chunk_geom *g, fsblkcnt_t blocks, unsigned long frsize)
+{
+	uint64_t bytes = (uint64_t)blocks * frsize;
+
+	return (fsblkcnt_t)(geom_plain_capacity(g, bytes - bytes / STATFS_MARGIN) / frsize);
+}
+
 void kekfs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
+	const struct chunk_geom *g = &fs_of(req)->vk.geom;
 	struct statvfs sv;
+	unsigned long frsize;
 
 	(void)ino;
-	if (fstatvfs(inode_table_root(fs_of(req)->inodes)->fd, &sv) != 0)
+	if (fstatvfs(inode_table_root(fs_of(req)->inodes)->fd, &sv) != 0) {
 		fuse_reply_err(req, errno);
-	else
-		fuse_reply_statfs(req, &sv);
+		return;
+	}
+	frsize = sv.f_frsize ? sv.f_frsize : sv.f_bsize;
+	sv.f_blocks = plain_blocks(g, sv.f_blocks, frsize);
+	sv.f_bfree = plain_blocks(g, sv.f_bfree, frsize);
+	sv.f_bavail = plain_blocks(g, sv.f_bavail, frsize);
+	fuse_reply_statfs(req, &sv);
 }

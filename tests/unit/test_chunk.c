@@ -75,6 +75,25 @@ static void test_geom_every_backing_size(void **state)
 	}
 }
 
+/* For every budget of backing bytes, the capacity is the largest plaintext that fits. */
+static void test_geom_plain_capacity(void **state)
+{
+	struct chunk_geom g;
+
+	(void)state;
+	for (size_t c = 0; c < 2; c++) {
+		geom_init(&g, ciphers[c], 9);
+		assert_int_equal(geom_plain_capacity(&g, HEADER_LEN + g.overhead - 1), 0);
+		for (uint64_t b = HEADER_LEN + g.overhead; b <= geom_backing_size(&g, 4 * g.size + 9);
+		     b++) {
+			uint64_t cap = geom_plain_capacity(&g, b);
+
+			assert_true(geom_backing_size(&g, cap) <= b);
+			assert_true(geom_backing_size(&g, cap + 1) > b);
+		}
+	}
+}
+
 /* Backing sizes that no file can have are refused with -EIO. */
 static void test_geom_invalid(void **state)
 {
@@ -233,7 +252,7 @@ int main(void)
 	    cmocka_unit_test(test_geom_round_trip), cmocka_unit_test(test_geom_every_backing_size),
 	    cmocka_unit_test(test_geom_invalid),    cmocka_unit_test(test_geom_chunk_off),
 	    cmocka_unit_test(test_chunk_binding),   cmocka_unit_test(test_chunk_lengths),
-	    cmocka_unit_test(test_chunk_is_hole),
+	    cmocka_unit_test(test_chunk_is_hole),   cmocka_unit_test(test_geom_plain_capacity),
 	};
 
 	if (secmem_init() != 0)
