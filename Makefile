@@ -21,7 +21,7 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 CRYPTO_SRC  := crypto/secmem.c crypto/aead.c crypto/kdf.c crypto/keywrap.c crypto/rsa_wrap.c
 BACKING_SRC := backing/backing.c backing/atomic_file.c
 FORMAT_SRC  := format/wrapslot.c format/volume.c format/header.c format/chunk.c \
-	       format/names.c format/namedir.c format/objcrypt.c
+	       format/names.c format/namedir.c format/objcrypt.c format/linktarget.c
 KEYRING_SRC := keyring/keyring.c keyring/keyring_file.c keyring/kekwrap.c keyring/audit.c keyring/pkcs11_slot.c \
 	       keyring/hoststate.c
 VOLUME_SRC  := volume/filekey.c volume/namekey.c volume/fileio.c volume/log.c \

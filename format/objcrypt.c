@@ -106,11 +106,36 @@ static size_t symlink_aad(uint8_t aad[32], const uint8_t volume_id[16])
 	return 32;
 }
 
+int symlink_seal_bytes(const uint8_t name_key[32], const uint8_t volume_id[16], const char *target,
+		       size_t len, uint8_t *out)
+{
+	uint8_t aad[32];
+
+	return aead_seal(AEAD_XCHACHA20_POLY1305, name_key, aad, symlink_aad(aad, volume_id),
+			 (const uint8_t *)target, len, out) == 0
+		   ? 0
+		   : -EIO;
+}
+
+ssize_t symlink_open_bytes(const uint8_t name_key[32], const uint8_t volume_id[16],
+			   const uint8_t *in, size_t in_len, char *out, size_t out_size)
+{
+	uint8_t aad[32];
+
+	if (in_len < OBJ_OVERHEAD || in_len - OBJ_OVERHEAD >= out_size ||
+	    aead_open(AEAD_XCHACHA20_POLY1305, name_key, aad, symlink_aad(aad, volume_id), in,
+		      in_len, (uint8_t *)out) != 0)
+		return -EBADMSG;
+	out[in_len - OBJ_OVERHEAD] = '\0';
+	return (ssize_t)(in_len - OBJ_OVERHEAD);
+}
+
 int symlink_seal(const uint8_t name_key[32], const uint8_t volume_id[16], const char *target,
 		 char *out, size_t out_size)
 {
 	size_t len = strlen(target);
-	uint8_t aad[32], *sealed;
+	uint8_t *sealed;
+	int rc;
 
 	if (len > SYMLINK_MAX_TARGET)
 		return -ENAMETOOLONG;
@@ -120,34 +145,26 @@ int symlink_seal(const uint8_t name_key[32], const uint8_t volume_id[16], const 
 	sealed = malloc(len + OBJ_OVERHEAD);
 	if (!sealed)
 		return -ENOMEM;
-	if (aead_seal(AEAD_XCHACHA20_POLY1305, name_key, aad, symlink_aad(aad, volume_id),
-		      (const uint8_t *)target, len, sealed) != 0) {
-		free(sealed);
-		return -EIO;
-	}
-	sodium_bin2base64(out, out_size, sealed, len + OBJ_OVERHEAD,
-			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	rc = symlink_seal_bytes(name_key, volume_id, target, len, sealed);
+	if (rc == 0)
+		sodium_bin2base64(out, out_size, sealed, len + OBJ_OVERHEAD,
+				  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	free(sealed);
-	return 0;
+	return rc;
 }
 
 ssize_t symlink_open(const uint8_t name_key[32], const uint8_t volume_id[16], const char *enc,
 		     char *out, size_t out_size)
 {
 	size_t enc_len = strlen(enc), bin_len = 0;
-	uint8_t aad[32], *bin = malloc(enc_len + 1);
+	uint8_t *bin = malloc(enc_len + 1);
 	ssize_t rc = -EBADMSG;
 
 	if (!bin)
 		return -ENOMEM;
 	if (sodium_base642bin(bin, enc_len, enc, enc_len, NULL, &bin_len, NULL,
-			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 &&
-	    bin_len >= OBJ_OVERHEAD && bin_len - OBJ_OVERHEAD < out_size &&
-	    aead_open(AEAD_XCHACHA20_POLY1305, name_key, aad, symlink_aad(aad, volume_id), bin,
-		      bin_len, (uint8_t *)out) == 0) {
-		rc = (ssize_t)(bin_len - OBJ_OVERHEAD);
-		out[rc] = '\0';
-	}
+			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0)
+		rc = symlink_open_bytes(name_key, volume_id, bin, bin_len, out, out_size);
 	free(bin);
 	return rc;
 }

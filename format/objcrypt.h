@@ -55,6 +55,19 @@ __attribute__((warn_unused_result)) ssize_t symlink_open(const uint8_t name_key[
 							 const char *enc, char *out,
 							 size_t out_size);
 
+/* Seals len bytes of target into out (len + OBJ_OVERHEAD bytes): a long target's side object
+ * (format/linktarget.h). 0, or -EIO. */
+__attribute__((warn_unused_result)) int symlink_seal_bytes(const uint8_t name_key[32],
+							   const uint8_t volume_id[16],
+							   const char *target, size_t len,
+							   uint8_t *out);
+
+/* Opens in_len sealed bytes into out (NUL-terminated); the target's length, or -EBADMSG. */
+__attribute__((warn_unused_result)) ssize_t symlink_open_bytes(const uint8_t name_key[32],
+							       const uint8_t volume_id[16],
+							       const uint8_t *in, size_t in_len,
+							       char *out, size_t out_size);
+
 /* Plaintext length of a target from the length of its encoded form (for st_size). */
 size_t symlink_plain_len(size_t enc_len);
 

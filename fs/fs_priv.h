@@ -31,6 +31,7 @@
 #include <linux/fuse.h>
 
 #include "../crypto/secmem.h"
+#include "../format/linktarget.h"
 #include "../format/namedir.h"
 #include "../format/objcrypt.h"
 #include "../volume/fileio.h"
@@ -102,7 +103,7 @@ int kekfs_fs_attach_io(struct kekfs_fs *fs, struct fuse_session *se);
 extern __thread int req_kill_suidgid;
 
 /* shared helpers (fs/fuse_ops.c) */
-void attr_from_backing(struct kekfs_fs *fs, struct stat *st);
+void attr_from_backing(struct kekfs_fs *fs, int fd, struct stat *st);
 int backing_hidden(struct kekfs_fs *fs, fuse_ino_t parent, const char *bname);
 int backing_name(struct kekfs_fs *fs, struct kinode *dir, const char *name, struct bname *b);
 int backing_open(struct kinode *ino, int flags);

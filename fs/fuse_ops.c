@@ -99,8 +99,21 @@ int errno_for_kernel(int err)
 	return err == -EBADMSG ? EIO : -err;
 }
 
-/* Converts backing attributes to what the mount shows: plaintext sizes. */
-void attr_from_backing(struct kekfs_fs *fs, struct stat *st)
+/* The length of a long symlink target whose backing symlink fd is (st_size: what it holds). */
+static off_t long_target_length(struct kekfs_fs *fs, int fd)
+{
+	char ref[LINKREF_LEN + 1];
+	ssize_t n = fd >= 0 ? readlinkat(fd, "", ref, sizeof(ref)) : -1;
+
+	if (n != LINKREF_LEN)
+		return 0;
+	ref[n] = '\0';
+	n = linktarget_length(kekfs_fs_backing_fd(fs), ref);
+	return n < 0 ? 0 : (off_t)n; /* a damaged one: readlink says so */
+}
+
+/* Converts backing attributes of the object fd to what the mount shows: plaintext sizes. */
+void attr_from_backing(struct kekfs_fs *fs, int fd, struct stat *st)
 {
 	uint64_t plain;
 
@@ -108,6 +121,8 @@ void attr_from_backing(struct kekfs_fs *fs, struct stat *st)
 		if (fileio_torn_state(&fs->vk.geom, (uint64_t)st->st_size, &plain) < 0)
 			plain = 0; /* damaged: reads will say so */
 		st->st_size = (off_t)plain;
+	} else if (S_ISLNK(st->st_mode) && st->st_size == LINKREF_LEN) {
+		st->st_size = long_target_length(fs, fd);
 	} else if (S_ISLNK(st->st_mode)) {
 		st->st_size = (off_t)symlink_plain_len((size_t)st->st_size);
 	}
@@ -153,7 +168,7 @@ int inode_stat(struct kekfs_fs *fs, struct kinode *ino, struct stat *st)
 {
 	if (fstatat(ino->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
 		return -errno;
-	attr_from_backing(fs, st);
+	attr_from_backing(fs, ino->fd, st);
 	return 0;
 }
 

@@ -26,12 +26,12 @@ int do_lookup_backing(struct kekfs_fs *fs, struct kinode *dir, const char *bname
 		close(fd);
 		return err;
 	}
+	e->attr = st;
+	attr_from_backing(fs, fd, &e->attr); /* fd is the table's once it has the inode */
 	ino = inode_table_get(fs->inodes, fd, &st);
 	if (!ino)
 		return ENOMEM;
-	attr_from_backing(fs, &st);
 	e->ino = (uintptr_t)ino;
-	e->attr = st;
 	e->attr_timeout = ATTR_TIMEOUT;
 	e->entry_timeout = ATTR_TIMEOUT;
 	return 0;
@@ -164,7 +164,7 @@ static void attr_reply(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (fi) { /* fstat of an open file: works after its last name is gone */
 		rc = fstat(handle_of(fi)->fd, &st) == 0 ? 0 : -errno;
 		if (rc == 0)
-			attr_from_backing(fs, &st);
+			attr_from_backing(fs, handle_of(fi)->fd, &st);
 	} else if ((rc = pin(fs, node)) == 0) {
 		rc = inode_stat(fs, node, &st);
 		unpin(fs, node);

@@ -172,23 +172,35 @@ void kekfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	new_name_end(fs, dir, &b, rc);
 }
 
+/* A target as the backing symlink holds it: sealed inline, or, longer than a backing symlink
+ * takes, the reference to a new side object (format/linktarget.h). */
+static int target_seal(struct kekfs_fs *fs, const char *target, char *enc, size_t size)
+{
+	if (strlen(target) <= SYMLINK_MAX_TARGET)
+		return symlink_seal(fs->vol->name_key, fs->vol->id, target, enc, size);
+	return linktarget_store(kekfs_fs_backing_fd(fs), fs->vol->name_key, fs->vol->id, target,
+				enc);
+}
+
 void kekfs_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
 {
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *dir = inode_of(req, parent);
 	char enc[4096];
 	struct bname b;
-	int rc = symlink_seal(fs->vol->name_key, fs->vol->id, target, enc, sizeof(enc));
+	int rc = new_name_begin(req, parent, name, -EEXIST, &b);
 
-	if (rc == 0)
-		rc = new_name_begin(req, parent, name, -EEXIST, &b);
 	if (rc != 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	if (symlinkat(enc, dir->fd, b.name) != 0)
+	enc[0] = '\0';
+	rc = target_seal(fs, target, enc, sizeof(enc));
+	if (rc == 0 && symlinkat(enc, dir->fd, b.name) != 0)
 		rc = -errno;
 	rc = reply_new_entry(req, parent, &b, rc);
+	if (rc != 0 && linkref_is(enc)) /* the link is not there: nor may its side object be */
+		linktarget_remove(kekfs_fs_backing_fd(fs), enc);
 	new_name_end(fs, dir, &b, rc);
 }
 
@@ -210,7 +222,9 @@ void kekfs_readlink(fuse_req_t req, fuse_ino_t ino_id)
 		return;
 	}
 	enc[n] = '\0';
-	n = symlink_open(fs->vol->name_key, fs->vol->id, enc, target, sizeof(target));
+	n = linkref_is(enc) ? linktarget_load(kekfs_fs_backing_fd(fs), fs->vol->name_key,
+					      fs->vol->id, enc, target, sizeof(target))
+			    : symlink_open(fs->vol->name_key, fs->vol->id, enc, target, sizeof(target));
 	if (n < 0) {
 		log_file_error(fs, ino, "symlink target failed authentication");
 		fuse_reply_err(req, EIO);
@@ -248,11 +262,26 @@ void kekfs_link(fuse_req_t req, fuse_ino_t ino_id, fuse_ino_t parent, const char
 		fuse_reply_entry(req, &e);
 }
 
+/* The side object that removing the name bname (stat st, st_nlink 0 if unknown) frees: that
+ * of a long symlink target, when this is the symlink's last name; "" if none. */
+static void long_target_of(int dirfd, const char *bname, const struct stat *st,
+			   char ref[LINKREF_LEN + 1])
+{
+	ssize_t n = st->st_nlink == 1 && S_ISLNK(st->st_mode) && st->st_size == LINKREF_LEN
+			? readlinkat(dirfd, bname, ref, LINKREF_LEN + 1)
+			: -1;
+
+	ref[n == LINKREF_LEN ? n : 0] = '\0';
+	if (!linkref_is(ref))
+		ref[0] = '\0';
+}
+
 static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int flags)
 {
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *dir = inode_of(req, parent);
 	int rc = name_hidden(req, parent, name) ? EPERM : -pin(fs, dir);
+	char ref[LINKREF_LEN + 1];
 	struct bname b;
 	struct stat st;
 
@@ -261,9 +290,12 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, in
 	if (!rc) {
 		if (flags || fstatat(dir->fd, b.name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 			st.st_nlink = 0; /* only a last name frees anything */
+		long_target_of(dir->fd, b.name, &st, ref);
 		rc = -backing_remove(fs, dir->fd, b.name, flags == AT_REMOVEDIR);
 		if (!rc && st.st_nlink == 1)
 			inode_table_unlinked(fs->inodes, st.st_dev, st.st_ino);
+		if (!rc && ref[0])
+			linktarget_remove(kekfs_fs_backing_fd(fs), ref);
 		if (!rc)
 			namedir_long_remove(dir->fd, &b);
 		unpin(fs, dir);
@@ -302,6 +334,7 @@ static int rename_pinned(struct kekfs_fs *fs, struct kinode *from, const char *n
 {
 	int exchange = (flags & RENAME_EXCHANGE) != 0, rc, had_id = 0;
 	struct stat victim = {.st_nlink = 0}, src_st;
+	char ref[LINKREF_LEN + 1];
 	uint8_t saved[NAME_DIRID_LEN];
 	struct bname src, dst;
 
@@ -316,6 +349,7 @@ static int rename_pinned(struct kekfs_fs *fs, struct kinode *from, const char *n
 		rc = namedir_long_write(to->fd, &dst);
 	if (rc != 0)
 		return rc;
+	long_target_of(to->fd, dst.name, &victim, ref);
 	had_id = rename_victim_prepare(fs, to, dst.name, &src_st, &victim, flags, saved);
 	if (had_id < 0)
 		rc = had_id;
@@ -329,8 +363,12 @@ static int rename_pinned(struct kekfs_fs *fs, struct kinode *from, const char *n
 		return rc;
 	if (!(src_st.st_dev == victim.st_dev && src_st.st_ino == victim.st_ino))
 		namedir_long_remove(from->fd, &src); /* else the rename did nothing */
+	if (src_st.st_dev == victim.st_dev && src_st.st_ino == victim.st_ino)
+		return 0;
 	if (victim.st_nlink == 1 && !S_ISDIR(victim.st_mode))
 		inode_table_unlinked(fs->inodes, victim.st_dev, victim.st_ino);
+	if (ref[0])
+		linktarget_remove(kekfs_fs_backing_fd(fs), ref);
 	return 0;
 }
 

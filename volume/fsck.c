@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../crypto/secmem.h"
+#include "../format/linktarget.h"
 #include "../format/namedir.h"
 #include "../format/objcrypt.h"
 #include "../keyring/audit.h"
@@ -40,6 +41,7 @@ struct fsck_run {
 	size_t ndirs;
 	uint64_t total; /* regular files, for the progress bar */
 	void *links;	/* (dev, ino) of files with several names, checked once */
+	void *link_refs; /* side objects that symlinks name (format/linktarget.h) */
 	char *buf;	/* one chunk of plaintext */
 };
 
@@ -579,11 +581,27 @@ static void check_internal(struct fsck_run *r, const struct walk_entry *e,
 	free(plain);
 }
 
+static int id_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* Notes the side object a long symlink target names, for orphan_check. */
+static void link_ref_note(struct fsck_run *r, const char *ref)
+{
+	char *id = strdup(ref + 1);
+	void *found = id ? tsearch(id, &r->link_refs, id_cmp) : NULL;
+
+	if (!found || *(char **)found != id)
+		free(id);
+}
+
 static void check_symlink(struct fsck_run *r, const struct walk_entry *e, const char *plain,
 			  const char *backing)
 {
 	char enc[4096], out[4096];
 	ssize_t n = readlinkat(e->dirfd, e->name, enc, sizeof(enc) - 1);
+	int is_ref;
 
 	r->res->symlinks++;
 	if (n < 0) {
@@ -591,10 +609,35 @@ static void check_symlink(struct fsck_run *r, const struct walk_entry *e, const 
 		return;
 	}
 	enc[n] = '\0';
-	if (symlink_open(r->cfg->vol->name_key, r->cfg->vol->id, enc, out, sizeof(out)) < 0)
+	is_ref = linkref_is(enc);
+	if (is_ref)
+		link_ref_note(r, enc);
+	n = is_ref ? linktarget_load(r->cfg->backing_fd, r->cfg->vol->name_key, r->cfg->vol->id,
+				     enc, out, sizeof(out))
+		   : symlink_open(r->cfg->vol->name_key, r->cfg->vol->id, enc, out, sizeof(out));
+	if (n < 0)
 		problem(r, plain, backing, 0, "make the link again",
-			"its target does not decrypt (tampered, or not written by kekfs)");
+			is_ref ? "its long target's side object is missing, damaged or not the one "
+				 "it names (tampered, or not written by kekfs)"
+			       : "its target does not decrypt (tampered, or not written by kekfs)");
 	secmem_wipe(out, sizeof(out));
+}
+
+/* A side object no symlink names: left by a crash between writing it and making the link. */
+static int orphan_check(void *arg, int links_fd, const char *id)
+{
+	struct fsck_run *r = arg;
+	char path[128];
+	int removed = 0;
+
+	if (tfind(id, &r->link_refs, id_cmp))
+		return 0;
+	if (r->cfg->repair)
+		removed = unlinkat(links_fd, id, 0) == 0;
+	snprintf(path, sizeof(path), "%s/%s/%s", VOLUME_DIR, LINKTARGET_DIR, id);
+	problem(r, NULL, path, removed, "'kekfs fsck --repair' removes it",
+		"a long symlink target that no symlink names (left by a crash)");
+	return 0;
 }
 
 /* Room for directories down to depth n. */
@@ -715,6 +758,7 @@ int fsck_run(const struct fsck_config *cfg, struct fsck_result *res)
 		check_audit(&r);
 		walk_regular_files(cfg->backing_fd, r.nk != NULL, NULL, count_file, &r);
 		walk_tree(cfg->backing_fd, NULL, fsck_visit, &r);
+		linktarget_each(cfg->backing_fd, orphan_check, &r);
 	}
 	for (size_t i = 0; i < r.ndirs; i++) {
 		free(r.dirs[i].plain);
@@ -722,6 +766,7 @@ int fsck_run(const struct fsck_config *cfg, struct fsck_result *res)
 	}
 	free(r.dirs);
 	tdestroy(r.links, free);
+	tdestroy(r.link_refs, free);
 	if (r.buf)
 		secmem_wipe(r.buf, r.vk.geom.size);
 	free(r.buf);

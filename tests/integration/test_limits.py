@@ -1,4 +1,4 @@
-"""Documented limits and re-keying: the symlink target limit of FORMAT.md, truncation to
+"""Documented limits and re-keying: truncation to
 zero giving a new file id and DEK while user.* xattrs survive, and the log line a
 damaged file produces (names the file, says what failed, holds no key)."""
 
@@ -10,24 +10,6 @@ from kekfs_harness import (Volume, write_file, read_file, pattern, assert_eq, ru
 
 # Run on plaintext and on encrypted names (tests/run_tests.py).
 NAME_MODES = ("plaintext", "encrypted")
-
-SYMLINK_MAX = 3031
-
-
-def test_symlink_target_limit():
-    """A 3031-byte target round-trips; 3032 bytes fails with ENAMETOOLONG."""
-    with Volume() as v:
-        target = "t" * SYMLINK_MAX
-        os.symlink(target, v.path("longest"))
-        assert_eq(os.readlink(v.path("longest")), target, "longest symlink target")
-        assert_eq(os.lstat(v.path("longest")).st_size, SYMLINK_MAX, "symlink st_size")
-        try:
-            os.symlink(target + "t", v.path("toolong"))
-        except OSError as e:
-            assert_eq(e.errno, errno.ENAMETOOLONG, "errno for a 3032-byte target")
-        else:
-            raise AssertionError("3032-byte symlink target was accepted")
-
 
 def test_truncate_to_zero_rekeys_and_keeps_xattrs():
     """O_TRUNC gives the file a new file id; its user.* xattr still reads back."""
