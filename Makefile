@@ -28,7 +28,7 @@ VOLUME_SRC  := volume/filekey.c volume/namekey.c volume/fileio.c volume/log.c \
 	       volume/inode_table.c volume/rangelock.c volume/parallel.c volume/walk.c \
 	       volume/rotation.c volume/census.c volume/shred.c volume/redata.c volume/fsck.c \
 	       volume/volume_lock.c volume/journal_mac.c volume/status.c volume/control_socket.c
-FUSE_SRC    := fs/fuse_ops.c fs/ops_attr.c fs/ops_names.c fs/ops_file.c fs/ops_dir.c \
+FUSE_SRC    := fs/fuse_ops.c fs/ops_attr.c fs/ops_names.c fs/ops_file.c fs/ops_copy.c fs/ops_dir.c \
 	       fs/ops_xattr.c fs/session.c fs/spacewatch.c fs/control.c
 CLI_SRC     := cli/main.c cli/secret.c cli/unlock.c cli/mounts.c cli/cmd_init.c \
 	       cli/cmd_mount.c cli/cmd_keys.c cli/notify.c cli/keysource.c cli/mount_helper.c \

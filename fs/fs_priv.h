@@ -137,6 +137,9 @@ void kekfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void kekfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 void kekfs_setattr(fuse_req_t req, fuse_ino_t ino_id, struct stat *attr, int valid,
 		   struct fuse_file_info *fi);
+void kekfs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			   struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+			   struct fuse_file_info *fi_out, size_t len, int flags);
 void write_mode_choose(struct kekfs_fs *fs, struct khandle *h, struct kinode *ino,
 		       struct fuse_file_info *fi);
 
