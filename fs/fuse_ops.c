@@ -383,6 +383,10 @@ static void kekfs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
+	/* Lookups of "." and ".." (ops_attr.c): file handles outlive the kernel's inode cache,
+	 * for NFS re-export and open_by_handle_at. */
+	if (conn->capable & FUSE_CAP_EXPORT_SUPPORT)
+		conn->want |= FUSE_CAP_EXPORT_SUPPORT;
 	conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
 	/* Small writes then cost no read-modify-write round trip each; backing files are
 	 * always opened readable, so the kernel may read through write-only handles. */

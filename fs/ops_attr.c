@@ -3,24 +3,13 @@
 
 /* ---- lookup and attributes ---- */
 
-/* Looks up a backing entry of dir (pinning it): a new lookup of its inode, in e. */
-int do_lookup_backing(struct kekfs_fs *fs, struct kinode *dir, const char *bname,
-		      struct fuse_entry_param *e)
+/* The inode of an O_PATH fd of a backing object (taken): a new lookup of it, in e. Positive
+ * errno. */
+static int lookup_fd(struct kekfs_fs *fs, int fd, struct fuse_entry_param *e)
 {
 	struct kinode *ino;
 	struct stat st;
-	int fd;
 
-	memset(e, 0, sizeof(*e));
-	fd = pin(fs, dir);
-	if (fd < 0)
-		return -fd;
-	fd = openat(dir->fd, bname, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		fd = -errno;
-	unpin(fs, dir);
-	if (fd < 0)
-		return -fd;
 	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
 		int err = errno;
 		close(fd);
@@ -32,9 +21,27 @@ int do_lookup_backing(struct kekfs_fs *fs, struct kinode *dir, const char *bname
 	if (!ino)
 		return ENOMEM;
 	e->ino = (uintptr_t)ino;
+	e->generation = ino->generation;
 	e->attr_timeout = ATTR_TIMEOUT;
 	e->entry_timeout = ATTR_TIMEOUT;
 	return 0;
+}
+
+/* Looks up a backing entry of dir (pinning it): a new lookup of its inode, in e. */
+int do_lookup_backing(struct kekfs_fs *fs, struct kinode *dir, const char *bname,
+		      struct fuse_entry_param *e)
+{
+	int fd;
+
+	memset(e, 0, sizeof(*e));
+	fd = pin(fs, dir);
+	if (fd < 0)
+		return -fd;
+	fd = openat(dir->fd, bname, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		fd = -errno;
+	unpin(fs, dir);
+	return fd < 0 ? -fd : lookup_fd(fs, fd, e);
 }
 
 /* Looks up a plaintext name: positive errno, ENOENT for a name that is not there. */
@@ -59,10 +66,91 @@ static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name,
 	return -rc;
 }
 
+/*
+ * "." of a node id the kernel may have forgotten: it asks when open_by_handle_at or an NFS
+ * server decodes a file handle (FUSE_CAP_EXPORT_SUPPORT). Positive errno; ESTALE when the
+ * table no longer has it or its object is gone.
+ */
+static int lookup_self(fuse_req_t req, fuse_ino_t id, struct fuse_entry_param *e)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *ino = id == FUSE_ROOT_ID ? NULL : inode_table_get_by_id(fs->inodes, id);
+	int rc;
+
+	if (!ino)
+		return ESTALE;
+	rc = pin(fs, ino);
+	if (rc == 0) {
+		rc = inode_stat(fs, ino, &e->attr);
+		unpin(fs, ino);
+	}
+	if (rc != 0) {
+		inode_table_forget(fs->inodes, ino, 1);
+		return ESTALE;
+	}
+	e->ino = id;
+	e->generation = ino->generation;
+	e->attr_timeout = e->entry_timeout = ATTR_TIMEOUT;
+	return 0;
+}
+
+/* Whether backing directory fd lies beneath the volume's root: its ".." chain meets the root
+ * (a directory moved out of the backing directory must not be handed out). */
+static int beneath_root(struct kekfs_fs *fs, int fd)
+{
+	struct kinode *root = inode_table_root(fs->inodes);
+	struct stat st, up;
+	int cur = dup(fd), ok = 0;
+
+	for (int depth = 0; cur >= 0 && depth < PATH_MAX / 2 && fstat(cur, &st) == 0; depth++) {
+		int next;
+
+		if (st.st_dev == root->dev && st.st_ino == root->ino) {
+			ok = 1;
+			break;
+		}
+		next = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		close(cur);
+		cur = next;
+		if (cur >= 0 && fstat(cur, &up) == 0 && up.st_dev == st.st_dev && up.st_ino == st.st_ino)
+			break; /* the file system's root, and the volume's was not on the way */
+	}
+	if (cur >= 0)
+		close(cur);
+	return ok;
+}
+
+/* ".." of a directory: the kernel asks to connect a decoded directory handle to the tree. */
+static int lookup_parent(fuse_req_t req, fuse_ino_t id, struct fuse_entry_param *e)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *dir = inode_of(req, id), *root = inode_table_root(fs->inodes);
+	int rc = id == FUSE_ROOT_ID ? -ENOENT : pin(fs, dir), fd;
+	struct stat st;
+
+	if (rc != 0)
+		return -rc;
+	fd = openat(dir->fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	unpin(fs, dir);
+	if (fd < 0 || fstat(fd, &st) != 0 || !beneath_root(fs, fd)) {
+		if (fd >= 0)
+			close(fd);
+		return ESTALE;
+	}
+	if (st.st_dev == root->dev && st.st_ino == root->ino) {
+		close(fd);
+		e->ino = FUSE_ROOT_ID;
+		return inode_stat(fs, root, &e->attr) == 0 ? 0 : ESTALE;
+	}
+	return lookup_fd(fs, fd, e);
+}
+
 void kekfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param e;
-	int err = do_lookup(req, parent, name, &e);
+	int err = strcmp(name, ".") == 0    ? (memset(&e, 0, sizeof(e)), lookup_self(req, parent, &e))
+		  : strcmp(name, "..") == 0 ? (memset(&e, 0, sizeof(e)), lookup_parent(req, parent, &e))
+					    : do_lookup(req, parent, name, &e);
 
 	if (err == ENOENT) {
 		e.ino = 0; /* cache the negative entry */

@@ -20,11 +20,23 @@ struct inode_table {
 	int root_mount_id;
 	int mount_fd;	    /* a plain (not O_PATH) fd of the root, as open_by_handle_at wants */
 	int handles_usable; /* open_by_handle_at works here (needs CAP_DAC_READ_SEARCH) */
+
+	/* Under table_lock: every inode in the hash by its address (its node id), and those kept
+	 * after the kernel forgot them, newest at kept.kept_next. */
+	struct kinode **ids;
+	struct kinode kept;
+	unsigned nkept;
+	uint32_t last_generation;
 };
 
 static size_t inode_bucket(dev_t dev, ino_t ino)
 {
 	return (size_t)((ino * 0x9E3779B97F4A7C15ULL) ^ dev) & (INODE_BUCKETS - 1);
+}
+
+static size_t id_bucket(const struct kinode *ino)
+{
+	return (size_t)(((uintptr_t)ino >> 4) * 0x9E3779B97F4A7C15ULL >> 40) & (INODE_BUCKETS - 1);
 }
 
 /* A file handle for fd if it can be reopened through the root's mount; else NULL. */
@@ -101,11 +113,14 @@ struct inode_table *inode_table_new(int root_fd)
 	if (!t)
 		return NULL;
 	t->buckets = calloc(INODE_BUCKETS, sizeof(*t->buckets));
-	if (!t->buckets || fstatat(root_fd, "", &st, AT_EMPTY_PATH) != 0) {
+	t->ids = calloc(INODE_BUCKETS, sizeof(*t->ids));
+	if (!t->buckets || !t->ids || fstatat(root_fd, "", &st, AT_EMPTY_PATH) != 0) {
 		free(t->buckets);
+		free(t->ids);
 		free(t);
 		return NULL;
 	}
+	t->kept.kept_next = t->kept.kept_prev = &t->kept;
 	inode_init(&t->root, root_fd, &st);
 	pthread_mutex_init(&t->table_lock, NULL);
 	pthread_mutex_init(&t->fd_lock, NULL);
@@ -211,7 +226,11 @@ void inode_unpin(struct inode_table *t, struct kinode *ino)
 	destroy = --ino->pins == 0 && ino->forgotten;
 	if (destroy && ino->fd >= 0)
 		t->nfds--;
-	if (ino->pins == 0 && !ino->forgotten && ino->handle) {
+	if (ino->pins == 0 && ino->kept && ino->fd >= 0) { /* kept: reopened if ever needed */
+		close(ino->fd);
+		ino->fd = -1;
+		t->nfds--;
+	} else if (ino->pins == 0 && !ino->forgotten && ino->handle) {
 		lru_push(t, ino);
 		fds_evict(t);
 	}
@@ -220,7 +239,52 @@ void inode_unpin(struct inode_table *t, struct kinode *ino)
 		inode_destroy(ino);
 }
 
-/* ---- the table ---- */
+/* ---- the table; all under table_lock ---- */
+
+static void id_insert(struct inode_table *t, struct kinode *ino)
+{
+	size_t b = id_bucket(ino);
+
+	ino->id_next = t->ids[b];
+	t->ids[b] = ino;
+}
+
+/* Takes ino out of both hashes and the kept list: no lookup finds it any more. */
+static void table_remove(struct inode_table *t, struct kinode *ino)
+{
+	struct kinode **p;
+
+	for (p = &t->buckets[inode_bucket(ino->dev, ino->ino)]; *p; p = &(*p)->next)
+		if (*p == ino) {
+			*p = ino->next;
+			break;
+		}
+	for (p = &t->ids[id_bucket(ino)]; *p; p = &(*p)->id_next)
+		if (*p == ino) {
+			*p = ino->id_next;
+			break;
+		}
+	if (ino->kept_next) {
+		ino->kept_prev->kept_next = ino->kept_next;
+		ino->kept_next->kept_prev = ino->kept_prev;
+		ino->kept_next = ino->kept_prev = NULL;
+		t->nkept--;
+	}
+}
+
+/* A kept inode looked up again: no longer a candidate for dropping. */
+static void kept_revive(struct inode_table *t, struct kinode *ino)
+{
+	if (!ino->kept_next)
+		return;
+	ino->kept_prev->kept_next = ino->kept_next;
+	ino->kept_next->kept_prev = ino->kept_prev;
+	ino->kept_next = ino->kept_prev = NULL;
+	t->nkept--;
+	pthread_mutex_lock(&t->fd_lock);
+	ino->kept = 0;
+	pthread_mutex_unlock(&t->fd_lock);
+}
 
 /* The live inode of (dev, ino), or NULL. Under the table lock. */
 static struct kinode *inode_find(struct inode_table *t, dev_t dev, ino_t ino_nr)
@@ -259,6 +323,53 @@ static int inode_number_reused(struct inode_table *t, struct kinode *ino, int fd
 	return !same;
 }
 
+/* Takes an inode out of the table for good: destroyed now (1: by the caller, once the table
+ * lock is dropped) or, if an operation still holds it, at its last unpin. */
+static int inode_retire(struct inode_table *t, struct kinode *ino)
+{
+	int pinned;
+
+	table_remove(t, ino);
+	pthread_mutex_lock(&t->fd_lock);
+	lru_remove(ino);
+	/* An operation may still hold it between its reply and its unpin: it frees it then. */
+	pinned = ino->pins > 0;
+	ino->forgotten = pinned;
+	if (!pinned && ino->fd >= 0)
+		t->nfds--;
+	pthread_mutex_unlock(&t->fd_lock);
+	return !pinned;
+}
+
+/*
+ * Keeps an inode the kernel forgot but its backing handle can reopen, without its fd, so a
+ * file handle naming it (node id and generation) still finds it; past INODE_KEPT_MAX the
+ * oldest kept one goes. The inode the caller must destroy, or NULL.
+ */
+static struct kinode *inode_keep(struct inode_table *t, struct kinode *ino)
+{
+	struct kinode *oldest;
+
+	ino->kept_next = t->kept.kept_next;
+	ino->kept_prev = &t->kept;
+	t->kept.kept_next->kept_prev = ino;
+	t->kept.kept_next = ino;
+	t->nkept++;
+	pthread_mutex_lock(&t->fd_lock);
+	ino->kept = 1;
+	if (ino->pins == 0 && ino->fd >= 0) {
+		lru_remove(ino);
+		close(ino->fd);
+		ino->fd = -1;
+		t->nfds--;
+	}
+	pthread_mutex_unlock(&t->fd_lock);
+	if (t->nkept <= INODE_KEPT_MAX)
+		return NULL;
+	oldest = t->kept.kept_prev;
+	return inode_retire(t, oldest) ? oldest : NULL;
+}
+
 struct kinode *inode_table_get(struct inode_table *t, int fd, const struct stat *st)
 {
 	size_t b = inode_bucket(st->st_dev, st->st_ino);
@@ -277,6 +388,7 @@ struct kinode *inode_table_get(struct inode_table *t, int fd, const struct stat 
 	}
 	if (ino) {
 		ino->nlookup++;
+		kept_revive(t, ino);
 		pthread_mutex_lock(&t->fd_lock);
 		if (ino->fd < 0) { /* evicted: the fresh fd saves a reopen */
 			ino->fd = fd;
@@ -289,8 +401,10 @@ struct kinode *inode_table_get(struct inode_table *t, int fd, const struct stat 
 	} else if ((ino = malloc(sizeof(*ino))) != NULL) {
 		inode_init(ino, fd, st);
 		ino->handle = handle_of_fd(t, fd);
+		ino->generation = ++t->last_generation;
 		ino->next = t->buckets[b];
 		t->buckets[b] = ino;
+		id_insert(t, ino);
 		pthread_mutex_lock(&t->fd_lock);
 		fd_adopt(t, ino);
 		pthread_mutex_unlock(&t->fd_lock);
@@ -315,23 +429,30 @@ static int inode_idle(struct kinode *ino)
 
 void inode_table_unlinked(struct inode_table *t, dev_t dev, ino_t ino_nr)
 {
-	struct kinode *ino;
+	struct kinode *ino, *dead = NULL;
 
 	pthread_mutex_lock(&t->table_lock);
 	ino = inode_find(t, dev, ino_nr);
 	if (ino) {
 		pthread_mutex_lock(&t->fd_lock);
-		if (inode_idle(ino)) {
+		if (ino->fd >= 0 && inode_idle(ino)) {
 			lru_remove(ino);
 			close(ino->fd);
 			ino->fd = -1;
 			t->nfds--;
+		}
+		if (ino->fd < 0) {
 			free(ino->handle);
 			ino->handle = NULL;
 		}
 		pthread_mutex_unlock(&t->fd_lock);
+		/* kept for file handles, but nothing can reopen it now */
+		if (ino->nlookup == 0 && !ino->handle && inode_retire(t, ino))
+			dead = ino;
 	}
 	pthread_mutex_unlock(&t->table_lock);
+	if (dead)
+		inode_destroy(dead);
 }
 
 /* Frees an inode already out of the hash table and the LRU. */
@@ -362,8 +483,7 @@ void inode_table_release(struct inode_table *t, struct kinode *ino)
 
 void inode_table_forget(struct inode_table *t, struct kinode *ino, uint64_t n)
 {
-	struct kinode **p;
-	int pinned;
+	struct kinode *dead;
 
 	if (ino == &t->root)
 		return;
@@ -373,23 +493,30 @@ void inode_table_forget(struct inode_table *t, struct kinode *ino, uint64_t n)
 		pthread_mutex_unlock(&t->table_lock);
 		return;
 	}
-	for (p = &t->buckets[inode_bucket(ino->dev, ino->ino)]; *p; p = &(*p)->next) {
-		if (*p == ino) {
-			*p = ino->next;
-			break;
-		}
-	}
-	pthread_mutex_lock(&t->fd_lock);
-	lru_remove(ino);
-	/* An operation may still hold it between its reply and its unpin: it frees it then. */
-	pinned = ino->pins > 0;
-	ino->forgotten = pinned;
-	if (!pinned && ino->fd >= 0)
-		t->nfds--;
-	pthread_mutex_unlock(&t->fd_lock);
+	if (ino->handle && !ino->reused)
+		dead = inode_keep(t, ino);
+	else
+		dead = inode_retire(t, ino) ? ino : NULL;
 	pthread_mutex_unlock(&t->table_lock);
-	if (!pinned)
-		inode_destroy(ino);
+	if (dead)
+		inode_destroy(dead);
+}
+
+struct kinode *inode_table_get_by_id(struct inode_table *t, uint64_t id)
+{
+	struct kinode *want = (struct kinode *)(uintptr_t)id, *ino;
+
+	pthread_mutex_lock(&t->table_lock);
+	for (ino = t->ids[id_bucket(want)]; ino && ino != want; ino = ino->id_next)
+		;
+	if (ino && ino->reused)
+		ino = NULL;
+	if (ino) {
+		ino->nlookup++;
+		kept_revive(t, ino);
+	}
+	pthread_mutex_unlock(&t->table_lock);
+	return ino;
 }
 
 void inode_table_free(struct inode_table *t)
@@ -406,6 +533,7 @@ void inode_table_free(struct inode_table *t)
 		}
 	}
 	free(t->buckets);
+	free(t->ids);
 	fileio_drop(&t->root.fc);
 	close(t->root.fd);
 	if (t->mount_fd >= 0)

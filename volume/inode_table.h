@@ -34,6 +34,10 @@ struct kinode {
 	struct file_handle *handle;	    /* to reopen after eviction; NULL: never evicted */
 	int forgotten; /* the kernel forgot it while pinned: the last unpin frees it */
 	int reused;    /* its number now names another object: lookups skip it (table lock) */
+	uint32_t generation; /* with the node id (the address), names it in file handles */
+	struct kinode *id_next;			/* id hash chain, under the table lock */
+	struct kinode *kept_prev, *kept_next;	/* kept after the kernel forgot it (table lock) */
+	int kept; /* the same, under the fd lock: its last unpin closes its fd */
 
 	pthread_rwlock_t lock;	  /* contents and crypto state; exclusive to change the size */
 	struct range_lock chunks; /* reads and in-place writes, under lock held shared */
@@ -47,6 +51,8 @@ struct kinode {
 };
 
 struct inode_table;
+
+#define INODE_KEPT_MAX 8192 /* forgotten inodes kept for file handles, oldest dropped first */
 
 /* A table whose root is the backing directory (root_fd, O_PATH; the table owns it). */
 struct inode_table *inode_table_new(int root_fd);
@@ -69,7 +75,15 @@ struct kinode *inode_table_hold(struct inode_table *t, int pfd, const struct sta
 /* Gives back what inode_table_hold returned; NULL is fine. */
 void inode_table_release(struct inode_table *t, struct kinode *ino);
 
-/* Drops n lookups; the inode is destroyed when none remain. */
+/*
+ * The inode whose node id (address) is id, with one more lookup, if the table still has
+ * it: the kernel asks for one it forgot when an NFS server or open_by_handle_at decodes a
+ * file handle. The table keeps up to INODE_KEPT_MAX inodes that can be reopened from their
+ * backing handle after the kernel forgets them, so their handles stay valid. NULL if gone.
+ */
+struct kinode *inode_table_get_by_id(struct inode_table *t, uint64_t id);
+
+/* Drops n lookups; at none, the inode is kept (see above) or destroyed. */
 void inode_table_forget(struct inode_table *t, struct kinode *ino, uint64_t n);
 
 /* Makes ino->fd valid until inode_unpin (reopening an evicted inode). 0 or -errno. */
