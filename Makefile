@@ -34,7 +34,7 @@ CLI_SRC     := cli/main.c cli/secret.c cli/unlock.c cli/mounts.c cli/cmd_init.c 
 	       cli/cmd_mount.c cli/cmd_keys.c cli/notify.c cli/keysource.c cli/mount_helper.c \
 	       cli/cmd_path.c cli/cmd_shred.c cli/target.c cli/cmd_redata.c cli/spawn.c \
 	       cli/kms.c cli/extopts.c cli/cmd_token.c cli/cmd_fsck.c cli/progress.c \
-	       cli/control_client.c cli/keys_backup.c
+	       cli/control_client.c cli/keys_backup.c cli/cmd_remount.c
 LIB_SRC     := $(CRYPTO_SRC) $(BACKING_SRC) $(FORMAT_SRC) $(KEYRING_SRC) $(VOLUME_SRC)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 

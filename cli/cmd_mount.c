@@ -28,6 +28,7 @@
 #include "../volume/rotation.h"
 #include "../volume/shred.h"
 #include "cli.h"
+#include "cmd_remount.h"
 #include "extopts.h"
 #include "mount_helper.h"
 #include "mounts.h"
@@ -49,7 +50,8 @@ static const char mount_usage[] =
     "                           characters), key-command-timeout=SECONDS (30),\n"
     "                           credential=NAME (a systemd credential holding the key),\n"
     "                           nosuid, nodev, noexec; nofail, _netdev, x-systemd.* and\n"
-    "                           the like are accepted and ignored\n"
+    "                           the like are accepted and ignored; remount with ro or rw\n"
+    "                           (mount -o remount,ro MOUNTPOINT) switches a mount\n"
     "  --key-file FILE          unlock with a 32-byte key file\n"
     "  --rsa-private PRIV.pem   unlock with the private key of an RSA slot\n"
     "  --passphrase-file FILE   unlock with the passphrase on the first line of FILE\n"
@@ -501,9 +503,11 @@ static int wait_for_child(pid_t child, int status_fd)
 int cmd_mount(int argc, char **argv)
 {
 	struct mount_opts o;
-	int pipefd[2];
+	int pipefd[2], ro;
 	pid_t pid;
 
+	if (remount_wanted(argc, argv, &ro))
+		return remount_run(argv[argc - 1], ro);
 	if (mount_parse(argc, argv, &o) != 0)
 		return 1;
 	if (o.foreground)

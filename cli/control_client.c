@@ -155,7 +155,7 @@ int control_request_fd(const char *mountpoint, uid_t uid, const char *command, i
 	buf[got] = '\0';
 	body = strchr(buf, '\n');
 	if (strncmp(buf, "ok", 2) == 0) {
-		if (body)
+		if (body && out)
 			fputs(body + 1, out);
 		return 0;
 	}

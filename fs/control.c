@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -52,6 +53,7 @@ struct control {
 	struct control_req *head, *tail; /* for the worker, under mu */
 	unsigned nqueued;		 /* under mu */
 	int stopping;			 /* under mu */
+	_Atomic int remounted_ro; /* mount -o remount,ro: nothing may write the volume */
 	char name[CONTROL_SOCKET_NAME_MAX];
 };
 
@@ -262,6 +264,37 @@ static void cmd_policy(struct control_call *k, const char *args)
 	volume_record_generation(c->info.vol, c->info.kr, c->info.volume_path);
 }
 
+/*
+ * "readonly on|off", sent by 'mount -o remount,ro|rw' (cli/cmd_remount.c) before the kernel
+ * flips the mount: while read-only, nothing of the daemon's own writes the volume either
+ * (key changes, shreds, re-encryption, the rotation policy). Going read-only is refused while
+ * a re-wrap or a seal runs, which would go on writing; read-write, for a mount that started
+ * read-only, which has no lock for writing.
+ */
+static void cmd_readonly(struct control_call *k, const char *args)
+{
+	struct control *c = k->c;
+	struct rotation_status st = {0};
+	int on = strcmp(args, "on") == 0;
+
+	if (!on && strcmp(args, "off") != 0) {
+		fputs("error malformed readonly command\n", k->out);
+		return;
+	}
+	if (c->info.rot)
+		rotation_get_status(c->info.rot, &st);
+	if (!on && !c->info.rot)
+		fputs("error it was mounted read-only: unmount it and mount it read-write\n", k->out);
+	else if (on && (st.running || (c->info.shred && seal_running(c->info.shred))))
+		fputs("error a re-wrap or a seal is running (see 'kekfs status'): wait for it\n",
+		      k->out);
+	else {
+		atomic_store(&c->remounted_ro, on);
+		log_msg(LOG_NOTICE, "remounted %s", on ? "read-only" : "read-write");
+		fputs("ok\n", k->out);
+	}
+}
+
 static void cmd_audit_verify(struct control_call *k, const char *args)
 {
 	unsigned long lines;
@@ -304,6 +337,7 @@ static const struct control_command control_commands[] = {
     {"seal status", 0, NEEDS_SHRED, cmd_seal_status},
     {"redata", 1, NEEDS_REDATA | NOT_DURING_SEAL, cmd_redata},
     {"audit verify", 0, 0, cmd_audit_verify},
+    {"readonly", 1, 0, cmd_readonly},
 };
 
 /* The command line names, and where its arguments start (NULL if none). */
@@ -328,6 +362,9 @@ static const struct control_command *command_find(const char *line, const char *
 /* Why this mount cannot run cmd now (a reply line), or NULL. */
 static const char *command_refusal(const struct control *c, const struct control_command *cmd)
 {
+	if ((cmd->needs & (NEEDS_KEY_CHANGES | NEEDS_SHRED | NEEDS_REDATA)) &&
+	    atomic_load(&c->remounted_ro))
+		return "error the volume is remounted read-only: mount -o remount,rw it first\n";
 	if ((cmd->needs & NEEDS_KEY_CHANGES) && !c->info.rot)
 		return "error the volume is mounted read-only: key changes are refused\n";
 	if ((cmd->needs & NEEDS_SHRED) && !c->info.shred)
@@ -493,7 +530,7 @@ static int policy_check(struct control *c)
 	struct rotation_status st;
 	uint32_t version;
 
-	if (!due || !c->info.rot)
+	if (!due || !c->info.rot || atomic_load(&c->remounted_ro))
 		return 60000;
 	if (due > now)
 		return due - now < 60 ? (int)(due - now) * 1000 : 60000;

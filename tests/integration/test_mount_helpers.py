@@ -262,3 +262,60 @@ def test_notify_nothing_sent_when_mount_fails():
     finally:
         lst.close()
         force_unmount(mnt)
+
+
+def test_remount_ro_and_rw_through_mount8():
+    """mount -o remount,ro / remount,rw (mount.fuse3 runs kekfs with 'remount'): writes and
+    the daemon's own key changes stop and come back, nosuid and nodev stay; a remount,ro with
+    a file open for writing, and a remount,rw of a volume mounted read-only, are refused in
+    one line and change nothing."""
+    require_tools("mount", "umount", "mount.fuse3")
+    base, backing, mnt, key = fresh_volume("remount")
+    prog = "fuse." + dotless_kekfs()
+    try:
+        rc, err = run_mount(["mount", "-t", prog, backing, mnt, "-o",
+                             "nosuid,nodev,keyfile=" + key])
+        assert_eq(rc, 0, "mount: %s" % err)
+        flags = set(mount_entries(mnt)[0][3].split(","))
+        assert {"rw", "nosuid", "nodev"} <= flags, flags
+        write_file(os.path.join(mnt, "f"), b"before")
+        rc, err = run_mount(["mount", "-t", prog, "-o", "remount,ro", mnt])
+        assert_eq(rc, 0, "remount,ro: %s" % err)
+        assert_eq(set(mount_entries(mnt)[0][3].split(",")), flags - {"rw"} | {"ro"},
+                  "flags after remount,ro")
+        try:
+            write_file(os.path.join(mnt, "g"), b"x")
+            raise AssertionError("a write succeeded on a mount remounted read-only")
+        except OSError as e:
+            assert_eq(e.errno, 30, "errno of a write after remount,ro (EROFS)")
+        r = run_kekfs("rotate", mnt)
+        assert r.returncode != 0 and b"remounted read-only" in r.stderr, r
+        rc, err = run_mount(["mount", "-t", prog, "-o", "remount,rw", mnt])
+        assert_eq(rc, 0, "remount,rw: %s" % err)
+        assert "rw" in mount_entries(mnt)[0][3].split(","), mount_entries(mnt)
+        write_file(os.path.join(mnt, "g"), b"after")
+        r = run_kekfs("rotate", mnt)
+        assert_eq(r.returncode, 0, "rotate after remount,rw: %r" % (r,))
+        with open(os.path.join(mnt, "f"), "ab"):
+            rc, err = run_mount(["mount", "-t", prog, "-o", "remount,ro", mnt])
+        line = assert_one_line_failure_kept_mounted(rc, err, "remount,ro with a writer", mnt)
+        assert "open for writing" in line, line
+        assert "rw" in mount_entries(mnt)[0][3].split(","), mount_entries(mnt)
+        unmount_and_wait(mnt)
+        rc, err = run_mount(["mount", "-t", prog, backing, mnt, "-o", "ro,keyfile=" + key])
+        assert_eq(rc, 0, "mount -o ro: %s" % err)
+        rc, err = run_mount(["mount", "-t", prog, "-o", "remount,rw", mnt])
+        line = assert_one_line_failure_kept_mounted(rc, err, "remount,rw of a ro mount", mnt)
+        assert "mount it read-write" in line, line
+        assert "ro" in mount_entries(mnt)[0][3].split(","), mount_entries(mnt)
+        assert_eq(read_file(os.path.join(mnt, "g")), b"after", "contents after the remounts")
+    finally:
+        force_unmount(mnt)
+
+
+def assert_one_line_failure_kept_mounted(rc, err, what, mnt):
+    assert rc != 0, "%s succeeded" % what
+    kek = [l for l in err if l.startswith("kekfs: ")]
+    assert_eq(len(kek), 1, "%s: want one 'kekfs: ' line, got %r" % (what, err))
+    assert is_mounted(mnt), "%s unmounted %s" % (what, mnt)
+    return kek[0]
