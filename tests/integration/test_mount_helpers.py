@@ -7,11 +7,13 @@ import signal
 import socket
 import subprocess
 import time
+import types
 
 from kekfs_harness import (Volume, make_tempdir, make_key_file, kekfs_bin, run_kekfs, tmp_root,
                            is_mounted, mount_entries, wait_for, wait_mounted, force_unmount,
                            find_daemon_pids, pid_alive, read_file, write_file, assert_eq,
                            require_tools, UMOUNT_TIMEOUT)
+from test_rotation import wait_rewrap_finished
 
 
 
@@ -296,6 +298,7 @@ def test_remount_ro_and_rw_through_mount8():
         write_file(os.path.join(mnt, "g"), b"after")
         r = run_kekfs("rotate", mnt)
         assert_eq(r.returncode, 0, "rotate after remount,rw: %r" % (r,))
+        wait_rewrap_finished(types.SimpleNamespace(mnt=mnt))
         with open(os.path.join(mnt, "f"), "ab"):
             rc, err = run_mount(["mount", "-t", prog, "-o", "remount,ro", mnt])
         line = assert_one_line_failure_kept_mounted(rc, err, "remount,ro with a writer", mnt)
