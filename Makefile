@@ -27,7 +27,8 @@ KEYRING_SRC := keyring/keyring.c keyring/keyring_file.c keyring/kekwrap.c keyrin
 VOLUME_SRC  := volume/filekey.c volume/namekey.c volume/fileio.c volume/log.c \
 	       volume/inode_table.c volume/rangelock.c volume/parallel.c volume/walk.c \
 	       volume/rotation.c volume/census.c volume/shred.c volume/redata.c volume/fsck.c \
-	       volume/volume_lock.c volume/journal_mac.c volume/status.c volume/control_socket.c
+	       volume/volume_lock.c volume/journal_mac.c volume/status.c volume/control_socket.c \
+	       volume/holes.c
 FUSE_SRC    := fs/fuse_ops.c fs/ops_attr.c fs/ops_names.c fs/ops_file.c fs/ops_copy.c fs/ops_dir.c \
 	       fs/ops_xattr.c fs/session.c fs/spacewatch.c fs/control.c
 CLI_SRC     := cli/main.c cli/secret.c cli/unlock.c cli/mounts.c cli/cmd_init.c \

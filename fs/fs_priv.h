@@ -35,6 +35,7 @@
 #include "../format/namedir.h"
 #include "../format/objcrypt.h"
 #include "../volume/fileio.h"
+#include "../volume/holes.h"
 #include "../volume/inode_table.h"
 #include "../volume/log.h"
 #include "spacewatch.h"
@@ -129,6 +130,7 @@ void unpin2(struct kekfs_fs *fs, struct kinode *a, struct kinode *b);
 
 /* lookup and attributes (fs/ops_attr.c) */
 void cached_writers_turn_away(struct kekfs_fs *fs);
+int cached_writer_open(struct kekfs_fs *fs, fuse_ino_t ino);
 int do_lookup_backing(struct kekfs_fs *fs, struct kinode *dir, const char *bname,
 		      struct fuse_entry_param *e);
 void kekfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
@@ -164,6 +166,8 @@ void kekfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 		  struct fuse_file_info *fi);
 void kekfs_fallocate(fuse_req_t req, fuse_ino_t ino_id, int mode, off_t off, off_t len,
 		     struct fuse_file_info *fi);
+void kekfs_lseek(fuse_req_t req, fuse_ino_t ino_id, off_t off, int whence,
+		 struct fuse_file_info *fi);
 void kekfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void kekfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void kekfs_open(fuse_req_t req, fuse_ino_t ino_id, struct fuse_file_info *fi);

@@ -431,6 +431,7 @@ static const struct fuse_lowlevel_ops ops = {
     .release = kekfs_release,
     .fsync = kekfs_fsync,
     .fallocate = kekfs_fallocate,
+    .lseek = kekfs_lseek,
     .copy_file_range = kekfs_copy_file_range,
     .opendir = kekfs_opendir,
     .readdir = kekfs_readdir,

@@ -203,6 +203,20 @@ void cached_writers_turn_away(struct kekfs_fs *fs)
 	pthread_mutex_unlock(&fs->handles_lock);
 }
 
+/* Whether a handle of ino writes through the kernel's writeback cache (fs/ops_file.c lseek). */
+int cached_writer_open(struct kekfs_fs *fs, fuse_ino_t ino)
+{
+	struct open_handle *h;
+	int found = 0;
+
+	pthread_mutex_lock(&fs->handles_lock);
+	for (h = fs->handles.next; h != &fs->handles && !found; h = h->next)
+		found = !h->is_dir && ((struct khandle *)h)->ino == ino &&
+			((struct khandle *)h)->cached_writer;
+	pthread_mutex_unlock(&fs->handles_lock);
+	return found;
+}
+
 /* Whether a GETATTR on handle h is a cached write(2) to fail with ENOSPC. An O_WRONLY handle
  * asks only to write or to seek to the end; an O_RDWR one may be reading, so it is refused
  * once per low spell, which stops writers that stop at an error (dd, cp, rsync, tar). */

@@ -1,4 +1,4 @@
-/* FUSE ops of open files: open, create, read, write, flush, fsync, release, fallocate. */
+/* FUSE ops of open files: open, create, read, write, flush, fsync, release, fallocate, lseek. */
 #include "fs_priv.h"
 
 /* ---- open files ---- */
@@ -285,34 +285,84 @@ void kekfs_write(fuse_req_t req, fuse_ino_t ino_id, const char *buf, size_t size
 		cached_writers_turn_away(fs);
 }
 
+/* Reserves the backing space plaintext [from, end) takes, so that writes there cannot run out
+ * of it, then grows the file to end unless keep. Inode lock held exclusively. */
+static int reserve_range(struct kekfs_fs *fs, struct kinode *ino, int fd, uint64_t from,
+			 uint64_t end, int keep, uint64_t cur)
+{
+	const struct chunk_geom *g = &fs->vk.geom;
+	uint64_t start = geom_chunk_off(g, from / g->size);
+
+	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)start,
+		      (off_t)(geom_backing_size(g, end) - start)) != 0)
+		return -errno;
+	return !keep && end > cur ? fileio_truncate(fd, &fs->vk, &ino->fc, end) : 0;
+}
+
+/*
+ * Modes 0 and KEEP_SIZE reserve; PUNCH_HOLE (always with KEEP_SIZE) and ZERO_RANGE make the
+ * range read as zeros (volume/holes.h), ZERO_RANGE keeping it allocated and growing the file
+ * past its end unless KEEP_SIZE. The kernel refuses COLLAPSE_RANGE and INSERT_RANGE for FUSE
+ * itself (docs/DECISIONS.md); the page cache over the range is its to drop.
+ */
 void kekfs_fallocate(fuse_req_t req, fuse_ino_t ino_id, int mode, off_t off, off_t len,
 		     struct fuse_file_info *fi)
 {
 	struct kekfs_fs *fs = fs_of(req);
 	struct kinode *ino = inode_of(req, ino_id);
 	struct khandle *h = handle_of(fi);
-	const struct chunk_geom *g = &fs->vk.geom;
 	uint64_t cur, end = (uint64_t)off + (uint64_t)len;
-	int rc;
+	int keep = mode & FALLOC_FL_KEEP_SIZE, punch = mode & FALLOC_FL_PUNCH_HOLE;
+	int zero = mode & FALLOC_FL_ZERO_RANGE, rc;
 
-	if (mode & ~FALLOC_FL_KEEP_SIZE) {
+	if ((mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) ||
+	    (punch && zero)) {
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
 	pthread_rwlock_wrlock(&ino->lock);
-	rc = fileio_size(h->fd, g, &cur);
-	/* Reserve the backing space the plaintext range will take, then grow if asked. */
-	if (rc == 0 &&
-	    fallocate(h->fd, FALLOC_FL_KEEP_SIZE, (off_t)geom_chunk_off(g, (uint64_t)off / g->size),
-		      (off_t)(geom_backing_size(g, end) -
-			      geom_chunk_off(g, (uint64_t)off / g->size))) != 0)
-		rc = -errno;
-	if (rc == 0 && !(mode & FALLOC_FL_KEEP_SIZE) && end > cur)
-		rc = fileio_truncate(h->fd, &fs->vk, &ino->fc, end);
+	rc = fileio_size(h->fd, &fs->vk.geom, &cur);
+	if (rc == 0 && (punch || zero))
+		rc = holes_zero(h->fd, &fs->vk, &ino->fc, (uint64_t)off, (uint64_t)len, zero);
+	if (rc == 0 && !punch && (!zero || end > cur))
+		rc = reserve_range(fs, ino, h->fd, zero && (uint64_t)off < cur ? cur : (uint64_t)off,
+				   end, keep, cur);
 	/* FUSE_FALLOCATE carries no kill flag: as a local filesystem does for callers without
 	 * CAP_FSETID, a fallocate by anyone but root clears setuid/setgid. */
 	if (rc == 0)
 		suidgid_kill(req, h->fd, fuse_req_ctx(req)->uid != 0);
 	pthread_rwlock_unlock(&ino->lock);
 	fuse_reply_err(req, errno_for_kernel(rc));
+}
+
+/*
+ * SEEK_DATA and SEEK_HOLE from the backing file's holes. A handle writing through the kernel's
+ * writeback cache may hold data and a size the backing file does not have yet, and a hole
+ * reported there would make cp --sparse or tar -S skip what was written: the kernel is first
+ * made to write its dirty pages back (invalidating them does; other threads serve those
+ * writes, so nothing of the inode is held meanwhile).
+ */
+void kekfs_lseek(fuse_req_t req, fuse_ino_t ino_id, off_t off, int whence,
+		 struct fuse_file_info *fi)
+{
+	struct kekfs_fs *fs = fs_of(req);
+	struct kinode *ino = inode_of(req, ino_id);
+	uint64_t size, at = 0;
+	int rc;
+
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (fs->se && cached_writer_open(fs, ino_id))
+		fuse_lowlevel_notify_inval_inode(fs->se, ino_id, 0, 0);
+	pthread_rwlock_rdlock(&ino->lock);
+	rc = off < 0 ? -ENXIO : fileio_size(handle_of(fi)->fd, &fs->vk.geom, &size);
+	if (rc == 0)
+		rc = holes_seek(handle_of(fi)->fd, &fs->vk.geom, size, (uint64_t)off, whence, &at);
+	pthread_rwlock_unlock(&ino->lock);
+	if (rc != 0)
+		fuse_reply_err(req, errno_for_kernel(rc));
+	else
+		fuse_reply_lseek(req, (off_t)at);
 }
