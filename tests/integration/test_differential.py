@@ -438,6 +438,23 @@ class DiffTester(object):
         self.both("size after fallocate", lambda s: os.fstat(h[s]).st_size)
         self.check_handle(h, (off, n))
 
+    def op_copy_range(self):
+        """copy_file_range between two open handles (or within one), compared byte for byte."""
+        if len(self.handles) < 1:
+            return self.op_open()
+        src, dst = self.rng.choice(self.handles), self.rng.choice(self.handles)
+        size = os.fstat(src[1]).st_size
+        off_in = self.offset(size)
+        off_out = self.offset(os.fstat(dst[1]).st_size)
+        n = self.length() * self.rng.choice([1, 4])
+        if src is dst and abs(off_in - off_out) < n:
+            off_out = off_in + n  # overlapping ranges in one file are EINVAL
+        self.note("copy_file_range(%s@%d -> %s@%d, len=%d)" % (src[2], off_in, dst[2],
+                                                                off_out, n))
+        self.both("copy_file_range",
+                  lambda s: os.copy_file_range(src[s], dst[s], n, off_in, off_out))
+        self.check_handle(dst, (off_out, n))
+
     def op_seek(self):
         """SEEK_DATA / SEEK_HOLE: ENXIO at and past the end on both sides; below it, the
         block granularity of holes differs (ext4 4 KiB, kekfs a whole stored chunk), so kekfs's
@@ -497,7 +514,7 @@ class DiffTester(object):
            ("op_handle_truncate", 4), ("op_rename", 7), ("op_link", 4), ("op_unlink", 4),
            ("op_mkdir", 3), ("op_rmdir", 2), ("op_open", 5), ("op_close", 4), ("op_read", 12),
            ("op_fsync", 2), ("op_chmod", 2), ("op_utime", 2), ("op_fallocate", 4),
-           ("op_rename2", 3), ("op_symlink", 1), ("op_seek", 3)]
+           ("op_rename2", 3), ("op_symlink", 1), ("op_seek", 3), ("op_copy_range", 3)]
 
     def run(self, nops, remount_midway=True):
         names = [n for n, _ in self.OPS]
