@@ -7,6 +7,10 @@
 /* Prints "kekfs: MESSAGE" on stderr; returns -1 so callers can 'return cli_error(...)'. */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The same as a command's last word: prints the line and returns the exit status 1, so that
+ * commands 'return cli_fail(...)' and helpers 'return cli_error(...)'. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* A command-line usage error: "kekfs: MESSAGE" and exit status 2, as kekfs(1) says. */
 void cli_usage(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 

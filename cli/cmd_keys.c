@@ -189,12 +189,12 @@ static int online(const struct kekfs_mount *m, const char *command, const char *
 	int rc;
 
 	if (!out)
-		return cli_error("out of memory"), 1;
+		return cli_fail("out of memory");
 	rc = control_request(m->mountpoint, m->uid, command, out, err, sizeof(err));
 	fclose(out);
 	if (rc != 0) {
 		free(body);
-		return cli_error("%s", err), 1;
+		return cli_fail("%s", err);
 	}
 	print_lines(body, only_prefix);
 	return 0;
@@ -293,7 +293,7 @@ int cmd_rotate(int argc, char **argv)
 		return 1;
 	if (kekfs_mount_find(o.target, 0, &m)) {
 		if (o.resume)
-			return cli_error("a mounted volume resumes its re-wrap by itself"), 1;
+			return cli_fail("a mounted volume resumes its re-wrap by itself");
 		return online(&m, o.force ? "rotate force" : "rotate", NULL);
 	}
 	if (kekfs_mount_find(o.target, 1, &m))
@@ -306,24 +306,21 @@ int cmd_rotate(int argc, char **argv)
 /* Reads exactly 32 bytes of customer key material into secure memory; NULL after a message. */
 static uint8_t *material_read(const char *path)
 {
-	uint8_t *buf = secmem_alloc(KEYWRAP_KEY_LEN + 1);
-	ssize_t n = -1;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	unsigned char *key = NULL;
+	ssize_t n = fd < 0 ? -errno : secmem_read_key(fd, &key);
 
-	if (buf && fd >= 0)
-		n = read(fd, buf, KEYWRAP_KEY_LEN + 1);
+	_Static_assert(KEYWRAP_KEY_LEN == SECMEM_KEY_LEN, "key material is a secmem key");
 	if (fd >= 0)
 		close(fd);
-	if (buf && n == KEYWRAP_KEY_LEN)
-		return buf;
-	if (!buf || fd < 0 || n < 0)
-		cli_error("invalid key material: cannot read %s: %s", path,
-			  buf ? strerror(errno) : "out of secure memory");
+	if (key)
+		return key;
+	if (n < 0)
+		cli_error("invalid key material: cannot read %s: %s", path, strerror((int)-n));
 	else
 		cli_error("invalid key material: expected 32 bytes, got %s%zd (make it with "
 			  "'openssl rand -out FILE 32')",
 			  n > KEYWRAP_KEY_LEN ? "more than " : "", n > KEYWRAP_KEY_LEN ? 32 : n);
-	secmem_free(buf);
 	return NULL;
 }
 
@@ -408,7 +405,7 @@ static int import_command(int argc, char **argv)
 	if (keys_parse(argc - 1, argv + 1, keys_usage, &o) != 0)
 		return 1;
 	if (!o.import_file)
-		return cli_error("keys import needs --file F (32 bytes of key material)"), 1;
+		return cli_fail("keys import needs --file F (32 bytes of key material)");
 	material = material_read(o.import_file); /* checked here: one clear line if bad */
 	if (!material)
 		return 1;
@@ -605,7 +602,7 @@ static int keys_change(struct keys_opts *o, enum kek_change change, uint32_t ver
 	if (change == KEK_DESTROY_LATER && o->now)
 		change = KEK_DESTROY_NOW;
 	if (change == KEK_DESTROY_LATER && !delay)
-		return cli_error("--after takes a duration such as 7d, 12h or 30m"), 1;
+		return cli_fail("--after takes a duration such as 7d, 12h or 30m");
 	snprintf(cmd, sizeof(cmd), "keys %d %u %d %llu", (int)change, version, o->force,
 		 (unsigned long long)time(NULL) + (unsigned long long)delay);
 	if (kekfs_mount_find(o->target, 0, &m) || kekfs_mount_find(o->target, 1, &m))

@@ -513,10 +513,10 @@ int cmd_mount(int argc, char **argv)
 	if (o.foreground)
 		return mount_run(&o, -1);
 	if (pipe2(pipefd, O_CLOEXEC) != 0)
-		return cli_error("cannot create a pipe: %s", strerror(errno)), 1;
+		return cli_fail("cannot create a pipe: %s", strerror(errno));
 	pid = fork();
 	if (pid < 0)
-		return cli_error("cannot fork: %s", strerror(errno)), 1;
+		return cli_fail("cannot fork: %s", strerror(errno));
 	if (pid > 0) {
 		close(pipefd[1]);
 		return wait_for_child(pid, pipefd[0]);
@@ -632,7 +632,7 @@ int cmd_umount(int argc, char **argv)
 	/* a dead mount does not resolve (ENOTCONN): its parent does */
 	if (!realpath(argv[optind], mp) &&
 	    (errno != ENOTCONN || target_absolute(argv[optind], mp, sizeof(mp)) != 0))
-		return cli_error("%s: %s", argv[optind], strerror(errno)), 1;
+		return cli_fail("%s: %s", argv[optind], strerror(errno));
 	if (!kekfs_mount_find(mp, 0, &m))
 		return cli_error(path_is_mounted(mp)
 				     ? "%s is not a kekfs mount: kekfs unmounts only "

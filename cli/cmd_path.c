@@ -130,7 +130,7 @@ int cmd_path(int argc, char **argv)
 				 o.path),
 		       1;
 	if (rc != 0)
-		return cli_error("%s: %s", o.path, strerror(-rc)), 1;
+		return cli_fail("%s: %s", o.path, strerror(-rc));
 	if (o.encrypt)
 		printf("%s%s\n", o.backing, out);
 	else

@@ -86,9 +86,9 @@ int remount_run(const char *mountpoint, int read_only)
 	char real[PATH_MAX];
 
 	if (!realpath(mountpoint, real) || !kekfs_mount_find(real, 0, &m))
-		return cli_error("%s is not a kekfs mount: nothing to remount", mountpoint), 1;
+		return cli_fail("%s is not a kekfs mount: nothing to remount", mountpoint);
 	if (statvfs(m.mountpoint, &sv) != 0)
-		return cli_error("cannot remount %s: %s", m.mountpoint, strerror(errno)), 1;
+		return cli_fail("cannot remount %s: %s", m.mountpoint, strerror(errno));
 	if (daemon_readonly(&m, read_only, 0) != 0)
 		return 1;
 	if (mount(NULL, m.mountpoint, NULL,

@@ -240,7 +240,7 @@ static int seal_online(const struct kekfs_mount *m)
 	fputs(body, stdout);
 	free(body);
 	if (seal_follow(m) != 0)
-		return cli_error("the seal did not finish (see above and the daemon's log)"), 1;
+		return cli_fail("the seal did not finish (see above and the daemon's log)");
 	return 0;
 }
 
@@ -340,7 +340,7 @@ int cmd_shred(int argc, char **argv)
 		       1;
 	}
 	if (target_is_backing(o.operands[0], real, &m, &mounted) && o.noperands < 2)
-		return cli_error("give the paths inside the volume to shred after %s", real), 1;
+		return cli_fail("give the paths inside the volume to shred after %s", real);
 	if (target_is_backing(o.operands[0], real, &m, &mounted))
 		return shred_offline(&o, real);
 	for (int i = 0; i < o.noperands; i++)

@@ -59,7 +59,7 @@ int keys_backup(const char *file, struct keys_opts *o)
 	int rc = -1;
 
 	if (access(file, F_OK) == 0)
-		return cli_error("%s exists: give a new file for the backup", file), 1;
+		return cli_fail("%s exists: give a new file for the backup", file);
 	if (kekfs_mount_find(o->target, 0, &m)) /* online: the keyring is replaced atomically */
 		snprintf(o->target, sizeof(o->target), "%s", m.backing);
 	if (volume_unlock_all(o->target, o->keyring, &o->src, NULL, &vol, &kr) != 0)

@@ -48,6 +48,16 @@ int cli_error(const char *fmt, ...)
 	return -1;
 }
 
+int cli_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	error_line(fmt, ap);
+	va_end(ap);
+	return 1;
+}
+
 void cli_usage(const char *fmt, ...)
 {
 	va_list ap;
@@ -82,8 +92,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (secmem_init() != 0) {
-		cli_error("cannot initialise libsodium or turn off core dumps");
-		return 1;
+		return cli_fail("cannot initialise libsodium or turn off core dumps");
 	}
 	host_generation_tracking();
 	if (strcmp(argv[1], "init") == 0)

@@ -97,7 +97,7 @@ int cmd_mount_helper(int argc, char **argv)
 	int fake = 0;
 
 	if (argc < 3)
-		return cli_error("usage: mount.kekfs BACKING MOUNTPOINT [-o OPTIONS]"), 1;
+		return cli_fail("usage: mount.kekfs BACKING MOUNTPOINT [-o OPTIONS]");
 	source = argv[1];
 	target = argv[2];
 	/* getopt sees PROG then the options: SOURCE and MOUNTPOINT are taken out first. */

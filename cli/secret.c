@@ -70,37 +70,26 @@ static int rsa_key_read(const char *path, int want_private, struct kr_secret *se
 
 static int key_file_read(const char *path, struct kr_secret *secret)
 {
-	uint8_t *buf = secmem_alloc(KDF_KEYFILE_LEN + 1);
-	struct stat st;
+	unsigned char *key;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t n;
-	int fd;
 
-	if (!buf)
-		return cli_error("out of secure memory");
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		secmem_free(buf);
+	_Static_assert(KDF_KEYFILE_LEN == SECMEM_KEY_LEN, "a key file is a secmem key");
+	if (fd < 0)
 		return cli_error("cannot read key file %s: %s", path, strerror(errno));
-	}
-	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-		close(fd);
-		secmem_free(buf);
+	n = secmem_read_key(fd, &key);
+	close(fd);
+	if (n == -EISDIR)
 		return cli_error("key file %s is a directory: give the path of a 32-byte key file",
 				 path);
-	}
-	n = read_upto(fd, buf, KDF_KEYFILE_LEN + 1);
-	close(fd);
-	if (n != KDF_KEYFILE_LEN) {
-		secmem_free(buf);
-		if (n < 0)
-			return cli_error("cannot read key file %s: %s", path, strerror((int)-n));
-		return cli_error(
-		    "key file %s must be exactly 32 bytes (it has %s%zd): make one with "
-		    "'openssl rand -out FILE 32'",
-		    path, n > KDF_KEYFILE_LEN ? "more than " : "", n > 32 ? 32 : n);
-	}
+	if (n < 0)
+		return cli_error("cannot read key file %s: %s", path, strerror((int)-n));
+	if (!key)
+		return cli_error("key file %s must be exactly 32 bytes (it has %s%zd): make one with "
+				 "'openssl rand -out FILE 32'",
+				 path, n > KDF_KEYFILE_LEN ? "more than " : "", n > 32 ? 32 : n);
 	secret->type = KR_SECRET_KEYFILE;
-	secret->bytes = buf;
+	secret->bytes = key;
 	secret->len = KDF_KEYFILE_LEN;
 	return 0;
 }

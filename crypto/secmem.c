@@ -1,9 +1,12 @@
 #include "secmem.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* A core file would hold every unwrapped key: forbid them before any key is made. */
 int secmem_init(void)
@@ -90,4 +93,38 @@ __attribute__((noinline)) void secmem_wipe_stack(void)
 
 	sodium_memzero(below, sizeof(below));
 	__asm__ __volatile__("" : : "r"(below) : "memory");
+}
+
+ssize_t secmem_read_key(int fd, unsigned char **key)
+{
+	unsigned char *buf;
+	struct stat st;
+	size_t got = 0;
+
+	*key = NULL;
+	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
+		return -EISDIR;
+	buf = secmem_alloc(SECMEM_KEY_LEN + 1);
+	if (!buf)
+		return -ENOMEM;
+	while (got < SECMEM_KEY_LEN + 1) { /* a pipe may give it in pieces */
+		ssize_t n = read(fd, buf + got, SECMEM_KEY_LEN + 1 - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int err = errno;
+
+			secmem_free(buf);
+			return -err;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	if (got == SECMEM_KEY_LEN)
+		*key = buf;
+	else
+		secmem_free(buf);
+	return (ssize_t)got;
 }

@@ -3,6 +3,7 @@
 #define KEKFS_SECMEM_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /* Initialises libsodium and turns off core dumps; call once before any key exists. */
 int secmem_init(void);
@@ -22,6 +23,14 @@ void secmem_free(void *p);
 #define SECMEM_KEY_LEN 32
 void *secmem_key_alloc(void);
 void secmem_key_free(void *p);
+
+/*
+ * Reads a SECMEM_KEY_LEN-byte key from fd (a key file, BYOK key material, an fd passed to the
+ * daemon) into new locked memory: returns SECMEM_KEY_LEN with *key set (secmem_free it), or
+ * with *key NULL how many bytes fd held (SECMEM_KEY_LEN + 1: more), -EISDIR for a directory,
+ * -ENOMEM or -errno. The one reader, so that every place agrees on what a key file is.
+ */
+ssize_t secmem_read_key(int fd, unsigned char **key);
 
 /* Wipes a stack or heap buffer in a way the compiler cannot elide. */
 void secmem_wipe(void *p, size_t n);

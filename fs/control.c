@@ -222,15 +222,16 @@ static void cmd_rotate_force(struct control_call *k, const char *args)
  */
 static void control_import(struct control_call *k, int force)
 {
-	uint8_t *material = secmem_alloc(KEYWRAP_KEY_LEN + 1);
+	unsigned char *material = NULL;
 	struct stat st;
 	ssize_t n = -1;
 
-	if (material && k->passed_fd >= 0 && fstat(k->passed_fd, &st) == 0 && S_ISREG(st.st_mode))
-		n = read(k->passed_fd, material, KEYWRAP_KEY_LEN + 1);
-	if (!material)
+	_Static_assert(KEYWRAP_KEY_LEN == SECMEM_KEY_LEN, "key material is a secmem key");
+	if (k->passed_fd >= 0 && fstat(k->passed_fd, &st) == 0 && S_ISREG(st.st_mode))
+		n = secmem_read_key(k->passed_fd, &material); /* never a pipe: it could block us */
+	if (n == -ENOMEM)
 		fputs("error out of secure memory\n", k->out);
-	else if (n != KEYWRAP_KEY_LEN)
+	else if (!material)
 		fprintf(k->out, "error invalid key material: expected 32 bytes, got %s%zd\n",
 			n > KEYWRAP_KEY_LEN ? "more than " : "", n > KEYWRAP_KEY_LEN ? 32 : n);
 	else
