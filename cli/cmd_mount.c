@@ -403,6 +403,10 @@ static int backing_open_pinned(const char *backing)
 	return fd;
 }
 
+/* The exit status when the key opens no slot: kekfs@.service does not restart on it
+ * (RestartPreventExitStatus=), since the same key would fail again. */
+#define MOUNT_EXIT_WRONG_KEY 3
+
 static int mount_run(struct mount_opts *o, int status_fd)
 {
 	struct daemon_services svc = {0};
@@ -411,12 +415,12 @@ static int mount_run(struct mount_opts *o, int status_fd)
 	struct kekfs_fs *fs = NULL;
 	struct session *se = NULL;
 	struct kekfs_fs_config cfg;
-	int rc = -1, backing_fd = -1, lock_fd = -1;
+	int rc = -1, backing_fd = -1, lock_fd = -1, unlocked = -1;
 
 	if (mountpoint_check(o->mountpoint) != 0 || fuse_device_check() != 0 ||
 	    (backing_fd = backing_open_pinned(o->backing)) < 0 || volume_lock(o, &lock_fd) != 0 ||
-	    volume_unlock_all(o->backing, o->keyring, &o->src, o->read_only ? NULL : "mount", &vol,
-			      &kr) != 0)
+	    (unlocked = volume_unlock_all(o->backing, o->keyring, &o->src,
+					  o->read_only ? NULL : "mount", &vol, &kr)) != 0)
 		goto out;
 	if (o->log_file && log_open(LOG_TO_FILE, o->log_file) != 0) {
 		cli_error("cannot open log file %s: %s", o->log_file, strerror(errno));
@@ -468,7 +472,9 @@ static int mount_run(struct mount_opts *o, int status_fd)
 	log_msg(LOG_INFO, "unmounting %s", o->mountpoint);
 	services_stop(&svc);
 out:
-	report_parent(status_fd, 1);
+	if (rc != 0)
+		rc = unlocked == UNLOCK_WRONG_SECRET ? MOUNT_EXIT_WRONG_KEY : 1;
+	report_parent(status_fd, (unsigned char)rc);
 	session_end(se);
 	if (fs)
 		kekfs_fs_free(fs); /* closes backing_fd */
@@ -478,7 +484,7 @@ out:
 	volume_clear(&vol);
 	if (lock_fd >= 0)
 		close(lock_fd); /* last: until now this daemon may still write the volume */
-	return rc == 0 ? 0 : 1;
+	return rc;
 }
 
 /* The parent's side: wait for the child's word, and exit with it. */
@@ -497,7 +503,7 @@ static int wait_for_child(pid_t child, int status_fd)
 	waitpid(child, &wstatus, 0);
 	if (n != 1)
 		cli_error("the daemon exited before the mount was ready");
-	return 1;
+	return n == 1 ? status : 1;
 }
 
 int cmd_mount(int argc, char **argv)

@@ -192,14 +192,18 @@ int volume_unlock_all(const char *backing, const char *keyring_opt, const struct
 		audit_note_failure(p.audit_dir, &ev);
 	if (rc == KR_ERR_EXTERNAL)
 		return cli_error("cannot unlock %s: %s", p.keyring, ext_msg);
-	if (rc == KR_ERR_NO_SLOT)
-		return no_slot_error(p.keyring);
+	if (rc == KR_ERR_NO_SLOT) {
+		no_slot_error(p.keyring);
+		return UNLOCK_WRONG_SECRET;
+	}
 	if (rc == KR_ERR_MISSING && !keyring_opt)
 		return cli_error("no keyring at %s: if it is kept elsewhere, give --keyring PATH",
 				 p.keyring);
 	if (rc != KR_OK) {
 		cli_error("cannot unlock %s: %s", p.keyring, keyring_strerror(rc));
-		return rc == KR_ERR_CORRUPT || rc == KR_ERR_TAMPERED ? UNLOCK_DAMAGED : -1;
+		return rc == KR_ERR_CORRUPT || rc == KR_ERR_TAMPERED ? UNLOCK_DAMAGED
+		       : rc == KR_ERR_WRONG_SECRET		     ? UNLOCK_WRONG_SECRET
+								     : -1;
 	}
 	rc = generation_check(&p, vol, *kr, src->allow_rollback, purpose);
 	if (rc == 0 && (rc = volume_unlock(vol, *kr)) != VOL_OK) {

@@ -25,6 +25,8 @@ void volume_paths_get(const char *backing, const char *keyring_opt, struct volum
  * with purpose NULL nothing is written (a read-only mount leaves the backing untouched).
  */
 #define UNLOCK_DAMAGED (-2)
+/* The secret fits no slot of the keyring: trying again with the same one cannot help. */
+#define UNLOCK_WRONG_SECRET (-3)
 int volume_unlock_all(const char *backing, const char *keyring_opt, const struct secret_source *src,
 		      const char *purpose, struct volume *vol, struct keyring **kr);
 
