@@ -15,6 +15,7 @@
 
 #include "../crypto/keywrap.h"
 #include "../crypto/secmem.h"
+#include "../fs/control.h"
 #include "../keyring/audit.h"
 #include "../volume/census.h"
 #include "../volume/log.h"
@@ -40,6 +41,8 @@ static const char rotate_usage[] =
     "shows progress); on an unmounted backing directory it runs here, with a progress bar.\n"
     "\n"
     "  --force                  rotate again even though a re-wrap is unfinished\n"
+    "  --wait                   (mounted) return once the re-wrap has finished, with a\n"
+    "                           progress bar on a terminal; exit 1 if a header failed\n"
     "  --resume                 (offline) finish an unfinished re-wrap without a new KEK\n"
     "  --data PATH...           re-encrypt files' contents under new DEKs instead (see\n"
     "                           'kekfs rotate --data --help')\n"
@@ -119,6 +122,7 @@ static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts
 	    {"rsa-public", required_argument, NULL, 'U'},
 	    {"force", no_argument, NULL, 'F'},
 	    {"resume", no_argument, NULL, 'R'},
+	    {"wait", no_argument, NULL, 'W'},
 	    {"after", required_argument, NULL, 'A'},
 	    {"now", no_argument, NULL, 'N'},
 	    {"new-key-file", required_argument, NULL, 'K'},
@@ -144,6 +148,8 @@ static int keys_parse(int argc, char **argv, const char *usage, struct keys_opts
 			o->force = 1;
 		else if (c == 'R')
 			o->resume = 1;
+		else if (c == 'W')
+			o->wait = 1;
 		else if (c == 'A')
 			o->after = optarg;
 		else if (c == 'N')
@@ -281,6 +287,47 @@ out:
 	return rc;
 }
 
+/*
+ * rotate --wait on a mount: follows the daemon's re-wrap ("rewrap progress", numbers) until it
+ * finishes, drawing a bar on a terminal; the exit status says whether every header and the
+ * name key moved to the new KEK.
+ */
+static int rewrap_follow(const struct kekfs_mount *m)
+{
+	const struct timespec tick = {0, 100 * 1000 * 1000};
+	unsigned state = REWRAP_RUNNING, target = 0, name_key = 0;
+	unsigned long long done = 0, total = 0, rewrapped = 0, failed = 0, ms = 0;
+	struct progress bar;
+	char what[64], *body = NULL;
+
+	progress_init(&bar);
+	while (state == REWRAP_RUNNING) {
+		if (target_ask(m, "rewrap progress", &body) != 0)
+			return 1;
+		if (sscanf(body, REWRAP_PROGRESS_FMT, &state, &target, &done, &total, &rewrapped,
+			   &failed, &name_key, &ms) != 8)
+			state = REWRAP_NONE;
+		free(body);
+		body = NULL;
+		snprintf(what, sizeof(what), "re-wrapping to KEK v%u", target);
+		if (state == REWRAP_RUNNING) {
+			progress_show(&bar, what, done, total);
+			nanosleep(&tick, NULL);
+		}
+	}
+	progress_clear(&bar);
+	if (state != REWRAP_FINISHED)
+		return cli_fail("%s: the daemon reports no re-wrap", m->mountpoint);
+	printf("re-wrap to KEK v%u finished: %llu files, %llu re-wrapped, %llu failed, name key "
+	       "%s, %.1f s\n",
+	       target, done, rewrapped, failed, name_key ? "re-wrapped" : "NOT re-wrapped",
+	       (double)ms / 1000);
+	if (failed || !name_key)
+		return cli_fail("some headers could not be re-wrapped (see the daemon's log); they "
+				"still open with the old KEK, which stays until they are fixed");
+	return 0;
+}
+
 int cmd_rotate(int argc, char **argv)
 {
 	struct keys_opts o;
@@ -294,7 +341,9 @@ int cmd_rotate(int argc, char **argv)
 	if (kekfs_mount_find(o.target, 0, &m)) {
 		if (o.resume)
 			return cli_fail("a mounted volume resumes its re-wrap by itself");
-		return online(&m, o.force ? "rotate force" : "rotate", NULL);
+		if (online(&m, o.force ? "rotate force" : "rotate", NULL) != 0)
+			return 1;
+		return o.wait ? rewrap_follow(&m) : 0;
 	}
 	if (kekfs_mount_find(o.target, 1, &m))
 		return cli_error("%s is mounted on %s: rotate it there ('kekfs rotate %s')",

@@ -9,7 +9,7 @@
 struct keys_opts {
 	struct secret_source src;
 	const char *keyring;
-	int force, resume, now;
+	int force, resume, now, wait;
 	const char *after;	      /* a duration: "7d", "12h" */
 	struct secret_source new_src; /* add-slot, passwd */
 	const char *import_file;      /* keys import --file */

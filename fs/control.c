@@ -296,6 +296,23 @@ static void cmd_readonly(struct control_call *k, const char *args)
 	}
 }
 
+/* "rewrap progress": the re-wrap since the mount, as numbers (fs/control.h). */
+static void cmd_rewrap_progress(struct control_call *k, const char *args)
+{
+	struct rotation_status st = {0};
+	unsigned state;
+
+	(void)args;
+	if (k->c->info.rot)
+		rotation_get_status(k->c->info.rot, &st);
+	state = st.target == 0 ? REWRAP_NONE : st.running ? REWRAP_RUNNING : REWRAP_FINISHED;
+	fputs("ok\n", k->out);
+	fprintf(k->out, REWRAP_PROGRESS_FMT "\n", state, st.target, (unsigned long long)st.done,
+		(unsigned long long)st.total, (unsigned long long)st.rewrapped,
+		(unsigned long long)st.failed, (unsigned)st.name_key_done,
+		(unsigned long long)(st.elapsed * 1000));
+}
+
 static void cmd_audit_verify(struct control_call *k, const char *args)
 {
 	unsigned long lines;
@@ -339,6 +356,7 @@ static const struct control_command control_commands[] = {
     {"redata", 1, NEEDS_REDATA | NOT_DURING_SEAL, cmd_redata},
     {"audit verify", 0, 0, cmd_audit_verify},
     {"readonly", 1, 0, cmd_readonly},
+    {"rewrap progress", 0, 0, cmd_rewrap_progress},
 };
 
 /* The command line names, and where its arguments start (NULL if none). */

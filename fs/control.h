@@ -32,6 +32,14 @@ struct control_info {
 
 struct control;
 
+/*
+ * "rewrap progress" answers one line of numbers for a client to follow a re-wrap with
+ * (kekfs rotate --wait): the state, then the target version, files done and total,
+ * re-wrapped, failed, whether the name key is done, and milliseconds since the walk began.
+ */
+enum rewrap_state { REWRAP_NONE = 0, REWRAP_RUNNING = 1, REWRAP_FINISHED = 2 };
+#define REWRAP_PROGRESS_FMT "%u %u %llu %llu %llu %llu %u %llu"
+
 /* Listens and serves in a thread of its own; NULL with errno set on failure. */
 struct control *control_start(const struct control_info *info, uid_t uid);
 

@@ -5,11 +5,13 @@ import os
 import random
 import signal
 import struct
+import subprocess
 import threading
 import time
 
 from kekfs_harness import (Volume, write_file, read_file, pattern, assert_eq, assert_bytes_eq,
-                           run_kekfs, wait_for, force_unmount, find_daemon_pids)
+                           run_kekfs, wait_for, force_unmount, find_daemon_pids, require_tools,
+                           Skip)
 
 # Run on plaintext and on encrypted names (tests/run_tests.py).
 NAME_MODES = ("plaintext", "encrypted")
@@ -233,3 +235,26 @@ def test_status_lists_every_mount():
         assert listed[b.mnt]["active_kek"].startswith("v2, created"), listed[b.mnt]
         assert listed[b.mnt]["rewrap"].startswith("finished to v2"), listed[b.mnt]
         assert listed[a.mnt]["backing"] == a.backing and listed[a.mnt]["reachable"] is True
+
+
+def test_rotate_wait_follows_the_rewrap_to_its_result():
+    """kekfs rotate --wait MOUNTPOINT returns only once the re-wrap has finished, says how it
+    went, and exits 1 when a header could not be re-wrapped (an immutable backing file)."""
+    require_tools("chattr")
+    with Volume(names="plaintext") as v:
+        for i in range(600):
+            write_file(v.path("f%d" % i), b"x" * (i % 97))
+        r = run_kekfs("rotate", "--wait", v.mnt)
+        assert_eq(r.returncode, 0, "rotate --wait: %r" % (r,))
+        out = r.stdout.decode()
+        assert "re-wrap to KEK v2 finished: 600 files, 600 re-wrapped, 0 failed" in out, out
+        assert "re-wrap: finished to v2" in kekfs_ok("status", v.mnt), "not finished on return"
+        stuck = v.bpath("f7")
+        if subprocess.run(["chattr", "+i", stuck], stderr=subprocess.DEVNULL).returncode != 0:
+            raise Skip("the backing file system has no immutable flag")
+        try:
+            r = run_kekfs("rotate", "--wait", v.mnt)
+        finally:
+            subprocess.run(["chattr", "-i", stuck])
+        assert_eq(r.returncode, 1, "rotate --wait with a header that cannot change: %r" % (r,))
+        assert "1 failed" in r.stdout.decode() and len(r.err_lines()) == 1, r
