@@ -254,6 +254,11 @@ static int rotate_offline(const struct keys_opts *o, const uint8_t *material)
 	}
 	if (volume_finish_interrupted(fd, &vol, kr, o->target) != 0)
 		goto out;
+	if (material && (version = keyring_find_key(kr, material)) != 0) {
+		cli_error("that key material is already KEK v%u of %s: import a new key", version,
+			  o->target);
+		goto out;
+	}
 	if (!o->resume && rotation_pending(fd) && !o->force) {
 		cli_error("a re-wrap of %s is unfinished: finish it with 'kekfs rotate --resume', "
 			  "or rotate again with --force",

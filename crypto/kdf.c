@@ -37,6 +37,7 @@ const char *kdf_label_string(enum kdf_label label)
 	    [KDF_LABEL_SHRED_PATH_HASH] = "kekfs shred path hash v1",
 	    [KDF_LABEL_NAME_SIV] = "kekfs name siv v1",
 	    [KDF_LABEL_XATTR_NAME_SIV] = "kekfs xattr name siv v1",
+	    [KDF_LABEL_KEY_CHECK] = "kekfs key check value v1",
 	};
 
 	return (unsigned)label < KDF_LABEL_COUNT ? labels[label] : NULL;

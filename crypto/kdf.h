@@ -35,6 +35,7 @@ enum kdf_label {
 	KDF_LABEL_SHRED_PATH_HASH, /* keyring key -> the path hashes of shred reports */
 	KDF_LABEL_NAME_SIV,	   /* name key -> the AES-SIV key of file names (64 bytes) */
 	KDF_LABEL_XATTR_NAME_SIV,  /* name key -> the AES-SIV key of xattr names (64 bytes) */
+	KDF_LABEL_KEY_CHECK,	   /* a KEK -> its key check value, shown and audited */
 	KDF_LABEL_COUNT
 };
 

@@ -231,6 +231,10 @@ static void control_import(struct control_call *k, int force)
 		n = secmem_read_key(k->passed_fd, &material); /* never a pipe: it could block us */
 	if (n == -ENOMEM)
 		fputs("error out of secure memory\n", k->out);
+	else if (material && keyring_find_key(k->c->info.kr, material))
+		fprintf(k->out, "error that key material is already KEK v%u of this volume: import a "
+			"new key\n",
+			keyring_find_key(k->c->info.kr, material));
 	else if (!material)
 		fprintf(k->out, "error invalid key material: expected 32 bytes, got %s%zd\n",
 			n > KEYWRAP_KEY_LEN ? "more than " : "", n > KEYWRAP_KEY_LEN ? 32 : n);

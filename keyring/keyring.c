@@ -132,6 +132,7 @@ static int keyring_add_kek(struct keyring *kr, uint32_t version, const uint8_t *
 		memcpy(k->key, material, KEYWRAP_KEY_LEN);
 	else
 		randombytes_buf(k->key, KEYWRAP_KEY_LEN);
+	k->origin = material ? KEK_ORIGIN_IMPORTED : KEK_ORIGIN_GENERATED;
 	k->version = version;
 	k->state = KEK_ACTIVE;
 	k->created = (uint64_t)time(NULL);
@@ -208,7 +209,47 @@ void keyring_kek_info(const struct keyring *kr, size_t i, struct kek_info *info)
 	info->state = k->state;
 	info->created = k->created;
 	info->destroy_after = k->destroy_after;
+	info->origin = (enum kek_origin)k->origin;
+	info->has_check = k->key != NULL;
+	if (k->key) {
+		uint8_t sub[16];
+
+		kdf_subkey(k->key, KDF_LABEL_KEY_CHECK, sub, sizeof(sub));
+		memcpy(info->check, sub, KEK_CHECK_LEN);
+		sodium_memzero(sub, sizeof(sub));
+	}
 	pthread_rwlock_unlock((pthread_rwlock_t *)&kr->lock);
+}
+
+void keyring_kek_check_hex(const struct keyring *kr, uint32_t version, char out[KEK_CHECK_HEX])
+{
+	struct kek_info k = {0};
+
+	out[0] = '\0';
+	for (size_t i = 0; i < keyring_kek_count(kr); i++) {
+		keyring_kek_info(kr, i, &k);
+		if (k.version == version && k.has_check)
+			sodium_bin2hex(out, KEK_CHECK_HEX, k.check, KEK_CHECK_LEN);
+	}
+}
+
+uint32_t keyring_find_key(const struct keyring *kr, const uint8_t *material)
+{
+	uint32_t found = 0;
+
+	pthread_rwlock_rdlock((pthread_rwlock_t *)&kr->lock);
+	for (size_t i = 0; i < kr->nkeks && !found; i++)
+		if (kr->keks[i].key && sodium_memcmp(kr->keks[i].key, material, KEYWRAP_KEY_LEN) == 0)
+			found = kr->keks[i].version;
+	pthread_rwlock_unlock((pthread_rwlock_t *)&kr->lock);
+	return found;
+}
+
+const char *kek_origin_name(enum kek_origin origin)
+{
+	return origin == KEK_ORIGIN_GENERATED ? "generated"
+	       : origin == KEK_ORIGIN_IMPORTED ? "imported"
+					       : "origin not recorded";
 }
 
 uint64_t keyring_generation(const struct keyring *kr)
@@ -406,6 +447,8 @@ int keyring_rotate(struct keyring *kr, const char *path, const uint8_t *material
 	size_t prev = SIZE_MAX;
 	int rc;
 
+	if (material && keyring_find_key(kr, material))
+		return KR_ERR_DUPLICATE_KEY;
 	pthread_rwlock_wrlock(&kr->lock);
 	for (size_t i = 0; i < kr->nkeks; i++) {
 		if (kr->keks[i].version > next)
@@ -634,6 +677,8 @@ const char *keyring_strerror(int err)
 		       "needed)";
 	case KR_ERR_EXTERNAL:
 		return "the token or KMS program could not seal or open the key";
+	case KR_ERR_DUPLICATE_KEY:
+		return "that key material is already one of the keyring's KEKs: import a new key";
 	case KR_ERR_LAST_SLOT:
 		return "that is the keyring's last unlock slot: add another one first";
 	default:

@@ -34,7 +34,14 @@ enum keyring_err {
 	KR_ERR_LAST_SLOT = -15,
 	KR_ERR_RSA = -16,      /* the change does not apply to the KEK's present state */
 	KR_ERR_EXTERNAL = -17, /* a token or KMS program failed: its kr_external says why */
+	KR_ERR_DUPLICATE_KEY = -18, /* imported key material equals a KEK the keyring has */
 };
+
+/* Where a KEK version came from, recorded with it (0 in keyrings older than the record). */
+enum kek_origin { KEK_ORIGIN_UNRECORDED = 0, KEK_ORIGIN_GENERATED = 1, KEK_ORIGIN_IMPORTED = 2 };
+
+/* Key check values: 8 bytes, the start of the KEK's KDF_LABEL_KEY_CHECK subkey. */
+#define KEK_CHECK_LEN 8
 
 enum kr_secret_type {
 	KR_SECRET_PASSPHRASE = 1,
@@ -148,6 +155,9 @@ struct kek_info {
 	int state;
 	uint64_t created;	/* Unix time */
 	uint64_t destroy_after; /* Unix time, for KEK_PENDING_DESTRUCTION */
+	enum kek_origin origin;
+	int has_check;			 /* 0 once the KEK is destroyed */
+	uint8_t check[KEK_CHECK_LEN]; /* a value a customer can compute from their own copy */
 };
 
 /* What a person asks of an old KEK version. */
@@ -213,6 +223,17 @@ enum kek_state keyring_kek_state(const struct keyring *kr, uint32_t version);
 
 /* A KEK state as a word for people ("retired", "pending destruction"; "unknown"). */
 const char *kek_state_name(enum kek_state state);
+
+/* "generated", "imported", or "origin not recorded". */
+const char *kek_origin_name(enum kek_origin origin);
+
+/* The key check value of KEK version as 16 hex digits (out: KEK_CHECK_HEX bytes), so that a
+ * customer can match kekfs's versions to their own key records; "" once destroyed. */
+#define KEK_CHECK_HEX (2 * KEK_CHECK_LEN + 1)
+void keyring_kek_check_hex(const struct keyring *kr, uint32_t version, char out[KEK_CHECK_HEX]);
+
+/* The version of the KEK whose key equals material (BYOK imports the same key once), or 0. */
+uint32_t keyring_find_key(const struct keyring *kr, const uint8_t *material);
 
 /* Incremented by every save: lets a volume notice a keyring restored from an old copy. */
 uint64_t keyring_generation(const struct keyring *kr);

@@ -123,6 +123,7 @@ static void keyring_encode(const struct keyring *kr, uint8_t *buf)
 
 		put_le32(p + KR_KEK_VERSION_OFF, k->version);
 		p[KR_KEK_STATE_OFF] = k->state;
+		p[KR_KEK_ORIGIN_OFF] = k->origin;
 		put_le64(p + KR_KEK_CREATED_OFF, k->created);
 		memcpy(p + KR_KEK_WRAPPED_OFF, k->wrapped, KEYWRAP_LEN);
 		put_le64(p + KR_KEK_DESTROY_OFF, k->destroy_after);
@@ -282,6 +283,8 @@ static int keyring_decode(struct keyring *kr, const uint8_t *buf, size_t len)
 
 		k->version = get_le32(p + KR_KEK_VERSION_OFF);
 		k->state = p[KR_KEK_STATE_OFF];
+		k->origin = p[KR_KEK_ORIGIN_OFF] <= KEK_ORIGIN_IMPORTED ? p[KR_KEK_ORIGIN_OFF]
+									: KEK_ORIGIN_UNRECORDED;
 		k->created = get_le64(p + KR_KEK_CREATED_OFF);
 		memcpy(k->wrapped, p + KR_KEK_WRAPPED_OFF, KEYWRAP_LEN);
 		k->destroy_after = get_le64(p + KR_KEK_DESTROY_OFF);

@@ -32,9 +32,11 @@
 #define KR_SLOT_OPS_OFF 8
 #define KR_SLOT_MEM_OFF 16
 #define KR_SLOT_SALT_OFF 24
-/* KEK: version u32, state u8, reserved (3), created u64, wrapped (72), destroy-after u64 */
+/* KEK: version u32, state u8, origin u8, reserved (2), created u64, wrapped (72),
+ * destroy-after u64 */
 #define KR_KEK_VERSION_OFF 0
 #define KR_KEK_STATE_OFF 4
+#define KR_KEK_ORIGIN_OFF 5 /* the first reserved byte: older readers ignore it */
 #define KR_KEK_CREATED_OFF 8
 #define KR_KEK_WRAPPED_OFF 16
 #define KR_KEK_DESTROY_OFF 88
@@ -70,6 +72,7 @@ static inline int slot_is_external(int type)
 struct kr_kek {
 	uint32_t version;
 	uint8_t state;
+	uint8_t origin; /* enum kek_origin */
 	uint64_t created;
 	uint64_t destroy_after; /* pending destruction: Unix time it may be destroyed */
 	uint8_t wrapped[KEYWRAP_LEN];

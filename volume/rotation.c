@@ -257,9 +257,13 @@ int rotation_start(struct rotation *r, int force, const struct audit_actor *acto
 	if (rc == 0 &&
 	    volume_record_generation(r->cfg.vol, r->cfg.kr, r->cfg.volume_path) != VOL_OK)
 		log_msg(LOG_ERR, "cannot record the keyring generation in %s", r->cfg.volume_path);
-	if (rc == 0)
-		rotation_audit(r, actor, material ? "import" : "rotate", *version,
-			       force ? "forced" : NULL, "ok");
+	if (rc == 0) {
+		char check[KEK_CHECK_HEX], detail[64];
+
+		keyring_kek_check_hex(r->cfg.kr, *version, check);
+		snprintf(detail, sizeof(detail), "check %s%s", check, force ? ", forced" : "");
+		rotation_audit(r, actor, material ? "import" : "rotate", *version, detail, "ok");
+	}
 	pthread_mutex_lock(&r->lock);
 	if (rc == 0)
 		rc = walk_start(r);

@@ -67,6 +67,7 @@ static void policy_print(FILE *out, const struct keyring *kr)
 
 void volume_status_print(FILE *out, const struct volume_status *info)
 {
+	char hex[KEK_CHECK_HEX];
 	struct kek_info k;
 
 	fprintf(out, "backing: %s\n", info->backing);
@@ -80,6 +81,10 @@ void volume_status_print(FILE *out, const struct volume_status *info)
 		fprintf(out, "KEK v%u: %s, created ", k.version,
 			kek_state_name((enum kek_state)k.state));
 		print_time(out, k.created);
+		fprintf(out, ", %s", kek_origin_name(k.origin));
+		keyring_kek_check_hex(info->kr, k.version, hex);
+		if (hex[0])
+			fprintf(out, ", check %s", hex);
 		fputc('\n', out);
 	}
 	fprintf(out, "name key: on KEK v%u\n", info->vol->cur.kek_version);

@@ -215,6 +215,49 @@ def test_byok_import_online():
         assert_bytes_eq(read_file(v.path("f")), pattern(20000, 4), "file after the import")
 
 
+def key_check(material):
+    """The key check value FORMAT.md defines, computed as a customer would from their copy."""
+    import hashlib
+    return hashlib.blake2b(b"kekfs key check value v1", key=material,
+                           digest_size=16).hexdigest()[:16]
+
+
+def test_byok_key_identity_and_duplicate_imports():
+    """keys list shows each version's origin and key check value (the customer's own copy
+    gives the same value), the audit log records it, and importing a key equal to an
+    existing version is refused, online and offline, changing nothing."""
+    with Volume() as v:
+        material, other = os.urandom(32), os.urandom(32)
+        files = {}
+        for name, m in (("a", material), ("b", other)):
+            files[name] = os.path.join(v.base, "%s.key" % name)
+            with open(files[name], "wb") as f:
+                f.write(m)
+        lines = [l for l in kekfs_ok("keys", "list", v.mnt).split("\n") if l.startswith("KEK v")]
+        assert_eq(len(lines), 1, "KEK lines: %r" % lines)
+        assert "v1: active" in lines[0] and ", generated, check " in lines[0], lines[0]
+        kekfs_ok("keys", "import", "--file", files["a"], v.mnt)
+        wait_rewrap_finished(v)
+        listing = kekfs_ok("keys", "list", v.mnt)
+        assert "KEK v2: active" in listing and \
+            "imported, check %s" % key_check(material) in listing, listing
+        with open(v.bpath(".kekfs", "audit.log")) as f:
+            assert '"op":"import","kek":2,' in f.read() and key_check(material), "audit"
+        assert ('"detail":"check %s"' % key_check(material)) in \
+            read_file(v.bpath(".kekfs", "audit.log")).decode(), "no key check value audited"
+        kr_before = read_file(v.bpath(".kekfs", "keyring"))
+        msg = kekfs_fails("keys", "import", "--file", files["a"], v.mnt)
+        assert "already KEK v2" in msg, msg
+        v.umount()
+        msg = kekfs_fails("keys", "import", "--file", files["a"], *v.key_args(), v.backing)
+        assert "already KEK v2" in msg, msg
+        assert_eq(read_file(v.bpath(".kekfs", "keyring")), kr_before, "keyring after refusals")
+        out = kekfs_ok("keys", "import", "--file", files["b"], *v.key_args(), v.backing)
+        assert "KEK v3 is active" in out, out
+        listing = kekfs_ok("keys", "list", *v.key_args(), v.backing)
+        assert "KEK v3: active" in listing and "check %s" % key_check(other) in listing, listing
+
+
 def test_rsa_slot_unlocks_with_the_private_key_only():
     """An RSA-4096 slot is added with the public key alone and unlocks with the private key;
     a public key, a 2048-bit key or a non-PEM file where a key is expected is one clear line."""
