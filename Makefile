@@ -30,12 +30,12 @@ VOLUME_SRC  := volume/filekey.c volume/namekey.c volume/fileio.c volume/log.c \
 	       volume/volume_lock.c volume/journal_mac.c volume/status.c volume/control_socket.c \
 	       volume/holes.c
 FUSE_SRC    := fs/fuse_ops.c fs/ops_attr.c fs/ops_names.c fs/ops_file.c fs/ops_copy.c fs/ops_dir.c \
-	       fs/ops_xattr.c fs/session.c fs/spacewatch.c fs/control.c
+	       fs/ops_xattr.c fs/session.c fs/spacewatch.c fs/control.c fs/fuse_version.c
 CLI_SRC     := cli/main.c cli/secret.c cli/unlock.c cli/mounts.c cli/cmd_init.c \
 	       cli/cmd_mount.c cli/cmd_keys.c cli/notify.c cli/keysource.c cli/mount_helper.c \
 	       cli/cmd_path.c cli/cmd_shred.c cli/target.c cli/cmd_redata.c cli/spawn.c \
 	       cli/kms.c cli/extopts.c cli/cmd_token.c cli/cmd_fsck.c cli/progress.c \
-	       cli/control_client.c cli/keys_backup.c cli/cmd_remount.c
+	       cli/control_client.c cli/keys_backup.c cli/cmd_remount.c cli/version.c
 LIB_SRC     := $(CRYPTO_SRC) $(BACKING_SRC) $(FORMAT_SRC) $(KEYRING_SRC) $(VOLUME_SRC)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 

@@ -29,5 +29,6 @@ int cmd_path(int argc, char **argv);
 int cmd_shred(int argc, char **argv);
 int cmd_token_key(int argc, char **argv); /* keys create-token-key */
 int cmd_fsck(int argc, char **argv);
+int cmd_version(void); /* --version */
 
 #endif

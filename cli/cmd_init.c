@@ -33,6 +33,7 @@ static const char init_usage[] =
     "\n"
     "  --key-file FILE          unlock with a 32-byte key file (openssl rand -out FILE 32)\n"
     "  --passphrase-file FILE   unlock with the passphrase on the first line of FILE\n"
+    "  --passphrase-command 'PROG [ARGS]'  with the first line PROG prints (no shell)\n"
     "                           (without either, the passphrase is asked on the terminal)\n"
     "  --pkcs11 SPEC [--pin-file F]\n"
     "                           unlock with an AES key in a PKCS#11 token (see 'kekfs keys\n"
@@ -111,6 +112,7 @@ static int init_parse(int argc, char **argv, struct init_opts *o)
 	static const struct option longopts[] = {
 	    {"key-file", required_argument, NULL, 'k'},
 	    {"passphrase-file", required_argument, NULL, 'p'},
+	    {"passphrase-command", required_argument, NULL, 'C'},
 	    {"keyring", required_argument, NULL, 'r'},
 	    {"recovery-key", required_argument, NULL, 'R'},
 	    {"cipher", required_argument, NULL, 'c'},
@@ -134,6 +136,9 @@ static int init_parse(int argc, char **argv, struct init_opts *o)
 			break;
 		case 'p':
 			o->src.passphrase_file = optarg;
+			break;
+		case 'C':
+			o->src.passphrase_command = optarg;
 			break;
 		case 'r':
 			o->keyring = optarg;

@@ -623,6 +623,8 @@ int cmd_audit(int argc, char **argv)
 	char msg[512];
 	int rc;
 
+	if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0))
+		return fputs(audit_usage, stdout), 0;
 	if (argc < 2 || strcmp(argv[1], "verify") != 0)
 		return cli_error("usage: kekfs audit verify MOUNTPOINT|BACKING"), 2;
 	if (keys_parse(argc - 1, argv + 1, audit_usage, &o) != 0)

@@ -47,7 +47,8 @@ static const char mount_usage[] =
     "  -o OPTS                  comma-separated: allow_other (implies default_permissions),\n"
     "                           default_permissions, ro, keyfile=F, passfile=F, keyring=P,\n"
     "                           key-command=PROG [ARGS] (prints a 32-byte key or 64 hex\n"
-    "                           characters), key-command-timeout=SECONDS (30),\n"
+    "                           characters), passphrase-command=PROG [ARGS] (prints the\n"
+    "                           passphrase), key-command-timeout=SECONDS (30, for both),\n"
     "                           credential=NAME (a systemd credential holding the key),\n"
     "                           nosuid, nodev, noexec; nofail, _netdev, x-systemd.* and\n"
     "                           the like are accepted and ignored; remount with ro or rw\n"
@@ -55,6 +56,8 @@ static const char mount_usage[] =
     "  --key-file FILE          unlock with a 32-byte key file\n"
     "  --rsa-private PRIV.pem   unlock with the private key of an RSA slot\n"
     "  --passphrase-file FILE   unlock with the passphrase on the first line of FILE\n"
+    "  --passphrase-command 'PROG [ARGS]'  with the first line PROG prints (no shell;\n"
+    "                           -o passphrase-command=PROG [ARGS]), as gocryptfs -extpass\n"
     "                           (without either, the passphrase is asked on the terminal)\n"
     "  --pkcs11-unlock[=MODULE] unlock with the keyring's PKCS#11 token slot (-o pkcs11);\n"
     "                           with MODULE, only if the slot names that module\n"
@@ -95,6 +98,8 @@ static int parse_o_more(struct mount_opts *o, char *opt)
 
 	if (strncmp(opt, "key-command=", 12) == 0)
 		o->src.key_command = opt + 12;
+	else if (strncmp(opt, "passphrase-command=", 19) == 0)
+		o->src.passphrase_command = opt + 19;
 	else if (strncmp(opt, "key-command-timeout=", 20) == 0) {
 		char *end;
 		long s = strtol(opt + 20, &end, 10);

@@ -90,6 +90,9 @@ int unlock_option(int c, const char *arg, struct secret_source *src, struct secr
 	case OPT_PASSPHRASE_FILE:
 		src->passphrase_file = arg;
 		return 1;
+	case OPT_PASSPHRASE_COMMAND:
+		src->passphrase_command = arg;
+		return 1;
 	case OPT_RSA_PRIVATE:
 		src->rsa_key = arg;
 		return 1;

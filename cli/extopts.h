@@ -21,6 +21,7 @@ enum external_opt {
 	OPT_RSA_PRIVATE,
 	OPT_KEYRING,
 	OPT_ALLOW_ROLLBACK,
+	OPT_PASSPHRASE_COMMAND,
 };
 
 #define EXTERNAL_OPTIONS                                                                           \
@@ -50,6 +51,7 @@ int external_mount_option(const char *opt, struct secret_source *src);
 #define UNLOCK_OPTIONS                                                                             \
 	{"key-file", required_argument, NULL, OPT_KEY_FILE},                                       \
 	    {"passphrase-file", required_argument, NULL, OPT_PASSPHRASE_FILE},                     \
+	    {"passphrase-command", required_argument, NULL, OPT_PASSPHRASE_COMMAND},               \
 	    {"rsa-private", required_argument, NULL, OPT_RSA_PRIVATE},                             \
 	    {"keyring", required_argument, NULL, OPT_KEYRING},                                     \
 	    {"allow-rollback", no_argument, NULL, OPT_ALLOW_ROLLBACK}, EXTERNAL_OPTIONS
@@ -58,7 +60,8 @@ int external_mount_option(const char *opt, struct secret_source *src);
 #define UNLOCK_USAGE                                                                               \
 	"  --key-file FILE, --passphrase-file FILE, --rsa-private PEM, --keyring PATH,\n"          \
 	"  --pkcs11-unlock[=MODULE], --kms-unlock[=PROGRAM], --pin-file FILE,\n"                   \
-	"  --pin-credential NAME, --kms-timeout SECONDS, --allow-rollback\n"                       \
+	"  --pin-credential NAME, --kms-timeout SECONDS, --allow-rollback,\n"                      \
+	"  --passphrase-command 'PROG [ARGS]' (prints the passphrase)\n"                           \
 	"                           unlock an unmounted volume, as for mount\n"
 
 /*

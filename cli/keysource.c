@@ -77,27 +77,28 @@ static int key_from_bytes(uint8_t *buf, size_t len, int overflow, const char *wh
 	return 0;
 }
 
-/* Splits CMD on spaces into argv (pointing into copy); the program must be absolute. */
-static int split_command(const char *cmd, char *copy, size_t size, char **argv)
+/* Splits CMD (the option NAME) on spaces into argv (pointing into copy); the program must be
+ * absolute. */
+static int split_command(const char *name, const char *cmd, char *copy, size_t size, char **argv)
 {
 	char *save = NULL;
 	int n = 0;
 
 	if (strlen(cmd) >= size)
-		return cli_error("key-command is too long");
+		return cli_error("%s is too long", name);
 	strcpy(copy, cmd);
 	for (char *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
 		if (n == ARGV_MAX - 1)
-			return cli_error("key-command has more than %d arguments", ARGV_MAX - 2);
+			return cli_error("%s has more than %d arguments", name, ARGV_MAX - 2);
 		argv[n++] = w;
 	}
 	argv[n] = NULL;
 	if (n == 0 || argv[0][0] != '/')
-		return cli_error("key-command must start with an absolute path (it is run "
-				 "without a shell), not '%s'",
-				 cmd);
+		return cli_error("%s must start with an absolute path (it is run without a "
+				 "shell), not '%s'",
+				 name, cmd);
 	if (access(argv[0], X_OK) != 0)
-		return cli_error("cannot run key-command %s: %s", argv[0], strerror(errno));
+		return cli_error("cannot run %s %s: %s", name, argv[0], strerror(errno));
 	return 0;
 }
 
@@ -121,28 +122,61 @@ static void command_env(char **envp, char *backing_var, size_t bsize, char *cred
 	envp[n] = NULL;
 }
 
-int keysource_command(const char *cmd, int timeout_s, const char *label, struct kr_secret *secret)
+/* Runs the program CMD given as option NAME, its output (at most max bytes) into buf; what
+ * names it in messages. 0, or -1 after one line. */
+static int run_key_program(const char *name, const char *cmd, int timeout_s, const char *label,
+			   uint8_t *buf, size_t max, char *what, size_t what_size,
+			   struct spawn_result *r)
 {
-	char copy[4096], what[4200], backing_var[4200], cred_var[4200];
+	char copy[4096], backing_var[4200], cred_var[4200];
 	char *argv[ARGV_MAX], *envp[5];
-	struct spawn_result r;
-	uint8_t *buf;
-	int rc;
 
 	if (timeout_s <= 0)
 		timeout_s = KEY_COMMAND_TIMEOUT;
-	if (split_command(cmd, copy, sizeof(copy), argv) != 0)
+	if (split_command(name, cmd, copy, sizeof(copy), argv) != 0)
 		return -1;
 	command_env(envp, backing_var, sizeof(backing_var), cred_var, sizeof(cred_var), label);
-	snprintf(what, sizeof(what), "key-command %s", argv[0]);
-	buf = secmem_alloc(KEY_OUTPUT_MAX);
+	snprintf(what, what_size, "%s %s", name, argv[0]);
+	return run_capture(argv, envp, timeout_s, what, buf, max, r);
+}
+
+int keysource_command(const char *cmd, int timeout_s, const char *label, struct kr_secret *secret)
+{
+	char what[4200];
+	struct spawn_result r;
+	uint8_t *buf = secmem_alloc(KEY_OUTPUT_MAX);
+	int rc;
+
 	if (!buf)
 		return cli_error("out of secure memory");
-	rc = run_capture(argv, envp, timeout_s, what, buf, KEY_OUTPUT_MAX, &r);
+	rc = run_key_program("key-command", cmd, timeout_s, label, buf, KEY_OUTPUT_MAX, what,
+			     sizeof(what), &r);
 	if (rc == 0)
 		rc = key_from_bytes(buf, r.out_len, r.overflow, what, secret);
 	secmem_free(buf); /* wipes the output: only the parsed key lives on */
 	return rc;
+}
+
+int keysource_passphrase_command(const char *cmd, int timeout_s, const char *label,
+				 struct kr_secret *secret)
+{
+	char what[4200];
+	struct spawn_result r;
+	uint8_t *buf = secmem_alloc(PASS_OUTPUT_MAX);
+
+	if (!buf)
+		return cli_error("out of secure memory");
+	if (run_key_program("passphrase-command", cmd, timeout_s, label, buf, PASS_OUTPUT_MAX, what,
+			    sizeof(what), &r) != 0) {
+		secmem_free(buf);
+		return -1;
+	}
+	if (r.overflow) {
+		secmem_free(buf);
+		return cli_error("%s printed more than %d bytes: it must print one passphrase",
+				 what, PASS_OUTPUT_MAX);
+	}
+	return keysource_passphrase(buf, r.out_len, what, secret); /* takes buf over */
 }
 
 /* Reads a credential file into secure memory; *len is its size. */

@@ -19,6 +19,14 @@
  */
 int keysource_command(const char *cmd, int timeout_s, const char *label, struct kr_secret *secret);
 
+/*
+ * Runs CMD as keysource_command does and keeps the first line it prints, without its
+ * newline, as a passphrase (gocryptfs -extpass; pass, secret-tool). Nothing printed, or a
+ * failing program, is refused in one line.
+ */
+int keysource_passphrase_command(const char *cmd, int timeout_s, const char *label,
+				 struct kr_secret *secret);
+
 /* Reads the key credential NAME from $CREDENTIALS_DIRECTORY. */
 int keysource_credential(const char *name, struct kr_secret *secret);
 

@@ -242,8 +242,8 @@ int secret_source_auto(struct secret_source *src, const char *keyring_path)
 	    1U << KR_SECRET_PASSPHRASE | 1U << KR_SECRET_KEYFILE | 1U << KR_SECRET_RSA;
 	unsigned kinds = 0;
 
-	if (src->key_file || src->passphrase_file || src->key_command || src->credential ||
-	    src->rsa_key || src->use_pkcs11 || src->use_kms)
+	if (src->key_file || src->passphrase_file || src->key_command || src->passphrase_command ||
+	    src->credential || src->rsa_key || src->use_pkcs11 || src->use_kms)
 		return 0;
 	if (src->pin_file || src->pin_credential) { /* a PIN says which slot */
 		src->use_pkcs11 = 1;
@@ -271,12 +271,13 @@ int secret_read(const struct secret_source *src, int confirm, struct kr_secret *
 	int rc;
 
 	memset(secret, 0, sizeof(*secret));
-	if (!!src->key_file + !!src->passphrase_file + !!src->key_command + !!src->credential +
-		!!src->rsa_key + !!(src->pkcs11 || src->use_pkcs11) +
-		!!(src->kms_command || src->use_kms) >
+	if (!!src->key_file + !!src->passphrase_file + !!src->key_command +
+		!!src->passphrase_command + !!src->credential + !!src->rsa_key +
+		!!(src->pkcs11 || src->use_pkcs11) + !!(src->kms_command || src->use_kms) >
 	    1)
 		return cli_error("give one key source (key file, passphrase file, key-command, "
-				 "credential, RSA key, PKCS#11 token or KMS plugin), not several");
+				 "passphrase-command, credential, RSA key, PKCS#11 token or KMS "
+				 "plugin), not several");
 	if (src->pkcs11 || src->use_pkcs11 || src->kms_command || src->use_kms)
 		return external_read(src, secret);
 	if (src->key_file)
@@ -288,6 +289,9 @@ int secret_read(const struct secret_source *src, int confirm, struct kr_secret *
 	if (src->key_command)
 		return keysource_command(src->key_command, src->key_command_timeout, src->label,
 					 secret);
+	if (src->passphrase_command)
+		return keysource_passphrase_command(src->passphrase_command,
+						    src->key_command_timeout, src->label, secret);
 	if (src->credential)
 		return keysource_credential(src->credential, secret);
 	/* Nothing given: what systemd handed over, else a person at a terminal or console. */

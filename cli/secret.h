@@ -8,15 +8,16 @@
 struct secret_source {
 	const char *key_file;
 	const char *passphrase_file;
-	const char *key_command; /* a program that prints the key (see keysource.h) */
-	int key_command_timeout; /* seconds; 0 = the default */
-	const char *credential;	 /* a systemd credential name in $CREDENTIALS_DIRECTORY */
-	const char *label;	 /* what to name in a password prompt (the backing dir) */
-	const char *rsa_key;	 /* a PEM RSA-4096 key: private to unlock, public to add a slot */
-	int rsa_public;		 /* rsa_key is meant to be a public key (adding a slot) */
-	const char *pkcs11;	 /* a PKCS#11 spec: the token slot to add (keys add-slot) */
-	int use_pkcs11;		 /* unlock with the keyring's PKCS#11 slot */
-	const char *pin_file;	 /* the token's PIN: the first line of this file */
+	const char *key_command;	/* a program that prints the key (see keysource.h) */
+	const char *passphrase_command; /* a program that prints the passphrase */
+	int key_command_timeout;	/* seconds; 0 = the default */
+	const char *credential;		/* a systemd credential name in $CREDENTIALS_DIRECTORY */
+	const char *label;		/* what to name in a password prompt (the backing dir) */
+	const char *rsa_key;  /* a PEM RSA-4096 key: private to unlock, public to add a slot */
+	int rsa_public;	      /* rsa_key is meant to be a public key (adding a slot) */
+	const char *pkcs11;   /* a PKCS#11 spec: the token slot to add (keys add-slot) */
+	int use_pkcs11;	      /* unlock with the keyring's PKCS#11 slot */
+	const char *pin_file; /* the token's PIN: the first line of this file */
 	const char *pin_credential; /* or this systemd credential (default: kekfs.pin) */
 	const char *kms_command;    /* a KMS plugin command: the slot to add */
 	const char *kms_env[8];	    /* names of variables the plugin gets (KMS_ENV_MAX) */

@@ -20,7 +20,6 @@
 
 /* Layout: docs/FORMAT.md, "Volume config". */
 #define VOL_MAGIC "KEKFSVOL"
-#define VOL_FORMAT 1
 #define VOL_FORMAT_OFF 8 /* u16 */
 #define VOL_CIPHER_OFF 10
 #define VOL_CHUNK_SHIFT_OFF 11

@@ -16,6 +16,7 @@
 #define KEYRING_FILE "keyring"
 #define VOLUME_ID_LEN 16
 #define VOLUME_ENCODED_LEN 256
+#define VOL_FORMAT 1 /* the config's format version, read and written */
 #define VOLUME_AAD_LEN 48	  /* magic .. root dir id: every field a name-key slot binds */
 #define VOLUME_MIN_CHUNK_SHIFT 9  /* 512 B */
 #define VOLUME_MAX_CHUNK_SHIFT 20 /* 1 MiB */

@@ -14,6 +14,7 @@
 #define KEYRING_VOLUME_ID_LEN 16
 #define KEYRING_KEY_LEN 32
 #define KEYRING_MAX_SLOTS 8
+#define KR_FORMAT 1 /* the keyring file's format version, read and written */
 
 enum keyring_err {
 	KR_OK = 0,

@@ -16,7 +16,6 @@
 
 /* On-disk layout: see docs/FORMAT.md, "Keyring". */
 #define KR_MAGIC "KEKFSKR1"
-#define KR_FORMAT 1
 #define KR_HEAD_LEN 48
 /* head: magic (8), format u16, slot count u16, KEK count u16, reserved u16, volume id (16),
  * generation u64, rotation period u64 */
